@@ -1,0 +1,1 @@
+"""Benchmarks: each prints JSON lines (figure, unit, baseline ratio); none pass or fail on time."""

@@ -1,0 +1,1 @@
+"""editgraph: a GraphQL server for non-destructive video editing."""

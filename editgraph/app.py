@@ -1,0 +1,62 @@
+"""The Starlette application: /graphql, /healthz, and the lifecycle of its connections."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import redis.asyncio as aioredis
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route, WebSocketRoute
+
+from editgraph.graphql_view import EditgraphGraphQL
+from editgraph.settings import Settings
+from models.db import Database
+from models.store import MediaStore
+
+
+def create_app(settings: Settings, *, db: Database | None = None) -> Starlette:
+    """Build the app. ``settings.redis_url`` must be set (serve starts an embedded one)."""
+    if settings.redis_url is None:
+        raise ValueError("create_app needs a Redis URL; `editgraph serve` provides one")
+    database = db or Database(settings.database_url)
+    store = MediaStore(settings.media_root)
+    store.ensure_layout()
+    redis_client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=5)
+    graphql = EditgraphGraphQL(settings, database, store)
+
+    async def healthz(_: Request) -> JSONResponse:
+        checks: dict[str, str] = {}
+        for name, ping in (("database", database.ping), ("redis", redis_client.ping)):
+            try:
+                await ping()
+                checks[name] = "ok"
+            except Exception as exc:  # any failure means "not healthy"; say which and why
+                checks[name] = f"error: {type(exc).__name__}"
+        healthy = all(v == "ok" for v in checks.values())
+        return JSONResponse(
+            {"status": "ok" if healthy else "unavailable", **checks},
+            status_code=200 if healthy else 503,
+        )
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await redis_client.aclose()
+            if db is None:
+                await database.dispose()
+
+    app = Starlette(
+        routes=[
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.db = database
+    app.state.store = store
+    return app

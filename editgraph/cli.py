@@ -1,0 +1,146 @@
+"""The ``editgraph`` command: serve, migrate, user create, schema."""
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+import uvicorn
+
+from editgraph.app import create_app
+from editgraph.redis_embed import EmbeddedRedis
+from editgraph.settings import Settings
+from models.db import Database
+from models.migrate import upgrade
+from resolvers import users
+
+
+async def _migrate(settings: Settings) -> None:
+    _ensure_sqlite_dir(settings)
+    db = Database(settings.database_url)
+    try:
+        await upgrade(db)
+    finally:
+        await db.dispose()
+
+
+def _ensure_sqlite_dir(settings: Settings) -> None:
+    prefix = "sqlite+aiosqlite:///"
+    if settings.database_url.startswith(prefix):
+        from pathlib import Path
+
+        path = settings.database_url.removeprefix(prefix)
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
+async def _create_user(settings: Settings, name: str, admin: bool) -> str:
+    db = Database(settings.database_url)
+    try:
+        _, token = await users.create_user(db=db, name=name, is_admin=admin)
+    finally:
+        await db.dispose()
+    return token
+
+
+async def _first_admin(settings: Settings) -> str | None:
+    db = Database(settings.database_url)
+    try:
+        if await users.count_users(db=db) > 0:
+            return None
+        _, token = await users.create_user(db=db, name="admin", is_admin=True)
+        return token
+    finally:
+        await db.dispose()
+
+
+def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
+    asyncio.run(_migrate(settings))
+    print(f"database is up to date: {settings.database_url}")
+    return 0
+
+
+def cmd_user_create(settings: Settings, args: argparse.Namespace) -> int:
+    asyncio.run(_migrate(settings))
+    token = asyncio.run(_create_user(settings, args.name, args.admin))
+    role = "admin" if args.admin else "user"
+    print(f"created {role} {args.name!r}. The token is shown once; keep it:")
+    print(token)
+    return 0
+
+
+def cmd_schema(_: Settings, args: argparse.Namespace) -> int:
+    from schema.root import SDL_PATH, sdl
+
+    if args.check:
+        if SDL_PATH.read_text() != sdl():
+            print(f"{SDL_PATH} is stale: run `editgraph schema`", file=sys.stderr)
+            return 1
+        return 0
+    SDL_PATH.write_text(sdl())
+    print(f"wrote {SDL_PATH}")
+    return 0
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    host = args.host or settings.host
+    port = args.port or settings.port
+    asyncio.run(_migrate(settings))
+    token = asyncio.run(_first_admin(settings))
+    embedded: EmbeddedRedis | None = None
+    if settings.redis_url is None:
+        embedded = EmbeddedRedis(settings.data_dir / "redis")
+        settings = settings.model_copy(update={"redis_url": embedded.start()})
+        print(f"embedded redis-server on {settings.redis_url} (stops with the server)")
+    try:
+        app = create_app(settings)
+        where = f"http://{host}:{port}/graphql"
+        print(f"GraphiQL: {where}" if settings.graphiql_enabled else f"GraphQL: {where}")
+        if token:
+            print("first start: created user 'admin'. Its token is shown once; keep it:")
+            print(f"  Authorization: Bearer {token}")
+        sys.stdout.flush()
+        uvicorn.run(app, host=host, port=port, log_level=args.log_level)
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser, with one sub-command per verb."""
+    parser = argparse.ArgumentParser(prog="editgraph", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser(
+        "serve", help="migrate, then serve GraphQL (and GraphiQL in development)"
+    )
+    serve.add_argument("--host", default=None, help="address to bind (default: EDITGRAPH_HOST)")
+    serve.add_argument("--port", type=int, default=None, help="port (default: EDITGRAPH_PORT)")
+    serve.add_argument("--log-level", default="info")
+    serve.set_defaults(handler=cmd_serve)
+    sub.add_parser("migrate", help="apply database migrations").set_defaults(handler=cmd_migrate)
+    user = sub.add_parser("user", help="manage accounts")
+    user_sub = user.add_subparsers(dest="user_command", required=True)
+    create = user_sub.add_parser("create", help="create an account and print its token once")
+    create.add_argument("name")
+    create.add_argument("--admin", action="store_true", help="may run admin-only fields")
+    create.set_defaults(handler=cmd_user_create)
+    schema = sub.add_parser("schema", help="write schema/schema.graphql from the code")
+    schema.add_argument("--check", action="store_true", help="exit 1 if the file is stale")
+    schema.set_defaults(handler=cmd_schema)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``editgraph`` command."""
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings()
+    except ValueError as exc:
+        print(f"editgraph: invalid settings: {exc}", file=sys.stderr)
+        return 2
+    return int(args.handler(settings, args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

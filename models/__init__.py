@@ -1,0 +1,1 @@
+"""Everything editgraph persists: tables, the database engine and the media store."""

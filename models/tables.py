@@ -1,0 +1,146 @@
+"""The persisted nouns: users, blobs, videos, projects, versions and their edit operations."""
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, DateTime, ForeignKey, Integer, UniqueConstraint
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware in UTC."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that is always UTC-aware, also on SQLite (which stores naive text)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetimes are refused: store UTC-aware values")
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+def _created() -> Any:
+    return Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+class User(SQLModel, table=True):
+    """A person or service that calls the API with a bearer token."""
+
+    __tablename__ = "users"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100)
+    is_admin: bool = Field(default=False)
+    # Only the SHA-256 of the token is kept; the token itself is shown once at creation.
+    token_hash: str = Field(max_length=64, unique=True, index=True)
+    created_at: datetime = _created()
+
+
+class Blob(SQLModel, table=True):
+    """Bytes stored once per SHA-256; ``ref_count`` counts the videos pointing at them."""
+
+    __tablename__ = "blobs"
+
+    id: int | None = Field(default=None, primary_key=True)
+    sha256: str = Field(max_length=64, unique=True, index=True)
+    key: str = Field(max_length=200)
+    bytes: int = Field(sa_column=Column(BigInteger, nullable=False))
+    ref_count: int = Field(default=0)
+    created_at: datetime = _created()
+
+
+class Video(SQLModel, table=True):
+    """A user's upload: an owner, a blob, a sanitized name and what ffprobe found."""
+
+    __tablename__ = "videos"
+    __table_args__ = (UniqueConstraint("owner_id", "blob_id", name="uq_videos_owner_blob"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    owner_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("users.id"), nullable=False, index=True)
+    )
+    blob_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("blobs.id"), nullable=False, index=True)
+    )
+    filename: str = Field(max_length=255)
+    format_name: str = Field(max_length=100)
+    duration: float
+    width: int
+    height: int
+    fps: float
+    video_codec: str = Field(max_length=50)
+    audio_codec: str | None = Field(default=None, max_length=50)
+    created_at: datetime = _created()
+
+    @property
+    def has_audio(self) -> bool:
+        """Whether the source carries an audio stream."""
+        return self.audio_codec is not None
+
+
+class Project(SQLModel, table=True):
+    """An edit of one source video; ``current_version`` is bumped by every appended batch."""
+
+    __tablename__ = "projects"
+
+    id: int | None = Field(default=None, primary_key=True)
+    owner_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("users.id"), nullable=False, index=True)
+    )
+    name: str = Field(max_length=200)
+    source_video_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("videos.id"), nullable=False, index=True)
+    )
+    current_version: int = Field(default=0)
+    created_at: datetime = _created()
+
+
+class Version(SQLModel, table=True):
+    """One numbered state of a project: its parent's effective ops plus its own."""
+
+    __tablename__ = "versions"
+    __table_args__ = (UniqueConstraint("project_id", "number", name="uq_versions_project_number"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("projects.id"), nullable=False, index=True)
+    )
+    number: int
+    # Normally number - 1; a revert points at the older version it restores.
+    parent: int | None = Field(default=None)
+    actor_id: int | None = Field(default=None, foreign_key="users.id")
+    created_at: datetime = _created()
+
+
+class EditOperation(SQLModel, table=True):
+    """One typed operation added in a version. Append-only: never updated."""
+
+    __tablename__ = "edit_operations"
+    __table_args__ = (
+        UniqueConstraint("project_id", "version", "seq", name="uq_edit_operations_position"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("projects.id"), nullable=False, index=True)
+    )
+    version: int
+    seq: int
+    type: str = Field(max_length=50)
+    params: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    # The other video a concat op appends, so a referenced video cannot be deleted.
+    video_id: int | None = Field(
+        default=None, sa_column=Column(Integer, ForeignKey("videos.id"), nullable=True, index=True)
+    )
+    created_at: datetime = _created()

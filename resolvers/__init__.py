@@ -1,0 +1,1 @@
+"""The domain: plain async functions over the database, the media store and the job queue."""

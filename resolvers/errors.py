@@ -1,0 +1,73 @@
+"""Expected failures. The schema turns each into a typed union member with its message."""
+
+from dataclasses import dataclass
+
+
+class DomainError(Exception):
+    """A failure the caller can act on; ``message`` is written for a person."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotFoundError(DomainError):
+    """The object does not exist, or belongs to someone else (the two are not told apart)."""
+
+    def __init__(self, kind: str, ident: object) -> None:
+        super().__init__(f"{kind} {ident} was not found")
+        self.kind = kind
+
+
+class VersionConflictError(DomainError):
+    """The caller edited from a version that is no longer current."""
+
+    def __init__(self, expected: int, current: int) -> None:
+        super().__init__(
+            f"the project is at version {current}, not {expected}: "
+            "reload it and apply the edit again"
+        )
+        self.current_version = current
+
+
+class InvalidMediaError(DomainError):
+    """An upload that is not a video editgraph can edit."""
+
+
+class TooLargeError(DomainError):
+    """An upload over the size limit."""
+
+    def __init__(self, limit_bytes: int) -> None:
+        super().__init__(f"the file is larger than the upload limit of {limit_bytes} bytes")
+        self.limit_bytes = limit_bytes
+
+
+class VideoInUseError(DomainError):
+    """A video that projects still use cannot be deleted."""
+
+    def __init__(self, project_ids: list[int]) -> None:
+        super().__init__(
+            f"the video is used by {len(project_ids)} project(s); delete or change them first"
+        )
+        self.project_ids = project_ids
+
+
+@dataclass(frozen=True)
+class OpError:
+    """One problem in a batch of ops: which op, which parameter, and why."""
+
+    index: int
+    field: str | None
+    message: str
+
+
+class InvalidOpsError(DomainError):
+    """A batch with at least one invalid op; nothing of it was written."""
+
+    def __init__(self, errors: list[OpError]) -> None:
+        super().__init__(f"{len(errors)} problem(s) in the ops; nothing was saved")
+        self.errors = errors
+
+
+class BadInputError(DomainError):
+    """An argument outside what the API accepts (for example a malformed cursor)."""

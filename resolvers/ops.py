@@ -1,0 +1,318 @@
+"""The op vocabulary: one pydantic model per op, and validation against the frame it edits."""
+
+import re
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from resolvers.errors import OpError
+
+COLOR = re.compile(r"^(#[0-9a-fA-F]{6}|[a-z]{3,20})$")
+
+
+@dataclass(frozen=True)
+class Frame:
+    """What the picture and timeline look like at some point in the op list."""
+
+    width: int
+    height: int
+    duration: float
+
+
+class OpProblem(Exception):
+    """An op that does not fit the frame it applies to."""
+
+    def __init__(self, field: str | None, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+class Op(BaseModel):
+    """Base of every op: params are camelCase in JSON and GraphQL, extra keys are refused."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True
+    )
+    type: ClassVar[str]
+    description: ClassVar[str]
+
+    def apply(self, frame: Frame, concat_durations: dict[str, float]) -> Frame:
+        """The frame after this op; ``OpProblem`` if the op does not fit."""
+        return frame
+
+
+class Trim(Op):
+    type = "trim"
+    description = "Keep only the part between start and end (seconds on the current timeline)."
+    start: float = Field(ge=0)
+    end: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Trim":
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+    def apply(self, frame: Frame, concat_durations: dict[str, float]) -> Frame:
+        if self.end > frame.duration + 1e-6:
+            raise OpProblem(
+                "end", f"end {self.end:g} s is past the end of the video ({frame.duration:g} s)"
+            )
+        return replace(frame, duration=self.end - self.start)
+
+
+class Speed(Op):
+    type = "speed"
+    description = "Play faster or slower, audio included (factor 0.25 to 4)."
+    factor: float = Field(ge=0.25, le=4)
+
+    def apply(self, frame: Frame, concat_durations: dict[str, float]) -> Frame:
+        return replace(frame, duration=frame.duration / self.factor)
+
+
+class Crop(Op):
+    type = "crop"
+    description = "Keep a rectangle of the picture (pixels of the frame as it is at this point)."
+    x: int = Field(ge=0)
+    y: int = Field(ge=0)
+    width: int = Field(ge=2)
+    height: int = Field(ge=2)
+
+    def apply(self, frame: Frame, concat_durations: dict[str, float]) -> Frame:
+        if self.x + self.width > frame.width:
+            raise OpProblem(
+                "width", f"x + width = {self.x + self.width} is outside the {frame.width} px frame"
+            )
+        if self.y + self.height > frame.height:
+            raise OpProblem(
+                "height",
+                f"y + height = {self.y + self.height} is outside the {frame.height} px frame",
+            )
+        return replace(frame, width=self.width, height=self.height)
+
+
+class Rotate(Op):
+    type = "rotate"
+    description = "Rotate clockwise by 90, 180 or 270 degrees."
+    degrees: Literal[90, 180, 270]
+
+    def apply(self, frame: Frame, concat_durations: dict[str, float]) -> Frame:
+        if self.degrees == 180:
+            return frame
+        return replace(frame, width=frame.height, height=frame.width)
+
+
+class Flip(Op):
+    type = "flip"
+    description = "Mirror the picture along an axis: horizontal or vertical."
+    axis: Literal["horizontal", "vertical"]
+
+
+class Brightness(Op):
+    type = "brightness"
+    description = "Lighten or darken (-100 to 100)."
+    brightness: float = Field(ge=-100, le=100)
+
+
+class Contrast(Op):
+    type = "contrast"
+    description = "Raise or lower contrast (-100 to 100)."
+    contrast: float = Field(ge=-100, le=100)
+
+
+class Saturation(Op):
+    type = "saturation"
+    description = "Raise or lower colour saturation (-100 to 100)."
+    saturation: float = Field(ge=-100, le=100)
+
+
+class GaussianBlur(Op):
+    type = "gaussian-blur"
+    description = "Blur the picture (radius 0.5 to 50 pixels)."
+    radius: float = Field(ge=0.5, le=50)
+
+
+class Toggle(Op):
+    """An op without params; GraphQL sends it as ``true``, and ``false`` is no edit at all."""
+
+    enabled: bool = Field(default=True, exclude=True)
+
+    @field_validator("enabled")
+    @classmethod
+    def _on(cls, value: bool) -> bool:
+        if not value:
+            raise ValueError(f"{cls.type} takes true; false is not an edit, leave the op out")
+        return value
+
+
+class Grayscale(Toggle):
+    type = "grayscale"
+    description = "Remove all colour."
+
+
+class Fade(Op):
+    type = "fade"
+    description = "Fade in from black and out to black, audio included (seconds each)."
+    in_seconds: float = Field(default=0, ge=0)
+    out_seconds: float = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _some(self) -> "Fade":
+        if self.in_seconds == 0 and self.out_seconds == 0:
+            raise ValueError("give inSeconds or outSeconds")
+        return self
+
+    def apply(self, frame: Frame, concat_durations: dict[str, float]) -> Frame:
+        if self.in_seconds + self.out_seconds > frame.duration + 1e-6:
+            raise OpProblem(
+                "outSeconds",
+                f"the fades last {self.in_seconds + self.out_seconds:g} s, longer than the "
+                f"video ({frame.duration:g} s)",
+            )
+        return frame
+
+
+class Volume(Op):
+    type = "volume"
+    description = "Change loudness in decibels (-60 to 20)."
+    gain_db: float = Field(ge=-60, le=20)
+
+
+class Mute(Toggle):
+    type = "mute"
+    description = "Silence the audio."
+
+
+class Text(Op):
+    type = "text"
+    description = "Draw text at x, y (pixels) in a size and colour, between start and end."
+    text: str = Field(min_length=1, max_length=500)
+    x: int = Field(default=0, ge=0)
+    y: int = Field(default=0, ge=0)
+    size: int = Field(default=32, ge=4, le=512)
+    color: str = Field(default="white", pattern=COLOR.pattern)
+    start: float = Field(default=0, ge=0)
+    end: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _clean(self) -> "Text":
+        if any(not ch.isprintable() for ch in self.text):
+            raise ValueError("text must not contain control characters")
+        if self.end is not None and self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+    def apply(self, frame: Frame, concat_durations: dict[str, float]) -> Frame:
+        if self.x >= frame.width or self.y >= frame.height:
+            raise OpProblem(
+                "x" if self.x >= frame.width else "y",
+                f"({self.x}, {self.y}) is outside the {frame.width}x{frame.height} frame",
+            )
+        if self.end is not None and self.end > frame.duration + 1e-6:
+            raise OpProblem(
+                "end", f"end {self.end:g} s is past the end of the video ({frame.duration:g} s)"
+            )
+        return frame
+
+
+class Concat(Op):
+    type = "concat"
+    description = "Append another of your videos at the end (scaled to this frame)."
+    video_id: str = Field(min_length=1, max_length=100)
+
+    def apply(self, frame: Frame, concat_durations: dict[str, float]) -> Frame:
+        other = concat_durations.get(self.video_id)
+        if other is None:
+            raise OpProblem("videoId", f"video {self.video_id} was not found")
+        return replace(frame, duration=frame.duration + other)
+
+
+VOCABULARY: dict[str, type[Op]] = {
+    cls.type: cls
+    for cls in (
+        Trim,
+        Speed,
+        Crop,
+        Rotate,
+        Flip,
+        Brightness,
+        Contrast,
+        Saturation,
+        GaussianBlur,
+        Grayscale,
+        Fade,
+        Volume,
+        Mute,
+        Text,
+        Concat,
+    )
+}
+
+
+def graphql_field(op_type: str) -> str:
+    """The OpInput field for an op type: ``gaussian-blur`` is ``gaussianBlur``."""
+    head, *rest = op_type.split("-")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+def params_schema(op: type[Op]) -> dict[str, Any]:
+    """The JSON Schema of an op's params, as clients send them."""
+    return op.model_json_schema(by_alias=True)
+
+
+def stored(op: Op) -> dict[str, Any]:
+    """The canonical stored form, the seed's own shape: ``{"type": …, "params": {…}}``."""
+    return {"type": op.type, "params": op.model_dump(mode="json", by_alias=True, exclude_none=True)}
+
+
+def parse(raw_ops: list[dict[str, Any]]) -> tuple[list[Op], list[OpError]]:
+    """Type-check a batch of ``{"type", "params"}`` dicts; every problem is reported."""
+    ops: list[Op] = []
+    errors: list[OpError] = []
+    for index, raw in enumerate(raw_ops):
+        kind = raw.get("type")
+        model = VOCABULARY.get(kind) if isinstance(kind, str) else None
+        if model is None:
+            errors.append(OpError(index, "type", f"unknown op type {kind!r}"))
+            continue
+        try:
+            ops.append(model.model_validate(raw.get("params") or {}))
+        except ValidationError as exc:
+            for err in exc.errors():
+                loc = ".".join(str(p) for p in err["loc"]) or None
+                errors.append(OpError(index, loc, err["msg"].removeprefix("Value error, ")))
+    if not raw_ops:
+        errors.append(OpError(0, None, "a batch needs at least one op"))
+    return ops, errors
+
+
+def replay(ops: list[Op], start: Frame, concat_durations: dict[str, float]) -> Frame:
+    """The frame after a list of ops already accepted (they fit when they were appended)."""
+    frame = start
+    for op in ops:
+        frame = op.apply(frame, concat_durations)
+    return frame
+
+
+def check(
+    ops: list[Op], start: Frame, concat_durations: dict[str, float]
+) -> tuple[Frame, list[OpError]]:
+    """Apply a new batch to the frame it edits, collecting each op that does not fit."""
+    frame = start
+    errors: list[OpError] = []
+    for index, op in enumerate(ops):
+        try:
+            frame = op.apply(frame, concat_durations)
+        except OpProblem as problem:
+            errors.append(OpError(index, problem.field, problem.message))
+    return frame, errors

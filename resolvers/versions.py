@@ -1,0 +1,203 @@
+"""The edit log: append a batch as one version, revert, and rebuild any version's op list."""
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import tuple_, update
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from models.db import Database
+from models.tables import EditOperation, Project, Version, Video
+from resolvers import ids, ops, pagination
+from resolvers.errors import InvalidOpsError, NotFoundError, VersionConflictError
+from resolvers.projects import get_project
+from resolvers.users import Actor
+
+
+async def append_ops(
+    *,
+    db: Database,
+    actor: Actor,
+    project_id: int,
+    raw_ops: list[dict[str, Any]],
+    expected_version: int | None,
+) -> tuple[Project, Version]:
+    """Append a batch of ops as one new version; all of it is written, or none."""
+    parsed, errors = ops.parse(raw_ops)
+    if errors:
+        await get_project(db=db, actor=actor, project_id=project_id)  # NotFound before InvalidOps
+        raise InvalidOpsError(errors)
+    async with db.write() as session:
+        project, number = await _bump(session, actor, project_id, expected_version)
+        parent = number - 1
+        # The bump holds the project's row lock (PostgreSQL) or the write lock (SQLite),
+        # so the state validated here is the state the new version builds on.
+        existing = await _effective(session, project_id, parent)
+        prior = existing_ops(existing)
+        concat_ids = {o.video_id for o in [*prior, *parsed] if isinstance(o, ops.Concat)}
+        durations, refs = await _concat_videos(session, actor, concat_ids)
+        source = await session.get(Video, project.source_video_id)
+        assert source is not None
+        start = ops.Frame(source.width, source.height, source.duration)
+        frame = ops.replay(prior, start, durations)
+        _, problems = ops.check(parsed, frame, durations)
+        if problems:
+            raise InvalidOpsError(problems)
+        version = Version(project_id=project_id, number=number, parent=parent, actor_id=actor.id)
+        session.add(version)
+        for seq, op in enumerate(parsed):
+            stored = ops.stored(op)
+            session.add(
+                EditOperation(
+                    project_id=project_id,
+                    version=number,
+                    seq=seq,
+                    type=stored["type"],
+                    params=stored["params"],
+                    video_id=refs.get(op.video_id) if isinstance(op, ops.Concat) else None,
+                )
+            )
+    return project, version
+
+
+async def revert_to_version(
+    *, db: Database, actor: Actor, project_id: int, version: int, expected_version: int | None
+) -> tuple[Project, Version]:
+    """Undo without losing history: a new version whose parent is the older one."""
+    async with db.write() as session:
+        project, number = await _bump(session, actor, project_id, expected_version)
+        target = (
+            await session.exec(
+                select(Version).where(Version.project_id == project_id, Version.number == version)
+            )
+        ).first()
+        if target is None or version >= number:
+            raise NotFoundError(f"Version {version} of project", project_id)
+        new = Version(project_id=project_id, number=number, parent=version, actor_id=actor.id)
+        session.add(new)
+    return project, new
+
+
+async def effective_ops(
+    *, db: Database, actor: Actor, project_id: int, up_to: int | None
+) -> list[EditOperation]:
+    """The op list that version ``up_to`` (default: current) renders."""
+    project = await get_project(db=db, actor=actor, project_id=project_id)
+    number = project.current_version if up_to is None else up_to
+    if not 0 <= number <= project.current_version:
+        raise NotFoundError(f"Version {number} of project", project_id)
+    async with db.read() as session:
+        return await _effective(session, project_id, number)
+
+
+async def get_version(*, db: Database, project_id: int, number: int) -> Version | None:
+    """Version ``number`` of a project the caller already owns."""
+    async with db.read() as session:
+        return (
+            await session.exec(
+                select(Version).where(Version.project_id == project_id, Version.number == number)
+            )
+        ).first()
+
+
+async def list_versions(
+    *, db: Database, project_id: int, first: int, after: str | None
+) -> pagination.Page[Version]:
+    """Versions of a project the caller already owns, newest first."""
+    first = pagination.page_size(first)
+    after_number = pagination.decode_cursor(after)
+    query = select(Version).where(Version.project_id == project_id)
+    if after_number is not None:
+        query = query.where(Version.number < after_number)
+    async with db.read() as session:
+        rows = list(
+            (await session.exec(query.order_by(col(Version.number).desc()).limit(first + 1))).all()
+        )
+    return pagination.make_page(rows, [v.number for v in rows], first)
+
+
+async def own_ops(*, db: Database, keys: Sequence[tuple[int, int]]) -> list[list[EditOperation]]:
+    """Batch lookup for loaders: the ops added in each (project id, version number)."""
+    async with db.read() as session:
+        rows = (
+            await session.exec(
+                select(EditOperation)
+                .where(tuple_(EditOperation.project_id, EditOperation.version).in_(list(keys)))
+                .order_by(col(EditOperation.seq))
+            )
+        ).all()
+    grouped: dict[tuple[int, int], list[EditOperation]] = {k: [] for k in keys}
+    for row in rows:
+        grouped[(row.project_id, row.version)].append(row)
+    return [grouped[k] for k in keys]
+
+
+def existing_ops(rows: list[EditOperation]) -> list[ops.Op]:
+    """Stored rows back as typed ops."""
+    return [ops.VOCABULARY[r.type].model_validate(r.params) for r in rows]
+
+
+async def _bump(
+    session: AsyncSession, actor: Actor, project_id: int, expected: int | None
+) -> tuple[Project, int]:
+    """Claim the next version number with one UPDATE … RETURNING; never max()+1."""
+    stmt = update(Project).where(col(Project.id) == project_id, col(Project.owner_id) == actor.id)
+    if expected is not None:
+        stmt = stmt.where(col(Project.current_version) == expected)
+    stmt = stmt.values(current_version=col(Project.current_version) + 1).returning(
+        col(Project.current_version)
+    )
+    number = (await session.exec(stmt)).scalar_one_or_none()
+    project = await session.get(Project, project_id, populate_existing=True)
+    if project is None or project.owner_id != actor.id:
+        raise NotFoundError("Project", project_id)
+    if number is None:
+        assert expected is not None
+        raise VersionConflictError(expected, project.current_version)
+    return project, int(number)
+
+
+async def _effective(session: AsyncSession, project_id: int, number: int) -> list[EditOperation]:
+    parents = dict(
+        (
+            await session.exec(
+                select(Version.number, Version.parent).where(Version.project_id == project_id)
+            )
+        ).all()
+    )
+    chain: list[int] = []
+    cursor: int | None = number
+    while cursor is not None:
+        chain.append(cursor)
+        cursor = parents.get(cursor)
+    position = {n: i for i, n in enumerate(reversed(chain))}
+    rows = (
+        await session.exec(
+            select(EditOperation).where(
+                EditOperation.project_id == project_id, col(EditOperation.version).in_(chain)
+            )
+        )
+    ).all()
+    return sorted(rows, key=lambda r: (position[r.version], r.seq))
+
+
+async def _concat_videos(
+    session: AsyncSession, actor: Actor, public_ids: set[str]
+) -> tuple[dict[str, float], dict[str, int]]:
+    """Durations and row ids of the concat targets the actor owns, keyed by public id."""
+    wanted: dict[int, str] = {}
+    for public in public_ids:
+        decoded = ids.decode_any(public)
+        if decoded is not None and decoded[0] == "Video":
+            wanted[decoded[1]] = public
+    if not wanted:
+        return {}, {}
+    rows = (
+        await session.exec(
+            select(Video).where(col(Video.id).in_(list(wanted)), Video.owner_id == actor.id)
+        )
+    ).all()
+    durations = {wanted[v.id]: v.duration for v in rows if v.id is not None}
+    refs = {wanted[v.id]: v.id for v in rows if v.id is not None}
+    return durations, refs

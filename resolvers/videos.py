@@ -1,0 +1,171 @@
+"""Uploads: probe, deduplicate by SHA-256 and count references; list and delete videos."""
+
+import re
+import unicodedata
+from collections.abc import Sequence
+
+from sqlalchemy import update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from models.db import Database
+from models.store import MediaStore, StagedFile
+from models.tables import Blob, EditOperation, Project, Video, utcnow
+from resolvers import pagination
+from resolvers.errors import InvalidMediaError, NotFoundError, VideoInUseError
+from resolvers.probe import Probe, probe
+from resolvers.users import Actor
+
+MAX_FILENAME = 200
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\]")
+
+
+def sanitize_filename(raw: str) -> str:
+    """A display name safe to show and log: no paths, no control characters, not overlong."""
+    name = unicodedata.normalize("NFC", raw).replace("\\", "/").rsplit("/", 1)[-1]
+    name = _UNSAFE.sub("", name)
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C").strip(" .")
+    if len(name) > MAX_FILENAME:
+        _, dot, ext = name.rpartition(".")
+        keep = ext if dot and len(ext) <= 10 else ""
+        name = name[: MAX_FILENAME - len(keep) - 1] + ("." + keep if keep else "")
+    return name or "upload"
+
+
+async def upload_video(
+    *, db: Database, store: MediaStore, actor: Actor, staged: StagedFile
+) -> tuple[Video, bool]:
+    """Store an upload once per SHA-256; returns the video and whether it was deduplicated."""
+    try:
+        info = await probe(staged.path)
+    except InvalidMediaError:
+        staged.path.unlink(missing_ok=True)
+        raise
+    key = f"videos/{staged.sha256}.{info.extension}"
+    # Identical bytes land on the same key, so moving first is safe even when two uploads race.
+    store.adopt(staged, key)
+    for _ in range(3):
+        try:
+            return await _record_upload(db, actor, staged, key, info)
+        except IntegrityError:
+            # PostgreSQL: a concurrent upload of the same bytes by the same owner won the
+            # unique (owner, blob) race; the retry finds its video.
+            continue
+    raise RuntimeError("upload kept conflicting with concurrent uploads")
+
+
+async def _record_upload(
+    db: Database, actor: Actor, staged: StagedFile, key: str, info: Probe
+) -> tuple[Video, bool]:
+    async with db.write() as session:
+        existing = (
+            await session.exec(
+                select(Video)
+                .join(Blob, col(Blob.id) == col(Video.blob_id))
+                .where(Video.owner_id == actor.id, Blob.sha256 == staged.sha256)
+            )
+        ).first()
+        if existing is not None:
+            return existing, True
+        blob_id = await _reference_blob(db, session, staged, key)
+        video = Video(
+            owner_id=actor.id,
+            blob_id=blob_id,
+            filename=sanitize_filename(staged.filename),
+            format_name=info.demuxer,
+            duration=info.duration,
+            width=info.width,
+            height=info.height,
+            fps=info.fps,
+            video_codec=info.video_codec,
+            audio_codec=info.audio_codec,
+        )
+        session.add(video)
+        await session.flush()
+        return video, False
+
+
+async def _reference_blob(db: Database, session: AsyncSession, staged: StagedFile, key: str) -> int:
+    """Insert the blob with one reference, or add a reference to the existing one, atomically."""
+    dialect = sqlite if db.is_sqlite else postgresql
+    stmt = dialect.insert(Blob).values(
+        sha256=staged.sha256, key=key, bytes=staged.bytes, ref_count=1, created_at=utcnow()
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[Blob.sha256], set_={"ref_count": Blob.ref_count + 1}
+    ).returning(col(Blob.id))
+    return int((await session.exec(stmt)).scalar_one())
+
+
+async def get_video(*, db: Database, actor: Actor, video_id: int) -> Video:
+    """One of the actor's videos, or ``NotFoundError``."""
+    async with db.read() as session:
+        video = await session.get(Video, video_id)
+    if video is None or video.owner_id != actor.id:
+        raise NotFoundError("Video", video_id)
+    return video
+
+
+async def videos_by_ids(*, db: Database, actor: Actor, ids: Sequence[int]) -> list[Video | None]:
+    """Batch lookup for loaders: the actor's videos in the order asked, None where absent."""
+    async with db.read() as session:
+        rows = (
+            await session.exec(
+                select(Video).where(col(Video.id).in_(ids), Video.owner_id == actor.id)
+            )
+        ).all()
+    found = {v.id: v for v in rows}
+    return [found.get(i) for i in ids]
+
+
+async def blobs_by_ids(*, db: Database, ids: Sequence[int]) -> list[Blob | None]:
+    """Batch lookup of blobs (a video's sha256 and size), in the order asked."""
+    async with db.read() as session:
+        rows = (await session.exec(select(Blob).where(col(Blob.id).in_(ids)))).all()
+    found = {b.id: b for b in rows}
+    return [found.get(i) for i in ids]
+
+
+async def list_videos(
+    *, db: Database, actor: Actor, first: int, after: str | None
+) -> pagination.Page[Video]:
+    """The actor's videos, newest first."""
+    first = pagination.page_size(first)
+    after_id = pagination.decode_cursor(after)
+    query = select(Video).where(Video.owner_id == actor.id)
+    if after_id is not None:
+        query = query.where(col(Video.id) < after_id)
+    async with db.read() as session:
+        rows = list(
+            (await session.exec(query.order_by(col(Video.id).desc()).limit(first + 1))).all()
+        )
+    return pagination.make_page(rows, [v.id or 0 for v in rows], first)
+
+
+async def delete_video(*, db: Database, actor: Actor, video_id: int) -> Video:
+    """Delete a video no project uses and drop its blob reference; the bytes stay for the GC."""
+    async with db.write() as session:
+        video = await session.get(Video, video_id)
+        if video is None or video.owner_id != actor.id:
+            raise NotFoundError("Video", video_id)
+        users = set(
+            (
+                await session.exec(select(Project.id).where(Project.source_video_id == video_id))
+            ).all()
+        )
+        users |= set(
+            (
+                await session.exec(
+                    select(EditOperation.project_id).where(EditOperation.video_id == video_id)
+                )
+            ).all()
+        )
+        if users:
+            raise VideoInUseError(sorted(u for u in users if u is not None))
+        await session.exec(
+            update(Blob).where(col(Blob.id) == video.blob_id).values(ref_count=Blob.ref_count - 1)
+        )
+        await session.delete(video)
+    return video

@@ -1,0 +1,1 @@
+"""The GraphQL surface: Strawberry types, inputs, unions and the Query/Mutation roots."""

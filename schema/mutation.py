@@ -1,0 +1,165 @@
+"""The Mutation root: uploads, projects and the edit log."""
+
+from typing import Annotated
+
+import strawberry
+from strawberry.file_uploads import Upload
+
+from models import tables
+from models.store import StagedFile, UploadTooLarge
+from resolvers import ids, projects, users, versions, videos
+from resolvers.errors import (
+    InvalidMediaError,
+    InvalidOpsError,
+    NotFoundError,
+    VersionConflictError,
+    VideoInUseError,
+)
+from schema.errors import InvalidMedia, InvalidOps, NotFound, TooLarge, VersionConflict, VideoInUse
+from schema.inputs import OpInput, to_raw
+from schema.permissions import IsAdmin
+from schema.types import Info, Project, User, Version, Video
+
+
+@strawberry.type
+class VideoUploaded:
+    video: Video
+    deduplicated: bool
+
+
+@strawberry.type
+class VideoDeleted:
+    id: strawberry.ID
+
+
+@strawberry.type
+class ProjectCreated:
+    project: Project
+
+
+@strawberry.type
+class OpsAppended:
+    project: Project
+    version: Version
+
+
+@strawberry.type(description="A new account; the token is shown this once.")
+class UserCreated:
+    user: User
+    token: str
+
+
+UploadVideoResult = Annotated[
+    VideoUploaded | InvalidMedia | TooLarge, strawberry.union("UploadVideoResult")
+]
+DeleteVideoResult = Annotated[
+    VideoDeleted | VideoInUse | NotFound, strawberry.union("DeleteVideoResult")
+]
+CreateProjectResult = Annotated[ProjectCreated | NotFound, strawberry.union("CreateProjectResult")]
+AppendOpsResult = Annotated[
+    OpsAppended | VersionConflict | InvalidOps | NotFound, strawberry.union("AppendOpsResult")
+]
+
+
+def _appended(project: tables.Project, version: tables.Version) -> OpsAppended:
+    return OpsAppended(project=Project.from_row(project), version=Version.from_row(version))
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(description="Upload a video (GraphQL multipart request).")
+    async def upload_video(self, info: Info, file: Upload) -> UploadVideoResult:
+        actor = info.context.actor
+        staged: object = file
+        if isinstance(staged, UploadTooLarge):
+            return TooLarge(message=str(staged), limit_bytes=float(staged.limit))
+        if not isinstance(staged, StagedFile):
+            return InvalidMedia(message="send the file as a multipart upload")
+        try:
+            video, dedup = await videos.upload_video(
+                db=info.context.db, store=info.context.store, actor=actor, staged=staged
+            )
+        except InvalidMediaError as e:
+            return InvalidMedia.of(e)
+        return VideoUploaded(video=Video.from_row(video), deduplicated=dedup)
+
+    @strawberry.mutation(description="Delete a video no project uses; its bytes go to the GC.")
+    async def delete_video(self, info: Info, id: strawberry.ID) -> DeleteVideoResult:
+        try:
+            await videos.delete_video(
+                db=info.context.db, actor=info.context.actor, video_id=ids.decode(id, "Video")
+            )
+        except NotFoundError as e:
+            return NotFound.of(e)
+        except VideoInUseError as e:
+            refs = [strawberry.ID(ids.encode("Project", p)) for p in e.project_ids]
+            return VideoInUse(message=e.message, project_ids=refs)
+        return VideoDeleted(id=id)
+
+    @strawberry.mutation
+    async def create_project(
+        self, info: Info, video_id: strawberry.ID, name: str
+    ) -> CreateProjectResult:
+        try:
+            project = await projects.create_project(
+                db=info.context.db,
+                actor=info.context.actor,
+                video_id=ids.decode(video_id, "Video"),
+                name=name,
+            )
+        except NotFoundError as e:
+            return NotFound.of(e)
+        return ProjectCreated(project=Project.from_row(project))
+
+    @strawberry.mutation(description="Append a batch of ops as one new version, atomically.")
+    async def append_ops(
+        self,
+        info: Info,
+        project_id: strawberry.ID,
+        ops: list[OpInput],
+        expected_version: int | None = None,
+    ) -> AppendOpsResult:
+        try:
+            project, version = await versions.append_ops(
+                db=info.context.db,
+                actor=info.context.actor,
+                project_id=ids.decode(project_id, "Project"),
+                raw_ops=[to_raw(op) for op in ops],
+                expected_version=expected_version,
+            )
+        except NotFoundError as e:
+            return NotFound.of(e)
+        except VersionConflictError as e:
+            return VersionConflict.of(e)
+        except InvalidOpsError as e:
+            return InvalidOps.of(e)
+        return _appended(project, version)
+
+    @strawberry.mutation(description="Undo to an older version, as a new version: history stays.")
+    async def revert_to_version(
+        self,
+        info: Info,
+        project_id: strawberry.ID,
+        version: int,
+        expected_version: int | None = None,
+    ) -> AppendOpsResult:
+        try:
+            project, new = await versions.revert_to_version(
+                db=info.context.db,
+                actor=info.context.actor,
+                project_id=ids.decode(project_id, "Project"),
+                version=version,
+                expected_version=expected_version,
+            )
+        except NotFoundError as e:
+            return NotFound.of(e)
+        except VersionConflictError as e:
+            return VersionConflict.of(e)
+        return _appended(project, new)
+
+    @strawberry.mutation(
+        permission_classes=[IsAdmin], description="Create an account (admin only)."
+    )
+    async def create_user(self, info: Info, name: str, is_admin: bool = False) -> UserCreated:
+        user, token = await users.create_user(db=info.context.db, name=name, is_admin=is_admin)
+        return UserCreated(user=User.from_row(user), token=token)

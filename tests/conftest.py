@@ -1,0 +1,218 @@
+"""Fixtures over the real things: SQLite and PostgreSQL, a throwaway Redis, ffmpeg media."""
+
+import asyncio
+import os
+import secrets
+import shutil
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlmodel import SQLModel
+from starlette.applications import Starlette
+
+from editgraph.app import create_app
+from editgraph.redis_embed import EmbeddedRedis
+from editgraph.settings import Settings
+from models.db import Database
+from models.migrate import upgrade
+from models.store import MediaStore
+from resolvers.users import Actor, create_user
+from tests.media import make_hostile, make_video
+
+POSTGRES_URL = os.environ.get("EDITGRAPH_TEST_POSTGRES_URL")
+BACKENDS = ["sqlite", "postgres"]
+T = TypeVar("T")
+
+
+def run_async(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine to completion from sync code, even inside a running event loop."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(lambda: asyncio.run(make())).result()
+
+
+@pytest.fixture(scope="session")
+def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Sample sources shared by the whole run (read-only)."""
+    folder = tmp_path_factory.mktemp("media")
+    return {
+        "clip": make_video(folder / "clip.mp4", seconds=2),
+        "other": make_video(folder / "other.mp4", seconds=3, size="128x96", pattern="smptebars"),
+        "silent": make_video(folder / "silent.mp4", seconds=1, audio=False, pattern="rgbtestsrc"),
+    }
+
+
+@pytest.fixture(scope="session")
+def hostile(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Files every upload must refuse."""
+    return make_hostile(tmp_path_factory.mktemp("hostile"))
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, copied for each test (migrating once keeps the suite fast)."""
+    path = tmp_path_factory.mktemp("sqlite") / "template.db"
+
+    async def migrate() -> None:
+        db = Database(f"sqlite+aiosqlite:///{path}")
+        await upgrade(db)
+        await db.dispose()
+
+    run_async(migrate)
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this run, migrated once and dropped at the end."""
+    if not POSTGRES_URL:
+        pytest.skip("EDITGRAPH_TEST_POSTGRES_URL is not set")
+    name = f"editgraph_test_{os.getpid()}_{secrets.token_hex(3)}"
+    admin_url = make_url(POSTGRES_URL)
+    test_url = admin_url.set(database=name).render_as_string(hide_password=False)
+
+    async def admin(sql: str) -> None:
+        db = Database(admin_url.render_as_string(hide_password=False))
+        async with db.engine.connect() as conn:
+            await (await conn.execution_options(isolation_level="AUTOCOMMIT")).execute(text(sql))
+        await db.dispose()
+
+    async def migrate() -> None:
+        db = Database(test_url)
+        await upgrade(db)
+        await db.dispose()
+
+    run_async(lambda: admin(f'CREATE DATABASE "{name}"'))
+    try:
+        run_async(migrate)
+        yield test_url
+    finally:
+        run_async(lambda: admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each test that uses the database runs on SQLite and on PostgreSQL."""
+    return str(request.param)
+
+
+@pytest.fixture
+async def db(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[Database]:
+    """An empty, migrated database of the requested backend."""
+    if backend == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_template")
+        path = tmp_path / "editgraph.db"
+        shutil.copyfile(template, path)
+        database = Database(f"sqlite+aiosqlite:///{path}")
+    else:
+        database = Database(request.getfixturevalue("postgres_database"))
+        tables = ", ".join(f'"{t.name}"' for t in SQLModel.metadata.sorted_tables)
+        async with database.engine.begin() as conn:
+            await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    try:
+        yield database
+    finally:
+        await database.dispose()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> MediaStore:
+    """An empty media root in the seed's layout."""
+    media_store = MediaStore(tmp_path / "uploads")
+    media_store.ensure_layout()
+    return media_store
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A throwaway redis-server on a free port: no shared Redis is touched."""
+    with EmbeddedRedis(tmp_path_factory.mktemp("redis")) as server:
+        yield server.url
+
+
+@pytest.fixture
+async def alice(db: Database) -> Actor:
+    user, _ = await create_user(db=db, name="alice")
+    return Actor.of(user)
+
+
+@pytest.fixture
+async def bob(db: Database) -> Actor:
+    user, _ = await create_user(db=db, name="bob")
+    return Actor.of(user)
+
+
+class Api:
+    """A GraphQL client over the real app, one bearer token at a time."""
+
+    def __init__(self, client: httpx.AsyncClient, app: Starlette) -> None:
+        self.client = client
+        self.app = app
+
+    async def query(
+        self, token: str | None, query: str, variables: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        response = await self.client.post(
+            "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
+        )
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def data(
+        self, token: str | None, query: str, variables: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        body = await self.query(token, query, variables)
+        assert "errors" not in body, body["errors"]
+        data: dict[str, Any] = body["data"]
+        return data
+
+    async def upload(self, token: str, path: Path, filename: str | None = None) -> httpx.Response:
+        operations = (
+            '{"query": "mutation($f: Upload!) { uploadVideo(file: $f) { __typename '
+            "... on VideoUploaded { deduplicated video { id filename sha256 bytes durationSeconds "
+            "width height fps hasAudio } } ... on InvalidMedia { message } "
+            '... on TooLarge { message limitBytes } } }", "variables": {"f": null}}'
+        )
+        with path.open("rb") as fh:
+            return await self.client.post(
+                "/graphql",
+                data={"operations": operations, "map": '{"0": ["variables.f"]}'},
+                files={"0": (filename or path.name, fh, "video/mp4")},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+
+
+@pytest.fixture
+def settings(tmp_path: Path, redis_url: str) -> Settings:
+    """Settings of a test server: its own media root, the throwaway Redis."""
+    return Settings(
+        env="test", media_root=tmp_path / "uploads", redis_url=redis_url, data_dir=tmp_path / "data"
+    )
+
+
+@pytest.fixture
+async def api(settings: Settings, db: Database) -> AsyncIterator[Api]:
+    """The real Starlette app over the test database, called in-process over ASGI."""
+    app = create_app(settings, db=db)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield Api(client, app)
+
+
+@pytest.fixture
+async def tokens(db: Database) -> dict[str, str]:
+    """Bearer tokens of three accounts: alice, bob and an admin."""
+    result: dict[str, str] = {}
+    for name, admin in (("alice", False), ("bob", False), ("root", True)):
+        _, result[name] = await create_user(db=db, name=name, is_admin=admin)
+    return result
