@@ -2,8 +2,10 @@
 
 import argparse
 import asyncio
+import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import uvicorn
 
@@ -27,8 +29,6 @@ async def _migrate(settings: Settings) -> None:
 def _ensure_sqlite_dir(settings: Settings) -> None:
     prefix = "sqlite+aiosqlite:///"
     if settings.database_url.startswith(prefix):
-        from pathlib import Path
-
         path = settings.database_url.removeprefix(prefix)
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -100,11 +100,18 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             print("first start: created user 'admin'. Its token is shown once; keep it:")
             print(f"  Authorization: Bearer {token}")
         sys.stdout.flush()
+        # uvicorn re-raises SIGTERM after its graceful shutdown; turn it into SystemExit so
+        # the `finally` below still stops the embedded redis-server.
+        signal.signal(signal.SIGTERM, _exit_on_signal)
         uvicorn.run(app, host=host, port=port, log_level=args.log_level)
     finally:
         if embedded is not None:
             embedded.stop()
     return 0
+
+
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def build_parser() -> argparse.ArgumentParser:

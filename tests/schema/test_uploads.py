@@ -1,0 +1,101 @@
+"""Uploads over the GraphQL multipart spec: limits, refusals, and an empty temp/ after each."""
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from editgraph.app import create_app
+from editgraph.settings import Settings
+from models.db import Database
+from tests.conftest import Api
+
+
+async def test_refused_media_is_invalid_media_and_leaves_temp_empty(
+    api: Api, tokens: dict[str, str], hostile: dict[str, Path], settings: Settings
+) -> None:
+    for name in ("text", "playlist", "image", "truncated", "audio_only"):
+        response = await api.upload(tokens["alice"], hostile[name])
+        result = response.json()["data"]["uploadVideo"]
+        assert result["__typename"] == "InvalidMedia", name
+        assert result["message"]
+    assert list((settings.media_root / "temp").iterdir()) == []
+    assert list((settings.media_root / "videos").iterdir()) == []
+
+
+async def test_names_are_kept_only_as_sanitized_metadata(
+    api: Api, tokens: dict[str, str], media: dict[str, Path], settings: Settings
+) -> None:
+    response = await api.upload(tokens["alice"], media["clip"], filename="../../etc/clip.mp4")
+    video = response.json()["data"]["uploadVideo"]["video"]
+    assert video["filename"] == "clip.mp4"
+    [stored] = (settings.media_root / "videos").iterdir()
+    assert stored.name == f"{video['sha256']}.mp4"
+
+
+async def test_upload_over_the_limit(
+    tmp_path: Path, redis_url: str, db: Database, tokens: dict[str, str], media: dict[str, Path]
+) -> None:
+    limit = 10_000
+    settings = Settings(
+        env="test", media_root=tmp_path / "m", redis_url=redis_url, max_upload_bytes=limit
+    )
+    app = create_app(settings, db=db)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
+    ):
+        api = Api(client, app)
+        assert media["clip"].stat().st_size > limit
+        result = (await api.upload(tokens["alice"], media["clip"])).json()["data"]["uploadVideo"]
+        assert result["__typename"] == "TooLarge"
+        assert result["limitBytes"] == limit
+        # A body that declares far more than the limit is refused before it is read.
+        refused = await client.post(
+            "/graphql",
+            content=b"x" * 100,
+            headers={
+                "Content-Type": "multipart/form-data; boundary=b",
+                "Content-Length": str(50 * 1024 * 1024),
+                "Authorization": f"Bearer {tokens['alice']}",
+            },
+        )
+        assert refused.status_code == 413
+    assert list((settings.media_root / "temp").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("operations", "files_map", "status"),
+    [
+        ("not json", '{"0": ["variables.f"]}', 400),
+        ('{"query": "{ me { id } }"}', '{"9": ["variables.f"]}', 400),
+    ],
+)
+async def test_malformed_multipart_is_a_400_and_leaves_temp_empty(
+    api: Api,
+    tokens: dict[str, str],
+    media: dict[str, Path],
+    settings: Settings,
+    operations: str,
+    files_map: str,
+    status: int,
+) -> None:
+    with media["clip"].open("rb") as fh:
+        response = await api.client.post(
+            "/graphql",
+            data={"operations": operations, "map": files_map},
+            files={"0": ("clip.mp4", fh, "video/mp4")},
+            headers={"Authorization": f"Bearer {tokens['alice']}"},
+        )
+    assert response.status_code == status
+    assert response.text
+    assert list((settings.media_root / "temp").iterdir()) == []
+
+
+async def test_a_file_sent_as_json_is_invalid_media(api: Api, tokens: dict[str, str]) -> None:
+    body = await api.query(
+        tokens["alice"],
+        "mutation($f: Upload!) { uploadVideo(file: $f) { __typename ... on InvalidMedia { message } } }",
+        {"f": "AAAA"},
+    )
+    assert body["data"]["uploadVideo"]["__typename"] == "InvalidMedia"
