@@ -119,6 +119,11 @@ class Version(SQLModel, table=True):
     number: int
     # Normally number - 1; a revert points at the older version it restores.
     parent: int | None = Field(default=None)
+    # The picture and timeline this version renders, so a new batch validates without
+    # replaying the whole history.
+    frame_width: int
+    frame_height: int
+    frame_duration: float
     actor_id: int | None = Field(default=None, foreign_key="users.id")
     created_at: datetime = _created()
 

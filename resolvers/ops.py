@@ -296,14 +296,6 @@ def parse(raw_ops: list[dict[str, Any]]) -> tuple[list[Op], list[OpError]]:
     return ops, errors
 
 
-def replay(ops: list[Op], start: Frame, concat_durations: dict[str, float]) -> Frame:
-    """The frame after a list of ops already accepted (they fit when they were appended)."""
-    frame = start
-    for op in ops:
-        frame = op.apply(frame, concat_durations)
-    return frame
-
-
 def check(
     ops: list[Op], start: Frame, concat_durations: dict[str, float]
 ) -> tuple[Frame, list[OpError]]:

@@ -27,7 +27,17 @@ async def create_project(*, db: Database, actor: Actor, video_id: int, name: str
         session.add(project)
         await session.flush()
         assert project.id is not None
-        session.add(Version(project_id=project.id, number=0, parent=None, actor_id=actor.id))
+        session.add(
+            Version(
+                project_id=project.id,
+                number=0,
+                parent=None,
+                actor_id=actor.id,
+                frame_width=video.width,
+                frame_height=video.height,
+                frame_duration=video.duration,
+            )
+        )
     return project
 
 

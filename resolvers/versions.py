@@ -33,18 +33,15 @@ async def append_ops(
         parent = number - 1
         # The bump holds the project's row lock (PostgreSQL) or the write lock (SQLite),
         # so the state validated here is the state the new version builds on.
-        existing = await _effective(session, project_id, parent)
-        prior = existing_ops(existing)
-        concat_ids = {o.video_id for o in [*prior, *parsed] if isinstance(o, ops.Concat)}
+        # Each version records the frame it renders, so validation costs the same at
+        # version 5 as at version 5000.
+        base = await _version(session, project_id, parent)
+        concat_ids = {o.video_id for o in parsed if isinstance(o, ops.Concat)}
         durations, refs = await _concat_videos(session, actor, concat_ids)
-        source = await session.get(Video, project.source_video_id)
-        assert source is not None
-        start = ops.Frame(source.width, source.height, source.duration)
-        frame = ops.replay(prior, start, durations)
-        _, problems = ops.check(parsed, frame, durations)
+        frame, problems = ops.check(parsed, _frame(base), durations)
         if problems:
             raise InvalidOpsError(problems)
-        version = Version(project_id=project_id, number=number, parent=parent, actor_id=actor.id)
+        version = _new_version(project_id, number, parent, actor, frame)
         session.add(version)
         for seq, op in enumerate(parsed):
             stored = ops.stored(op)
@@ -67,14 +64,10 @@ async def revert_to_version(
     """Undo without losing history: a new version whose parent is the older one."""
     async with db.write() as session:
         project, number = await _bump(session, actor, project_id, expected_version)
-        target = (
-            await session.exec(
-                select(Version).where(Version.project_id == project_id, Version.number == version)
-            )
-        ).first()
+        target = await _version(session, project_id, version)
         if target is None or version >= number:
             raise NotFoundError(f"Version {version} of project", project_id)
-        new = Version(project_id=project_id, number=number, parent=version, actor_id=actor.id)
+        new = _new_version(project_id, number, version, actor, _frame(target))
         session.add(new)
     return project, new
 
@@ -94,11 +87,7 @@ async def effective_ops(
 async def get_version(*, db: Database, project_id: int, number: int) -> Version | None:
     """Version ``number`` of a project the caller already owns."""
     async with db.read() as session:
-        return (
-            await session.exec(
-                select(Version).where(Version.project_id == project_id, Version.number == number)
-            )
-        ).first()
+        return await _version(session, project_id, number)
 
 
 async def list_versions(
@@ -133,9 +122,31 @@ async def own_ops(*, db: Database, keys: Sequence[tuple[int, int]]) -> list[list
     return [grouped[k] for k in keys]
 
 
-def existing_ops(rows: list[EditOperation]) -> list[ops.Op]:
-    """Stored rows back as typed ops."""
-    return [ops.VOCABULARY[r.type].model_validate(r.params) for r in rows]
+async def _version(session: AsyncSession, project_id: int, number: int) -> Version | None:
+    return (
+        await session.exec(
+            select(Version).where(Version.project_id == project_id, Version.number == number)
+        )
+    ).first()
+
+
+def _frame(version: Version | None) -> ops.Frame:
+    assert version is not None, "the version before the bump always exists"
+    return ops.Frame(version.frame_width, version.frame_height, version.frame_duration)
+
+
+def _new_version(
+    project_id: int, number: int, parent: int, actor: Actor, frame: ops.Frame
+) -> Version:
+    return Version(
+        project_id=project_id,
+        number=number,
+        parent=parent,
+        actor_id=actor.id,
+        frame_width=frame.width,
+        frame_height=frame.height,
+        frame_duration=frame.duration,
+    )
 
 
 async def _bump(

@@ -130,6 +130,9 @@ def upgrade() -> None:
         sa.Column("project_id", sa.Integer(), nullable=False),
         sa.Column("number", sa.Integer(), nullable=False),
         sa.Column("parent", sa.Integer(), nullable=True),
+        sa.Column("frame_width", sa.Integer(), nullable=False),
+        sa.Column("frame_height", sa.Integer(), nullable=False),
+        sa.Column("frame_duration", sa.Float(), nullable=False),
         sa.Column("actor_id", sa.Integer(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(

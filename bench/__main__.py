@@ -1,0 +1,9 @@
+"""Run every benchmark: `make bench` or `python -m bench`."""
+
+import asyncio
+
+from bench import append_ops, upload
+
+if __name__ == "__main__":
+    asyncio.run(append_ops.main())
+    asyncio.run(upload.main())
