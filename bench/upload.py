@@ -94,17 +94,19 @@ async def main() -> None:
         await upgrade(db)
         _, token = await users.create_user(db=db, name="bench")
         settings = Settings(env="test", redis_url=redis.url, media_root=work / "uploads")
-        async with serve(create_app(settings, db=db)) as base:
-            async with httpx.AsyncClient(base_url=base, timeout=600) as client:
-                with source.open("rb") as fh, PeakRss() as rss:
-                    start = time.perf_counter()
-                    response = await client.post(
-                        "/graphql",
-                        data={"operations": QUERY, "map": '{"0": ["variables.f"]}'},
-                        files={"0": (source.name, fh, "video/x-matroska")},
-                        headers={"Authorization": f"Bearer {token}"},
-                    )
-                    upload_seconds = time.perf_counter() - start
+        async with (
+            serve(create_app(settings, db=db)) as base,
+            httpx.AsyncClient(base_url=base, timeout=600) as client,
+        ):
+            with source.open("rb") as fh, PeakRss() as rss:
+                start = time.perf_counter()
+                response = await client.post(
+                    "/graphql",
+                    data={"operations": QUERY, "map": '{"0": ["variables.f"]}'},
+                    files={"0": (source.name, fh, "video/x-matroska")},
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+                upload_seconds = time.perf_counter() - start
         await db.dispose()
         result = response.json()["data"]["uploadVideo"]
         assert result["__typename"] == "VideoUploaded", result

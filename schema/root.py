@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import strawberry
+from strawberry.extensions import ParserCache, ValidationCache
 
 from schema.extensions import ErrorCodes
 from schema.mutation import Mutation
@@ -15,7 +16,13 @@ schema = strawberry.Schema(
     query=Query,
     mutation=Mutation,
     types=[User, Video, Project],
-    extensions=[ErrorCodes],
+    # Clients send the same few documents again and again: parse and validate each once
+    # (the caches are module-level, shared by the per-request extension instances).
+    extensions=[
+        ErrorCodes,
+        lambda: ParserCache(maxsize=256),
+        lambda: ValidationCache(maxsize=256),
+    ],
 )
 
 
