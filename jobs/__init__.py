@@ -1,0 +1,1 @@
+"""Background work run by arq workers (render tasks, the EDL compiler, cron)."""
