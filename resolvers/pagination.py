@@ -2,9 +2,13 @@
 
 import base64
 import binascii
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
+from sqlmodel.sql.expression import SelectOfScalar
+
+from models.db import Database
 from resolvers.errors import BadInputError
 
 T = TypeVar("T")
@@ -49,7 +53,22 @@ def page_size(first: int) -> int:
     return first
 
 
-def make_page(rows: list[T], keys: list[int], first: int) -> Page[T]:
-    """Build a page from up to ``first + 1`` rows fetched in order (the extra one says 'more')."""
-    pairs = [(encode_cursor(k), r) for k, r in zip(keys, rows, strict=True)]
-    return Page(items=pairs[:first], has_next=len(pairs) > first)
+async def newest_first(
+    db: Database,
+    query: SelectOfScalar[T],
+    key: Any,
+    key_of: Callable[[T], int | None],
+    *,
+    first: int,
+    after: str | None,
+) -> Page[T]:
+    """One page of ``query`` in descending ``key`` order, after the row ``after`` names."""
+    first = page_size(first)
+    after_key = decode_cursor(after)
+    if after_key is not None:
+        query = query.where(key < after_key)
+    async with db.read() as session:
+        # One row more than asked says whether another page follows.
+        rows = list((await session.exec(query.order_by(key.desc()).limit(first + 1))).all())
+    items = [(encode_cursor(key_of(row) or 0), row) for row in rows]
+    return Page(items=items[:first], has_next=len(items) > first)

@@ -54,13 +54,7 @@ async def list_projects(
     *, db: Database, actor: Actor, first: int, after: str | None
 ) -> pagination.Page[Project]:
     """The actor's projects, newest first."""
-    first = pagination.page_size(first)
-    after_id = pagination.decode_cursor(after)
     query = select(Project).where(Project.owner_id == actor.id)
-    if after_id is not None:
-        query = query.where(col(Project.id) < after_id)
-    async with db.read() as session:
-        rows = list(
-            (await session.exec(query.order_by(col(Project.id).desc()).limit(first + 1))).all()
-        )
-    return pagination.make_page(rows, [p.id or 0 for p in rows], first)
+    return await pagination.newest_first(
+        db, query, col(Project.id), lambda p: p.id, first=first, after=after
+    )

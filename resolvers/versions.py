@@ -94,16 +94,10 @@ async def list_versions(
     *, db: Database, project_id: int, first: int, after: str | None
 ) -> pagination.Page[Version]:
     """Versions of a project the caller already owns, newest first."""
-    first = pagination.page_size(first)
-    after_number = pagination.decode_cursor(after)
     query = select(Version).where(Version.project_id == project_id)
-    if after_number is not None:
-        query = query.where(Version.number < after_number)
-    async with db.read() as session:
-        rows = list(
-            (await session.exec(query.order_by(col(Version.number).desc()).limit(first + 1))).all()
-        )
-    return pagination.make_page(rows, [v.number for v in rows], first)
+    return await pagination.newest_first(
+        db, query, col(Version.number), lambda v: v.number, first=first, after=after
+    )
 
 
 async def own_ops(*, db: Database, keys: Sequence[tuple[int, int]]) -> list[list[EditOperation]]:

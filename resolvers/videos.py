@@ -132,16 +132,10 @@ async def list_videos(
     *, db: Database, actor: Actor, first: int, after: str | None
 ) -> pagination.Page[Video]:
     """The actor's videos, newest first."""
-    first = pagination.page_size(first)
-    after_id = pagination.decode_cursor(after)
     query = select(Video).where(Video.owner_id == actor.id)
-    if after_id is not None:
-        query = query.where(col(Video.id) < after_id)
-    async with db.read() as session:
-        rows = list(
-            (await session.exec(query.order_by(col(Video.id).desc()).limit(first + 1))).all()
-        )
-    return pagination.make_page(rows, [v.id or 0 for v in rows], first)
+    return await pagination.newest_first(
+        db, query, col(Video.id), lambda v: v.id, first=first, after=after
+    )
 
 
 async def delete_video(*, db: Database, actor: Actor, video_id: int) -> Video:

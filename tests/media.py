@@ -4,6 +4,11 @@ import subprocess
 from pathlib import Path
 
 
+def ffmpeg(*args: str) -> None:
+    """Run ffmpeg quietly; fail the test if it fails."""
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", *args], check=True)
+
+
 def make_video(
     path: Path,
     *,
@@ -14,27 +19,17 @@ def make_video(
     pattern: str = "testsrc2",
 ) -> Path:
     """Encode an H.264 (+AAC) MP4 from a test pattern; returns ``path``."""
-    argv = [
-        "ffmpeg",
-        "-nostdin",
-        "-v",
-        "error",
-        "-y",
-        "-f",
-        "lavfi",
-        "-i",
-        f"{pattern}=size={size}:rate={rate}:duration={seconds}",
-    ]
+    args = ["-f", "lavfi", "-i", f"{pattern}=size={size}:rate={rate}:duration={seconds}"]
     if audio:
-        argv += ["-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}"]
-    argv += ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
-    argv += ["-c:a", "aac", "-shortest"] if audio else []
-    subprocess.run([*argv, str(path)], check=True)
+        args += ["-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}"]
+    args += ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
+    args += ["-c:a", "aac", "-shortest"] if audio else []
+    ffmpeg(*args, str(path))
     return path
 
 
 def make_hostile(folder: Path) -> dict[str, Path]:
-    """Files that must be refused at upload, each with the reason a person would give."""
+    """Files that must be refused at upload, by name."""
     folder.mkdir(parents=True, exist_ok=True)
     files: dict[str, Path] = {}
 
@@ -42,65 +37,24 @@ def make_hostile(folder: Path) -> dict[str, Path]:
         files[name] = folder / f"{name}.mp4"
         files[name].write_bytes(data)
 
+    def made(name: str, *args: str) -> bytes:
+        path = folder / name
+        ffmpeg(*args, str(path))
+        return path.read_bytes()
+
     put("empty", b"")
     put("text", b"just some notes about my holiday\n" * 20)
-    put(
-        "playlist",
-        b"#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\nfile:///etc/passwd\n#EXT-X-ENDLIST\n",
-    )
+    put("playlist", b"#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\nfile:///etc/passwd\n")
     put("concat_list", b"ffconcat version 1.0\nfile '/etc/passwd'\n")
-    good = make_video(folder / "whole.mp4", seconds=2)
-    put("truncated", good.read_bytes()[:20_000])
-    image = folder / "image.png"
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-nostdin",
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=64x64",
-            "-frames:v",
-            "1",
-            str(image),
-        ],
-        check=True,
-    )
-    put("image", image.read_bytes())
-    audio = folder / "audio.m4a"
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-nostdin",
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=duration=1",
-            "-c:a",
-            "aac",
-            "-f",
-            "mp4",
-            str(audio),
-        ],
-        check=True,
-    )
-    put("audio_only", audio.read_bytes())
-    huge = make_video(folder / "wide.mp4", seconds=0.4, size="8208x16", rate=5, audio=False)
-    put("absurd_dimensions", huge.read_bytes())
-    no_frames = folder / "noframes.mp4"
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-nostdin",
-            "-v",
-            "error",
-            "-y",
+    put("truncated", make_video(folder / "whole.mp4", seconds=2).read_bytes()[:20_000])
+    put("image", made("image.png", "-f", "lavfi", "-i", "testsrc2=size=64x64", "-frames:v", "1"))
+    put("audio_only", made("audio.m4a", "-f", "lavfi", "-i", "sine=duration=1", "-f", "mp4"))
+    wide = make_video(folder / "wide.mp4", seconds=0.4, size="8208x16", rate=5, audio=False)
+    put("absurd_dimensions", wide.read_bytes())
+    put(
+        "zero_duration",
+        made(
+            "noframes.mp4",
             "-f",
             "lavfi",
             "-i",
@@ -109,9 +63,6 @@ def make_hostile(folder: Path) -> dict[str, Path]:
             "0",
             "-c:v",
             "libx264",
-            str(no_frames),
-        ],
-        check=True,
+        ),
     )
-    put("zero_duration", no_frames.read_bytes())
     return files
