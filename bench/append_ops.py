@@ -20,10 +20,11 @@ from bench.common import emit, percentile, serve
 from editgraph.app import create_app
 from editgraph.redis_embed import EmbeddedRedis
 from editgraph.settings import Settings
+from jobs.queue import ArqQueue, connect
 from models.db import Database
 from models.migrate import upgrade
 from models.store import MediaStore
-from resolvers import ids, projects, users, videos
+from resolvers import ids, users, versions, videos
 
 CLIENTS = 32
 REQUESTS = int(os.environ.get("EDITGRAPH_BENCH_APPENDS", "1000"))
@@ -80,9 +81,15 @@ async def one_backend(name: str, url: str, redis_url: str, workdir: Path, source
     actor = users.Actor.of(user)
     staging = store.stage(source.name, max_bytes=1 << 30)
     staging.write(source.read_bytes())
-    video, _ = await videos.upload_video(db=db, store=store, actor=actor, staged=staging.finish())
+    queue = ArqQueue(connect(redis_url))
+    video, _ = await videos.upload_video(
+        db=db, store=store, queue=queue, actor=actor, staged=staging.finish()
+    )
     assert video.id is not None
-    project = await projects.create_project(db=db, actor=actor, video_id=video.id, name="bench")
+    project = await versions.create_project(
+        db=db, queue=queue, actor=actor, video_id=video.id, name="bench"
+    )
+    await queue.close()
     assert project.id is not None
     settings = Settings(env="test", redis_url=redis_url, media_root=store.root)
     async with serve(raw_starlette()) as base:

@@ -1,16 +1,17 @@
-"""The Starlette application: /graphql, /healthz, and the lifecycle of its connections."""
+"""The Starlette application: /graphql, /media, /healthz, and the lifecycle of its connections."""
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import redis.asyncio as aioredis
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 
-from editgraph.graphql_view import EditgraphGraphQL
+from editgraph.graphql_view import EditgraphGraphQL, Services
+from editgraph.media import MediaSigner, media_endpoint
 from editgraph.settings import Settings
+from jobs.queue import ArqQueue, connect
 from models.db import Database
 from models.store import MediaStore
 
@@ -19,15 +20,17 @@ def create_app(settings: Settings, *, db: Database | None = None) -> Starlette:
     """Build the app. ``settings.redis_url`` must be set (serve starts an embedded one)."""
     if settings.redis_url is None:
         raise ValueError("create_app needs a Redis URL; `editgraph serve` provides one")
+    redis_url = settings.redis_url
     database = db or Database(settings.database_url)
     store = MediaStore(settings.media_root)
     store.ensure_layout()
-    redis_client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=5)
-    graphql = EditgraphGraphQL(settings, database, store)
+    signer = MediaSigner(settings.secret_key, settings.media_url_ttl_s)
+    services = Services(settings=settings, db=database, store=store, signer=signer)
+    graphql = EditgraphGraphQL(services)
 
     async def healthz(_: Request) -> JSONResponse:
         checks: dict[str, str] = {}
-        for name, ping in (("database", database.ping), ("redis", redis_client.ping)):
+        for name, ping in (("database", database.ping), ("redis", services.ping_redis)):
             try:
                 await ping()
                 checks[name] = "ok"
@@ -41,22 +44,22 @@ def create_app(settings: Settings, *, db: Database | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        services.queue = ArqQueue(connect(redis_url))
         try:
             yield
         finally:
-            await redis_client.aclose()
+            await services.queue.close()
             if db is None:
                 await database.dispose()
 
     app = Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/media/{key:path}", media_endpoint(signer, store), methods=["GET", "HEAD"]),
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
         ],
         lifespan=lifespan,
     )
-    app.state.settings = settings
-    app.state.db = database
-    app.state.store = store
+    app.state.services = services
     return app

@@ -2,6 +2,7 @@
 
 import argparse
 import asyncio
+import contextlib
 import signal
 import sys
 from collections.abc import Sequence
@@ -12,6 +13,7 @@ import uvicorn
 from editgraph.app import create_app
 from editgraph.redis_embed import EmbeddedRedis
 from editgraph.settings import Settings
+from jobs.worker import create_worker
 from models.db import Database
 from models.migrate import upgrade
 from resolvers import users
@@ -93,20 +95,50 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         settings = settings.model_copy(update={"redis_url": embedded.start()})
         print(f"embedded redis-server on {settings.redis_url} (stops with the server)")
     try:
-        app = create_app(settings)
         where = f"http://{host}:{port}/graphql"
         print(f"GraphiQL: {where}" if settings.graphiql_enabled else f"GraphQL: {where}")
         if token:
             print("first start: created user 'admin'. Its token is shown once; keep it:")
             print(f"  Authorization: Bearer {token}")
+        if settings.embedded_worker:
+            print(f"render worker: in this process, {settings.render_concurrency} at a time")
         sys.stdout.flush()
         # uvicorn re-raises SIGTERM after its graceful shutdown; turn it into SystemExit so
-        # the `finally` below still stops the embedded redis-server.
+        # the `finally` blocks still stop the worker and the embedded redis-server.
         signal.signal(signal.SIGTERM, _exit_on_signal)
-        uvicorn.run(app, host=host, port=port, log_level=args.log_level)
+        asyncio.run(_serve(settings, host, port, args.log_level))
     finally:
         if embedded is not None:
             embedded.stop()
+    return 0
+
+
+async def _serve(settings: Settings, host: str, port: int, log_level: str) -> None:
+    app = create_app(settings)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level))
+    worker = create_worker(settings.worker_config(), handle_signals=False)
+    worker_task = asyncio.create_task(worker.main()) if settings.embedded_worker else None
+    try:
+        await server.serve()
+    finally:
+        if worker_task is not None:
+            await worker.close()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker_task
+
+
+def cmd_worker(settings: Settings, _: argparse.Namespace) -> int:
+    if settings.redis_url is None:
+        print(
+            "editgraph worker: set EDITGRAPH_REDIS_URL to the Redis the server uses",
+            file=sys.stderr,
+        )
+        return 2
+    asyncio.run(_migrate(settings))
+    config = settings.worker_config()
+    print(f"render worker: {config.concurrency} at a time, queue on {config.redis_url}")
+    sys.stdout.flush()
+    create_worker(config).run()
     return 0
 
 
@@ -126,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="info")
     serve.set_defaults(handler=cmd_serve)
     sub.add_parser("migrate", help="apply database migrations").set_defaults(handler=cmd_migrate)
+    sub.add_parser("worker", help="run a render worker (needs EDITGRAPH_REDIS_URL)").set_defaults(
+        handler=cmd_worker
+    )
     user = sub.add_parser("user", help="manage accounts")
     user_sub = user.add_subparsers(dest="user_command", required=True)
     create = user_sub.add_parser("create", help="create an account and print its token once")

@@ -1,5 +1,6 @@
 """Strawberry's ASGI view, with our context, auth and streamed multipart uploads."""
 
+from dataclasses import dataclass
 from typing import Any
 
 from cross_web import AsyncHTTPRequestAdapter, HTTPException, StarletteRequestAdapter
@@ -12,7 +13,9 @@ from strawberry.file_uploads.utils import replace_placeholders_with_files
 
 from editgraph import multipart
 from editgraph.auth import authenticate
+from editgraph.media import MediaSigner
 from editgraph.settings import Settings
+from jobs.queue import ArqQueue
 from models.db import Database
 from models.store import MediaStore
 from schema.context import Context
@@ -27,34 +30,61 @@ class _RequestAdapter(StarletteRequestAdapter):
         self.starlette_request = request
 
 
+@dataclass
+class Services:
+    """The long-lived things every request shares; the queue connects at start-up."""
+
+    settings: Settings
+    db: Database
+    store: MediaStore
+    signer: MediaSigner
+    queue: ArqQueue | None = None
+
+    async def ping_redis(self) -> None:
+        """Raise unless Redis answers."""
+        if self.queue is None:
+            raise ConnectionError("the job queue is not connected")
+        await self.queue.pool.ping()
+
+
 class EditgraphGraphQL(GraphQL[Context, None]):
     """The /graphql endpoint: HTTP, graphql-transport-ws and GraphiQL in development."""
 
     request_adapter_class = _RequestAdapter
 
-    def __init__(self, settings: Settings, db: Database, store: MediaStore) -> None:
+    def __init__(self, services: Services) -> None:
         super().__init__(
             schema,
-            graphql_ide="graphiql" if settings.graphiql_enabled else None,
+            graphql_ide="graphiql" if services.settings.graphiql_enabled else None,
             multipart_uploads_enabled=True,
             allow_queries_via_get=False,
         )
-        self.settings = settings
-        self.db = db
-        self.store = store
+        self.services = services
+        self.export_preset = services.settings.worker_config().export
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> Context:
-        actor = await authenticate(self.db, request.headers.get("authorization"))
-        return Context(db=self.db, store=self.store, caller=actor)
+        services = self.services
+        assert services.queue is not None, "the app's lifespan connects the queue"
+        actor = await authenticate(services.db, request.headers.get("authorization"))
+        return Context(
+            db=services.db,
+            store=services.store,
+            queue=services.queue,
+            export_preset=self.export_preset,
+            media_url=services.signer.url,
+            caller=actor,
+        )
 
     async def parse_multipart(self, request: AsyncHTTPRequestAdapter) -> dict[str, Any]:
         assert isinstance(request, _RequestAdapter)
         starlette_request = request.starlette_request
         try:
             parsed = await multipart.parse(
-                starlette_request, self.store, max_file_bytes=self.settings.max_upload_bytes
+                starlette_request,
+                self.services.store,
+                max_file_bytes=self.services.settings.max_upload_bytes,
             )
         except multipart.MultipartError as exc:
             raise HTTPException(exc.status, exc.message) from exc

@@ -6,6 +6,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from jobs.runtime import WorkerConfig
+
 DEFAULT_SECRET = "editgraph-development-secret-change-me"  # noqa: S105 (refused in production)
 GiB = 1024**3
 
@@ -26,6 +28,31 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=4 * GiB, gt=0)
     host: str = "127.0.0.1"
     port: int = 8000
+    # Rendering (seed: 2 concurrent jobs, 3 attempts, 5-minute timeout).
+    embedded_worker: bool = True  # `serve` also runs a worker unless this is off
+    render_concurrency: int = Field(default=2, ge=1)
+    render_timeout_s: float = Field(default=300.0, gt=0)
+    render_max_attempts: int = Field(default=3, ge=1)
+    reconcile_every_s: int = Field(default=60, ge=1, le=60)
+    export_crf: int = Field(default=20, ge=0, le=51)
+    export_x264_preset: str = "medium"
+    media_url_ttl_s: int = Field(default=6 * 3600, gt=0)
+
+    def worker_config(self) -> WorkerConfig:
+        """What a render worker needs from these settings."""
+        if self.redis_url is None:
+            raise ValueError("a worker needs EDITGRAPH_REDIS_URL (serve starts an embedded one)")
+        return WorkerConfig(
+            database_url=self.database_url,
+            redis_url=self.redis_url,
+            media_root=self.media_root,
+            concurrency=self.render_concurrency,
+            timeout_s=self.render_timeout_s,
+            max_attempts=self.render_max_attempts,
+            reconcile_every_s=self.reconcile_every_s,
+            export_crf=self.export_crf,
+            export_x264_preset=self.export_x264_preset,
+        )
 
     @property
     def graphiql_enabled(self) -> bool:

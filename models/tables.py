@@ -57,6 +57,8 @@ class Blob(SQLModel, table=True):
     key: str = Field(max_length=200)
     bytes: int = Field(sa_column=Column(BigInteger, nullable=False))
     ref_count: int = Field(default=0)
+    # A normalized 480p copy with a short GOP; proxies render from it, not the original.
+    mezzanine_key: str | None = Field(default=None, max_length=200)
     created_at: datetime = _created()
 
 
@@ -103,6 +105,8 @@ class Project(SQLModel, table=True):
         sa_column=Column(Integer, ForeignKey("videos.id"), nullable=False, index=True)
     )
     current_version: int = Field(default=0)
+    latest_proxy_id: int | None = Field(default=None)
+    latest_export_id: int | None = Field(default=None)
     created_at: datetime = _created()
 
 
@@ -124,6 +128,8 @@ class Version(SQLModel, table=True):
     frame_width: int
     frame_height: int
     frame_duration: float
+    # Hash chain over every effective op: equal hashes, equal edits (a revert copies it).
+    ops_hash: str = Field(max_length=64)
     actor_id: int | None = Field(default=None, foreign_key="users.id")
     created_at: datetime = _created()
 
@@ -148,4 +154,57 @@ class EditOperation(SQLModel, table=True):
     video_id: int | None = Field(
         default=None, sa_column=Column(Integer, ForeignKey("videos.id"), nullable=True, index=True)
     )
+    created_at: datetime = _created()
+
+
+class Render(SQLModel, table=True):
+    """One proxy or export of one version: a job the workers run, and its outcome."""
+
+    __tablename__ = "renders"
+    __table_args__ = (
+        UniqueConstraint("project_id", "kind", "version", name="uq_renders_project_kind_version"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("projects.id"), nullable=False, index=True)
+    )
+    kind: str = Field(max_length=10)  # "proxy" | "export"
+    version: int
+    preset: str = Field(max_length=20)
+    status: str = Field(default="queued", max_length=10, index=True)
+    progress: float = Field(default=0.0)
+    # Hash of the source bytes, the effective ops and the preset: equal keys, equal output.
+    content_key: str = Field(max_length=64, index=True)
+    job_id: str = Field(max_length=100)
+    output_key: str | None = Field(default=None, max_length=200)
+    bytes: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    width: int | None = Field(default=None)
+    height: int | None = Field(default=None)
+    duration: float | None = Field(default=None)
+    error: str | None = Field(default=None, max_length=2000)
+    attempts: int = Field(default=0)
+    # A running render belongs to the worker holding the lease; an expired lease is free.
+    lease_until: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    created_at: datetime = _created()
+    started_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+
+
+class Export(SQLModel, table=True):
+    """A full-resolution export a user asked for: pinning and GC state live here."""
+
+    __tablename__ = "exports"
+    __table_args__ = (UniqueConstraint("project_id", "version", name="uq_exports_project_version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("projects.id"), nullable=False, index=True)
+    )
+    version: int
+    render_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("renders.id"), nullable=False, unique=True)
+    )
+    pinned: bool = Field(default=False)
+    gc_state: str = Field(default="none", max_length=10)  # none | marked | archived | deleted
     created_at: datetime = _created()

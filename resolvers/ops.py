@@ -1,5 +1,6 @@
 """The op vocabulary: one pydantic model per op, and validation against the frame it edits."""
 
+import hashlib
 import re
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Literal
@@ -14,6 +15,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from models.db import canonical_json
 from resolvers.errors import OpError
 
 COLOR = re.compile(r"^(#[0-9a-fA-F]{6}|[a-z]{3,20})$")
@@ -273,6 +275,16 @@ def params_schema(op: type[Op]) -> dict[str, Any]:
 def stored(op: Op) -> dict[str, Any]:
     """The canonical stored form, the seed's own shape: ``{"type": …, "params": {…}}``."""
     return {"type": op.type, "params": op.model_dump(mode="json", by_alias=True, exclude_none=True)}
+
+
+ROOT_HASH = hashlib.sha256(b"editgraph:ops:v1").hexdigest()
+
+
+def chain_hash(previous: str, stored_ops: list[dict[str, Any]]) -> str:
+    """Extend a version's op hash by more ops; op by op, so batching does not matter."""
+    for op in stored_ops:
+        previous = hashlib.sha256(f"{previous}\n{canonical_json(op)}".encode()).hexdigest()
+    return previous
 
 
 def parse(raw_ops: list[dict[str, Any]]) -> tuple[list[Op], list[OpError]]:

@@ -1,44 +1,22 @@
 """Projects: an owner's edits of one source video."""
 
+from collections.abc import Sequence
+
 from sqlmodel import col, select
 
 from models.db import Database
-from models.tables import Project, Version, Video
+from models.tables import Project
 from resolvers import pagination
 from resolvers.errors import BadInputError, NotFoundError
 from resolvers.users import Actor
 
 
-def _clean_name(name: str) -> str:
+def clean_name(name: str) -> str:
+    """A project name with its whitespace tidied; 1 to 200 characters."""
     cleaned = " ".join(name.split())
     if not 1 <= len(cleaned) <= 200:
         raise BadInputError("a project name is 1 to 200 characters")
     return cleaned
-
-
-async def create_project(*, db: Database, actor: Actor, video_id: int, name: str) -> Project:
-    """A new project at version 0: the source video with no ops."""
-    cleaned = _clean_name(name)
-    async with db.write() as session:
-        video = await session.get(Video, video_id)
-        if video is None or video.owner_id != actor.id:
-            raise NotFoundError("Video", video_id)
-        project = Project(owner_id=actor.id, name=cleaned, source_video_id=video_id)
-        session.add(project)
-        await session.flush()
-        assert project.id is not None
-        session.add(
-            Version(
-                project_id=project.id,
-                number=0,
-                parent=None,
-                actor_id=actor.id,
-                frame_width=video.width,
-                frame_height=video.height,
-                frame_duration=video.duration,
-            )
-        )
-    return project
 
 
 async def get_project(*, db: Database, actor: Actor, project_id: int) -> Project:
@@ -58,3 +36,17 @@ async def list_projects(
     return await pagination.newest_first(
         db, query, col(Project.id), lambda p: p.id, first=first, after=after
     )
+
+
+async def projects_by_ids(
+    *, db: Database, actor: Actor, ids: Sequence[int]
+) -> list[Project | None]:
+    """Batch lookup for loaders: the actor's projects in the order asked."""
+    async with db.read() as session:
+        rows = (
+            await session.exec(
+                select(Project).where(col(Project.id).in_(ids), Project.owner_id == actor.id)
+            )
+        ).all()
+    found = {p.id: p for p in rows}
+    return [found.get(i) for i in ids]

@@ -8,22 +8,46 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.db import Database
-from models.tables import EditOperation, Project, Version, Video
-from resolvers import ids, ops, pagination
+from models.tables import EditOperation, Project, Render, Version, Video
+from resolvers import ids, ops, pagination, renders
 from resolvers.errors import InvalidOpsError, NotFoundError, VersionConflictError
-from resolvers.projects import get_project
+from resolvers.presets import PROXY
+from resolvers.projects import clean_name, get_project
+from resolvers.queue import JobQueue
 from resolvers.users import Actor
+
+
+async def create_project(
+    *, db: Database, queue: JobQueue, actor: Actor, video_id: int, name: str
+) -> Project:
+    """A new project at version 0 (the source, no ops), with its first proxy queued."""
+    cleaned = clean_name(name)
+    async with db.write() as session:
+        video = await session.get(Video, video_id)
+        if video is None or video.owner_id != actor.id:
+            raise NotFoundError("Video", video_id)
+        project = Project(owner_id=actor.id, name=cleaned, source_video_id=video_id)
+        session.add(project)
+        await session.flush()
+        assert project.id is not None
+        start = ops.Frame(video.width, video.height, video.duration)
+        version = new_version(project.id, 0, None, actor, start, ops.ROOT_HASH)
+        session.add(version)
+        proxy = await renders.add_render(session, project, version, renders.PROXY, PROXY)
+    await renders.enqueue(queue, proxy)
+    return project
 
 
 async def append_ops(
     *,
     db: Database,
+    queue: JobQueue,
     actor: Actor,
     project_id: int,
     raw_ops: list[dict[str, Any]],
     expected_version: int | None,
-) -> tuple[Project, Version]:
-    """Append a batch of ops as one new version; all of it is written, or none."""
+) -> tuple[Project, Version, Render]:
+    """Append a batch of ops as one new version and queue its proxy; all of it, or none."""
     parsed, errors = ops.parse(raw_ops)
     if errors:
         await get_project(db=db, actor=actor, project_id=project_id)  # NotFound before InvalidOps
@@ -41,35 +65,49 @@ async def append_ops(
         frame, problems = ops.check(parsed, _frame(base), durations)
         if problems:
             raise InvalidOpsError(problems)
-        version = _new_version(project_id, number, parent, actor, frame)
+        assert base is not None
+        stored = [ops.stored(op) for op in parsed]
+        version = new_version(
+            project_id, number, parent, actor, frame, ops.chain_hash(base.ops_hash, stored)
+        )
         session.add(version)
-        for seq, op in enumerate(parsed):
-            stored = ops.stored(op)
+        for seq, (op, row) in enumerate(zip(parsed, stored, strict=True)):
             session.add(
                 EditOperation(
                     project_id=project_id,
                     version=number,
                     seq=seq,
-                    type=stored["type"],
-                    params=stored["params"],
+                    type=row["type"],
+                    params=row["params"],
                     video_id=refs.get(op.video_id) if isinstance(op, ops.Concat) else None,
                 )
             )
-    return project, version
+        proxy = await renders.add_render(session, project, version, renders.PROXY, PROXY)
+    await renders.enqueue(queue, proxy)
+    return project, version, proxy
 
 
 async def revert_to_version(
-    *, db: Database, actor: Actor, project_id: int, version: int, expected_version: int | None
-) -> tuple[Project, Version]:
+    *,
+    db: Database,
+    queue: JobQueue,
+    actor: Actor,
+    project_id: int,
+    version: int,
+    expected_version: int | None,
+) -> tuple[Project, Version, Render]:
     """Undo without losing history: a new version whose parent is the older one."""
     async with db.write() as session:
         project, number = await _bump(session, actor, project_id, expected_version)
         target = await _version(session, project_id, version)
         if target is None or version >= number:
             raise NotFoundError(f"Version {version} of project", project_id)
-        new = _new_version(project_id, number, version, actor, _frame(target))
+        new = new_version(project_id, number, version, actor, _frame(target), target.ops_hash)
         session.add(new)
-    return project, new
+        # Same ops hash as the target, so the worker reuses the target's finished proxy.
+        proxy = await renders.add_render(session, project, new, renders.PROXY, PROXY)
+    await renders.enqueue(queue, proxy)
+    return project, new, proxy
 
 
 async def effective_ops(
@@ -81,7 +119,7 @@ async def effective_ops(
     if not 0 <= number <= project.current_version:
         raise NotFoundError(f"Version {number} of project", project_id)
     async with db.read() as session:
-        return await _effective(session, project_id, number)
+        return await effective_in(session, project_id, number)
 
 
 async def get_version(*, db: Database, project_id: int, number: int) -> Version | None:
@@ -129,9 +167,15 @@ def _frame(version: Version | None) -> ops.Frame:
     return ops.Frame(version.frame_width, version.frame_height, version.frame_duration)
 
 
-def _new_version(
-    project_id: int, number: int, parent: int, actor: Actor, frame: ops.Frame
+def new_version(
+    project_id: int,
+    number: int,
+    parent: int | None,
+    actor: Actor,
+    frame: ops.Frame,
+    ops_hash: str,
 ) -> Version:
+    """A version row: its place in the history, the frame it renders and its ops hash."""
     return Version(
         project_id=project_id,
         number=number,
@@ -140,6 +184,7 @@ def _new_version(
         frame_width=frame.width,
         frame_height=frame.height,
         frame_duration=frame.duration,
+        ops_hash=ops_hash,
     )
 
 
@@ -163,7 +208,8 @@ async def _bump(
     return project, int(number)
 
 
-async def _effective(session: AsyncSession, project_id: int, number: int) -> list[EditOperation]:
+async def effective_in(session: AsyncSession, project_id: int, number: int) -> list[EditOperation]:
+    """The effective ops of a version, inside an open session (no ownership check)."""
     parents = dict(
         (
             await session.exec(

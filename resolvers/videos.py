@@ -16,6 +16,7 @@ from models.tables import Blob, EditOperation, Project, Video, utcnow
 from resolvers import pagination
 from resolvers.errors import InvalidMediaError, NotFoundError, VideoInUseError
 from resolvers.probe import Probe, probe
+from resolvers.queue import JobQueue, deliver
 from resolvers.users import Actor
 
 MAX_FILENAME = 200
@@ -35,7 +36,7 @@ def sanitize_filename(raw: str) -> str:
 
 
 async def upload_video(
-    *, db: Database, store: MediaStore, actor: Actor, staged: StagedFile
+    *, db: Database, store: MediaStore, queue: JobQueue, actor: Actor, staged: StagedFile
 ) -> tuple[Video, bool]:
     """Store an upload once per SHA-256; returns the video and whether it was deduplicated."""
     try:
@@ -48,11 +49,14 @@ async def upload_video(
     store.adopt(staged, key)
     for _ in range(3):
         try:
-            return await _record_upload(db, actor, staged, key, info)
+            video, deduplicated = await _record_upload(db, actor, staged, key, info)
         except IntegrityError:
             # PostgreSQL: a concurrent upload of the same bytes by the same owner won the
             # unique (owner, blob) race; the retry finds its video.
             continue
+        # The 480p working copy is made now, so the first proxy does not wait for it.
+        await deliver(queue, f"mezzanine:{video.blob_id}", "mezzanine", video.blob_id)
+        return video, deduplicated
     raise RuntimeError("upload kept conflicting with concurrent uploads")
 
 

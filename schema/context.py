@@ -1,5 +1,6 @@
 """The per-request context: database, media store, the caller and the request's loaders."""
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from graphql import GraphQLError
@@ -7,8 +8,10 @@ from strawberry.dataloader import DataLoader
 
 from models.db import Database
 from models.store import MediaStore
-from models.tables import Blob, EditOperation, Video
-from resolvers import versions, videos
+from models.tables import Blob, EditOperation, Export, Project, Render, Video
+from resolvers import projects, renders, versions, videos
+from resolvers.presets import Preset
+from resolvers.queue import JobQueue
 from resolvers.users import Actor
 
 
@@ -19,6 +22,11 @@ class Loaders:
     video: DataLoader[int, Video | None]
     blob: DataLoader[int, Blob | None]
     own_ops: DataLoader[tuple[int, int], list[EditOperation]]
+    project: DataLoader[int, Project | None]
+    render: DataLoader[int, Render | None]
+    export: DataLoader[int, Export | None]
+    proxy_of_version: DataLoader[tuple[int, int], Render | None]
+    export_of_version: DataLoader[tuple[int, int], Export | None]
 
 
 def make_loaders(db: Database, actor: Actor | None) -> Loaders:
@@ -35,10 +43,32 @@ def make_loaders(db: Database, actor: Actor | None) -> Loaders:
     async def load_ops(keys: list[tuple[int, int]]) -> list[list[EditOperation]]:
         return await versions.own_ops(db=db, keys=keys)
 
+    async def load_projects(keys: list[int]) -> list[Project | None]:
+        if actor is None:
+            return [None] * len(keys)
+        return await projects.projects_by_ids(db=db, actor=actor, ids=keys)
+
+    async def load_renders(keys: list[int]) -> list[Render | None]:
+        return await renders.renders_by_ids(db=db, ids=keys)
+
+    async def load_exports(keys: list[int]) -> list[Export | None]:
+        return await renders.exports_by_ids(db=db, ids=keys)
+
+    async def load_proxies(keys: list[tuple[int, int]]) -> list[Render | None]:
+        return await renders.renders_of_versions(db=db, kind=renders.PROXY, keys=keys)
+
+    async def load_version_exports(keys: list[tuple[int, int]]) -> list[Export | None]:
+        return await renders.exports_of_versions(db=db, keys=keys)
+
     return Loaders(
         video=DataLoader(load_fn=load_videos),
         blob=DataLoader(load_fn=load_blobs),
         own_ops=DataLoader(load_fn=load_ops),
+        project=DataLoader(load_fn=load_projects),
+        render=DataLoader(load_fn=load_renders),
+        export=DataLoader(load_fn=load_exports),
+        proxy_of_version=DataLoader(load_fn=load_proxies),
+        export_of_version=DataLoader(load_fn=load_version_exports),
     )
 
 
@@ -48,6 +78,9 @@ class Context:
 
     db: Database
     store: MediaStore
+    queue: JobQueue
+    export_preset: Preset
+    media_url: Callable[[str], str]
     caller: Actor | None
     loaders: Loaders = field(init=False)
 

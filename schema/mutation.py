@@ -7,7 +7,7 @@ from strawberry.file_uploads import Upload
 
 from models import tables
 from models.store import StagedFile, UploadTooLarge
-from resolvers import ids, projects, users, versions, videos
+from resolvers import ids, renders, users, versions, videos
 from resolvers.errors import (
     InvalidMediaError,
     InvalidOpsError,
@@ -18,7 +18,7 @@ from resolvers.errors import (
 from schema.errors import InvalidMedia, InvalidOps, NotFound, TooLarge, VersionConflict, VideoInUse
 from schema.inputs import OpInput, to_raw
 from schema.permissions import IsAdmin
-from schema.types import Info, Project, User, Version, Video
+from schema.types import Export, Info, Project, Render, User, Version, Video
 
 
 @strawberry.type
@@ -41,6 +41,17 @@ class ProjectCreated:
 class OpsAppended:
     project: Project
     version: Version
+    proxy: Render | None
+
+
+@strawberry.type
+class ExportQueued:
+    export: Export
+
+
+@strawberry.type
+class RenderCancelled:
+    render: Render
 
 
 @strawberry.type(description="A new account; the token is shown this once.")
@@ -59,10 +70,18 @@ CreateProjectResult = Annotated[ProjectCreated | NotFound, strawberry.union("Cre
 AppendOpsResult = Annotated[
     OpsAppended | VersionConflict | InvalidOps | NotFound, strawberry.union("AppendOpsResult")
 ]
+RequestExportResult = Annotated[ExportQueued | NotFound, strawberry.union("RequestExportResult")]
+CancelResult = Annotated[RenderCancelled | NotFound, strawberry.union("CancelResult")]
 
 
-def _appended(project: tables.Project, version: tables.Version) -> OpsAppended:
-    return OpsAppended(project=Project.from_row(project), version=Version.from_row(version))
+def _appended(
+    project: tables.Project, version: tables.Version, proxy: tables.Render
+) -> OpsAppended:
+    return OpsAppended(
+        project=Project.from_row(project),
+        version=Version.from_row(version),
+        proxy=Render.from_row(proxy),
+    )
 
 
 @strawberry.type
@@ -77,7 +96,11 @@ class Mutation:
             return InvalidMedia(message="send the file as a multipart upload")
         try:
             video, dedup = await videos.upload_video(
-                db=info.context.db, store=info.context.store, actor=actor, staged=staged
+                db=info.context.db,
+                store=info.context.store,
+                queue=info.context.queue,
+                actor=actor,
+                staged=staged,
             )
         except InvalidMediaError as e:
             return InvalidMedia.of(e)
@@ -101,8 +124,9 @@ class Mutation:
         self, info: Info, video_id: strawberry.ID, name: str
     ) -> CreateProjectResult:
         try:
-            project = await projects.create_project(
+            project = await versions.create_project(
                 db=info.context.db,
+                queue=info.context.queue,
                 actor=info.context.actor,
                 video_id=ids.decode(video_id, "Video"),
                 name=name,
@@ -120,8 +144,9 @@ class Mutation:
         expected_version: int | None = None,
     ) -> AppendOpsResult:
         try:
-            project, version = await versions.append_ops(
+            project, version, proxy = await versions.append_ops(
                 db=info.context.db,
+                queue=info.context.queue,
                 actor=info.context.actor,
                 project_id=ids.decode(project_id, "Project"),
                 raw_ops=[to_raw(op) for op in ops],
@@ -133,7 +158,7 @@ class Mutation:
             return VersionConflict.of(e)
         except InvalidOpsError as e:
             return InvalidOps.of(e)
-        return _appended(project, version)
+        return _appended(project, version, proxy)
 
     @strawberry.mutation(description="Undo to an older version, as a new version: history stays.")
     async def revert_to_version(
@@ -144,8 +169,9 @@ class Mutation:
         expected_version: int | None = None,
     ) -> AppendOpsResult:
         try:
-            project, new = await versions.revert_to_version(
+            project, new, proxy = await versions.revert_to_version(
                 db=info.context.db,
+                queue=info.context.queue,
                 actor=info.context.actor,
                 project_id=ids.decode(project_id, "Project"),
                 version=version,
@@ -155,7 +181,34 @@ class Mutation:
             return NotFound.of(e)
         except VersionConflictError as e:
             return VersionConflict.of(e)
-        return _appended(project, new)
+        return _appended(project, new, proxy)
+
+    @strawberry.mutation(description="Render a version at full resolution (default: current).")
+    async def request_export(
+        self, info: Info, project_id: strawberry.ID, version: int | None = None
+    ) -> RequestExportResult:
+        try:
+            export, _ = await renders.request_export(
+                db=info.context.db,
+                queue=info.context.queue,
+                actor=info.context.actor,
+                project_id=ids.decode(project_id, "Project"),
+                version=version,
+                preset=info.context.export_preset,
+            )
+        except NotFoundError as e:
+            return NotFound.of(e)
+        return ExportQueued(export=Export.from_row(export))
+
+    @strawberry.mutation(description="Cancel a queued or running render; its ffmpeg is stopped.")
+    async def cancel_render(self, info: Info, id: strawberry.ID) -> CancelResult:
+        try:
+            render = await renders.cancel_render(
+                db=info.context.db, actor=info.context.actor, render_id=ids.decode(id, "Render")
+            )
+        except NotFoundError as e:
+            return NotFound.of(e)
+        return RenderCancelled(render=Render.from_row(render))
 
     @strawberry.mutation(
         permission_classes=[IsAdmin], description="Create an account (admin only)."

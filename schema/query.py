@@ -2,15 +2,17 @@
 
 import strawberry
 
-from resolvers import ids, projects, users, videos
+from resolvers import ids, projects, renders, users, videos
 from resolvers.errors import NotFoundError
 from schema.permissions import IsAdmin
 from schema.types import (
     Connection,
+    Export,
     Info,
     Node,
     OpType,
     Project,
+    Render,
     User,
     Video,
     connection,
@@ -40,6 +42,21 @@ async def _project(info: Info, public_id: str) -> Project | None:
         return None
 
 
+async def _render_or_export(info: Info, kind: str, pk: int) -> Render | Export | None:
+    try:
+        if kind == "Render":
+            row = await renders.get_render(
+                db=info.context.db, actor=info.context.actor, render_id=pk
+            )
+            return Render.from_row(row)
+        export = await renders.get_export(
+            db=info.context.db, actor=info.context.actor, export_id=pk
+        )
+        return Export.from_row(export)
+    except NotFoundError:
+        return None
+
+
 def _me(info: Info) -> User:
     actor = info.context.actor
     return User(
@@ -61,6 +78,8 @@ class Query:
             return await _video(info, id)
         if kind == "Project":
             return await _project(info, id)
+        if kind in ("Render", "Export"):
+            return await _render_or_export(info, kind, decoded[1] if decoded else 0)
         me = _me(info)
         return me if kind == "User" and me.id == id else None
 

@@ -8,14 +8,14 @@ from strawberry.extensions import ParserCache, ValidationCache
 from schema.extensions import ErrorCodes
 from schema.mutation import Mutation
 from schema.query import Query
-from schema.types import Project, User, Video
+from schema.types import Export, Project, Render, User, Video
 
 SDL_PATH = Path(__file__).parent / "schema.graphql"
 
 schema = strawberry.Schema(
     query=Query,
     mutation=Mutation,
-    types=[User, Video, Project],
+    types=[User, Video, Project, Render, Export],
     # Clients send the same few documents again and again: parse and validate each once
     # (the caches are module-level, shared by the per-request extension instances).
     extensions=[

@@ -2,13 +2,14 @@
 
 from collections.abc import Callable
 from datetime import datetime
+from enum import Enum
 from typing import Any, Generic, TypeVar
 
 import strawberry
 from strawberry.scalars import JSON
 
 from models import tables
-from resolvers import ids, ops, pagination, versions
+from resolvers import ids, ops, pagination, renders, versions
 from schema.context import Context
 
 T = TypeVar("T")
@@ -118,6 +119,127 @@ class EditOp:
         return cls(type=row.type, params=row.params)
 
 
+@strawberry.enum
+class RenderKind(Enum):
+    PROXY = "proxy"
+    EXPORT = "export"
+
+
+@strawberry.enum
+class RenderStatus(Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+@strawberry.enum
+class GcState(Enum):
+    NONE = "none"
+    MARKED = "marked"
+    ARCHIVED = "archived"
+    DELETED = "deleted"
+
+
+def _url(info: Info, key: str | None, done: bool) -> str | None:
+    return info.context.media_url(key) if key and done else None
+
+
+@strawberry.type(description="One proxy or export job of one version, and what it produced.")
+class Render(Node):
+    row: strawberry.Private[tables.Render]
+    kind: RenderKind
+    version: int
+    status: RenderStatus
+    progress: float
+    width: int | None
+    height: int | None
+    duration_seconds: float | None
+    bytes: float | None
+    error: str | None
+    attempts: int
+    created_at: datetime
+    finished_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: tables.Render) -> "Render":
+        assert row.id is not None
+        return cls(
+            id=strawberry.ID(ids.encode("Render", row.id)),
+            row=row,
+            kind=RenderKind(row.kind),
+            version=row.version,
+            status=RenderStatus(row.status),
+            progress=row.progress,
+            width=row.width,
+            height=row.height,
+            duration_seconds=row.duration,
+            bytes=float(row.bytes) if row.bytes is not None else None,
+            error=row.error,
+            attempts=row.attempts,
+            created_at=row.created_at,
+            finished_at=row.finished_at,
+        )
+
+    @strawberry.field(description="A signed, expiring link to the file once it is DONE.")
+    def url(self, info: Info) -> str | None:
+        return _url(info, self.row.output_key, self.row.status == "done")
+
+
+@strawberry.type(description="A full-resolution export: its render, pin and GC state.")
+class Export(Node):
+    row: strawberry.Private[tables.Export]
+    version: int
+    pinned: bool
+    gc_state: GcState
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: tables.Export) -> "Export":
+        assert row.id is not None
+        return cls(
+            id=strawberry.ID(ids.encode("Export", row.id)),
+            row=row,
+            version=row.version,
+            pinned=row.pinned,
+            gc_state=GcState(row.gc_state),
+            created_at=row.created_at,
+        )
+
+    async def _render(self, info: Info) -> tables.Render:
+        render = await info.context.loaders.render.load(self.row.render_id)
+        assert render is not None
+        return render
+
+    @strawberry.field
+    async def render(self, info: Info) -> Render:
+        return Render.from_row(await self._render(info))
+
+    @strawberry.field
+    async def status(self, info: Info) -> RenderStatus:
+        return RenderStatus((await self._render(info)).status)
+
+    @strawberry.field
+    async def progress(self, info: Info) -> float:
+        return (await self._render(info)).progress
+
+    @strawberry.field
+    async def bytes(self, info: Info) -> float | None:
+        size = (await self._render(info)).bytes
+        return float(size) if size is not None else None
+
+    @strawberry.field(description="A signed, expiring link to the file once it is DONE.")
+    async def url(self, info: Info) -> str | None:
+        render = await self._render(info)
+        return _url(info, render.output_key, render.status == "done")
+
+    @strawberry.field(description="Whether this is the project's latest export.")
+    async def latest(self, info: Info) -> bool:
+        project = await info.context.loaders.project.load(self.row.project_id)
+        return project is not None and project.latest_export_id == self.row.id
+
+
 @strawberry.type
 class Version:
     row: strawberry.Private[tables.Version]
@@ -133,6 +255,18 @@ class Version:
     async def ops(self, info: Info) -> list[EditOp]:
         rows = await info.context.loaders.own_ops.load((self.row.project_id, self.row.number))
         return [EditOp.from_row(r) for r in rows]
+
+    @strawberry.field(description="The proxy of this version.")
+    async def proxy(self, info: Info) -> Render | None:
+        key = (self.row.project_id, self.row.number)
+        row = await info.context.loaders.proxy_of_version.load(key)
+        return Render.from_row(row) if row else None
+
+    @strawberry.field(description="The export of this version, if one was requested.")
+    async def export(self, info: Info) -> Export | None:
+        key = (self.row.project_id, self.row.number)
+        row = await info.context.loaders.export_of_version.load(key)
+        return Export.from_row(row) if row else None
 
 
 @strawberry.type
@@ -177,6 +311,28 @@ class Project(Node):
         assert self.row.id is not None
         row = await versions.get_version(db=info.context.db, project_id=self.row.id, number=number)
         return Version.from_row(row) if row else None
+
+    @strawberry.field(description="The newest finished proxy.")
+    async def latest_proxy(self, info: Info) -> Render | None:
+        if self.row.latest_proxy_id is None:
+            return None
+        row = await info.context.loaders.render.load(self.row.latest_proxy_id)
+        return Render.from_row(row) if row else None
+
+    @strawberry.field(description="The project's latest export.")
+    async def latest_export(self, info: Info) -> Export | None:
+        if self.row.latest_export_id is None:
+            return None
+        row = await info.context.loaders.export.load(self.row.latest_export_id)
+        return Export.from_row(row) if row else None
+
+    @strawberry.field(description="Every export of this project, newest version first.")
+    async def exports(self, info: Info) -> list[Export]:
+        assert self.row.id is not None
+        rows = await renders.exports_of_project(
+            db=info.context.db, actor=info.context.actor, project_id=self.row.id
+        )
+        return [Export.from_row(r) for r in rows]
 
     @strawberry.field(description="The effective op list at a version (default: current).")
     async def ops(self, info: Info, up_to_version: int | None = None) -> list[EditOp]:

@@ -19,6 +19,7 @@ from starlette.applications import Starlette
 from editgraph.app import create_app
 from editgraph.redis_embed import EmbeddedRedis
 from editgraph.settings import Settings
+from jobs.queue import ArqQueue, connect
 from models.db import Database
 from models.migrate import upgrade
 from models.store import MediaStore
@@ -216,3 +217,15 @@ async def tokens(db: Database) -> dict[str, str]:
     for name, admin in (("alice", False), ("bob", False), ("root", True)):
         _, result[name] = await create_user(db=db, name=name, is_admin=admin)
     return result
+
+
+@pytest.fixture
+async def queue(redis_url: str) -> AsyncIterator[ArqQueue]:
+    """The real arq queue on the throwaway Redis, emptied for each test (it is ours alone)."""
+    pool = connect(redis_url)
+    await pool.flushdb()
+    arq_queue = ArqQueue(pool)
+    try:
+        yield arq_queue
+    finally:
+        await arq_queue.close()

@@ -9,10 +9,11 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import col, select
 
+from jobs.queue import ArqQueue
 from models.db import Database
 from models.store import MediaStore
 from models.tables import EditOperation, Project, Version
-from resolvers import ids, projects, versions, videos
+from resolvers import ids, versions, videos
 from resolvers.errors import InvalidOpsError, NotFoundError, VersionConflictError
 from resolvers.users import Actor
 from tests.resolvers.test_videos import stage
@@ -21,12 +22,16 @@ BLUR = {"type": "gaussian-blur", "params": {"radius": 5}}
 BRIGHT = {"type": "brightness", "params": {"brightness": 20}}
 
 
-async def new_project(db: Database, store: MediaStore, actor: Actor, source: Path) -> Project:
+async def new_project(
+    db: Database, queue: ArqQueue, store: MediaStore, actor: Actor, source: Path
+) -> Project:
     video, _ = await videos.upload_video(
-        db=db, store=store, actor=actor, staged=stage(store, source)
+        db=db, queue=queue, store=store, actor=actor, staged=stage(store, source)
     )
     assert video.id is not None
-    return await projects.create_project(db=db, actor=actor, video_id=video.id, name="holiday")
+    return await versions.create_project(
+        db=db, queue=queue, actor=actor, video_id=video.id, name="holiday"
+    )
 
 
 async def counts(db: Database, project_id: int) -> tuple[int, int]:
@@ -41,14 +46,27 @@ async def counts(db: Database, project_id: int) -> tuple[int, int]:
 
 
 async def test_append_stores_the_seed_shape_in_canonical_json(
-    db: Database, store: MediaStore, alice: Actor, media: dict[str, Path]
+    db: Database, queue: ArqQueue, store: MediaStore, alice: Actor, media: dict[str, Path]
 ) -> None:
-    project = await new_project(db, store, alice, media["clip"])
+    project = await new_project(db, queue, store, alice, media["clip"])
     assert project.current_version == 0 and project.id is not None
-    updated, version = await versions.append_ops(
-        db=db, actor=alice, project_id=project.id, raw_ops=[BLUR, BRIGHT], expected_version=0
+    updated, version, proxy = await versions.append_ops(
+        db=db,
+        queue=queue,
+        actor=alice,
+        project_id=project.id,
+        raw_ops=[BLUR, BRIGHT],
+        expected_version=0,
     )
     assert (updated.current_version, version.number, version.parent) == (1, 1, 0)
+    # The proxy of the new version is queued in the same transaction, and in Redis.
+    assert (proxy.kind, proxy.version, proxy.status, proxy.job_id) == (
+        "proxy",
+        1,
+        "queued",
+        f"proxy:{project.id}:1",
+    )
+    assert await queue.pool.exists(f"arq:job:{proxy.job_id}") == 1
     async with db.read() as s:
         conn = await s.connection()
         sql = text("SELECT type, CAST(params AS TEXT) FROM edit_operations ORDER BY seq")
@@ -61,17 +79,22 @@ async def test_append_stores_the_seed_shape_in_canonical_json(
 
 
 async def test_stale_expected_version_conflicts_and_writes_nothing(
-    db: Database, store: MediaStore, alice: Actor, media: dict[str, Path]
+    db: Database, queue: ArqQueue, store: MediaStore, alice: Actor, media: dict[str, Path]
 ) -> None:
-    project = await new_project(db, store, alice, media["clip"])
+    project = await new_project(db, queue, store, alice, media["clip"])
     assert project.id is not None
     await versions.append_ops(
-        db=db, actor=alice, project_id=project.id, raw_ops=[BLUR], expected_version=0
+        db=db, queue=queue, actor=alice, project_id=project.id, raw_ops=[BLUR], expected_version=0
     )
     before = await counts(db, project.id)
     with pytest.raises(VersionConflictError) as caught:
         await versions.append_ops(
-            db=db, actor=alice, project_id=project.id, raw_ops=[BRIGHT], expected_version=0
+            db=db,
+            queue=queue,
+            actor=alice,
+            project_id=project.id,
+            raw_ops=[BRIGHT],
+            expected_version=0,
         )
     assert caught.value.current_version == 1
     assert "version 1" in caught.value.message
@@ -79,15 +102,16 @@ async def test_stale_expected_version_conflicts_and_writes_nothing(
 
 
 async def test_fifty_concurrent_appends_get_versions_one_to_fifty(
-    db: Database, store: MediaStore, alice: Actor, media: dict[str, Path]
+    db: Database, queue: ArqQueue, store: MediaStore, alice: Actor, media: dict[str, Path]
 ) -> None:
-    project = await new_project(db, store, alice, media["clip"])
+    project = await new_project(db, queue, store, alice, media["clip"])
     assert project.id is not None
     pid = project.id
 
     async def one(i: int) -> int:
-        _, version = await versions.append_ops(
+        _, version, _ = await versions.append_ops(
             db=db,
+            queue=queue,
             actor=alice,
             project_id=pid,
             raw_ops=[{"type": "brightness", "params": {"brightness": i}}],
@@ -108,19 +132,24 @@ async def test_fifty_concurrent_appends_get_versions_one_to_fifty(
 
 
 async def test_revert_appends_a_version_whose_parent_is_the_older_one(
-    db: Database, store: MediaStore, alice: Actor, media: dict[str, Path]
+    db: Database, queue: ArqQueue, store: MediaStore, alice: Actor, media: dict[str, Path]
 ) -> None:
-    project = await new_project(db, store, alice, media["clip"])
+    project = await new_project(db, queue, store, alice, media["clip"])
     assert project.id is not None
     pid = project.id
     for op in (BLUR, BRIGHT, {"type": "grayscale", "params": {}}):
         await versions.append_ops(
-            db=db, actor=alice, project_id=pid, raw_ops=[op], expected_version=None
+            db=db, queue=queue, actor=alice, project_id=pid, raw_ops=[op], expected_version=None
         )
-    project, reverted = await versions.revert_to_version(
-        db=db, actor=alice, project_id=pid, version=1, expected_version=3
+    project, reverted, _ = await versions.revert_to_version(
+        db=db, queue=queue, actor=alice, project_id=pid, version=1, expected_version=3
     )
     assert (reverted.number, reverted.parent, project.current_version) == (4, 1, 4)
+    async with db.read() as s:
+        v1 = (await s.exec(select(Version).where(Version.number == 1))).one()
+        v3 = (await s.exec(select(Version).where(Version.number == 3))).one()
+    # Same effective ops as version 1, so the same content key: the worker reuses its file.
+    assert reverted.ops_hash == v1.ops_hash != v3.ops_hash
     effective = await versions.effective_ops(db=db, actor=alice, project_id=pid, up_to=None)
     assert [o.type for o in effective] == ["gaussian-blur"]
     # History is intact: version 3 still rebuilds to all three ops.
@@ -129,6 +158,7 @@ async def test_revert_appends_a_version_whose_parent_is_the_older_one(
     # Editing after a revert builds on the reverted state.
     await versions.append_ops(
         db=db,
+        queue=queue,
         actor=alice,
         project_id=pid,
         raw_ops=[{"type": "mute", "params": {}}],
@@ -138,7 +168,7 @@ async def test_revert_appends_a_version_whose_parent_is_the_older_one(
     assert [o.type for o in at5] == ["gaussian-blur", "mute"]
     with pytest.raises(NotFoundError):
         await versions.revert_to_version(
-            db=db, actor=alice, project_id=pid, version=99, expected_version=None
+            db=db, queue=queue, actor=alice, project_id=pid, version=99, expected_version=None
         )
     with pytest.raises(NotFoundError):
         await versions.effective_ops(db=db, actor=alice, project_id=pid, up_to=6)
@@ -195,17 +225,18 @@ def problems(exc: InvalidOpsError) -> list[tuple[int, str | None]]:
 )
 async def test_invalid_batches_list_every_problem_and_write_nothing(
     db: Database,
+    queue: ArqQueue,
     store: MediaStore,
     alice: Actor,
     media: dict[str, Path],
     raw: list[dict[str, Any]],
     expected: list[tuple[int, str | None]],
 ) -> None:
-    project = await new_project(db, store, alice, media["clip"])  # 160x120, 2 s
+    project = await new_project(db, queue, store, alice, media["clip"])  # 160x120, 2 s
     assert project.id is not None
     with pytest.raises(InvalidOpsError) as caught:
         await versions.append_ops(
-            db=db, actor=alice, project_id=project.id, raw_ops=raw, expected_version=0
+            db=db, queue=queue, actor=alice, project_id=project.id, raw_ops=raw, expected_version=0
         )
     assert problems(caught.value) == expected
     assert all(e.message for e in caught.value.errors)
@@ -216,17 +247,18 @@ async def test_invalid_batches_list_every_problem_and_write_nothing(
 
 
 async def test_validation_builds_on_the_ops_already_in_the_log(
-    db: Database, store: MediaStore, alice: Actor, media: dict[str, Path]
+    db: Database, queue: ArqQueue, store: MediaStore, alice: Actor, media: dict[str, Path]
 ) -> None:
-    project = await new_project(db, store, alice, media["clip"])
+    project = await new_project(db, queue, store, alice, media["clip"])
     assert project.id is not None
     trim = {"type": "trim", "params": {"start": 0, "end": 1}}
     await versions.append_ops(
-        db=db, actor=alice, project_id=project.id, raw_ops=[trim], expected_version=0
+        db=db, queue=queue, actor=alice, project_id=project.id, raw_ops=[trim], expected_version=0
     )
     with pytest.raises(InvalidOpsError) as caught:
         await versions.append_ops(
             db=db,
+            queue=queue,
             actor=alice,
             project_id=project.id,
             raw_ops=[{"type": "trim", "params": {"start": 0, "end": 1.5}}],
@@ -236,29 +268,40 @@ async def test_validation_builds_on_the_ops_already_in_the_log(
 
 
 async def test_concat_takes_only_the_callers_own_videos(
-    db: Database, store: MediaStore, alice: Actor, bob: Actor, media: dict[str, Path]
+    db: Database,
+    queue: ArqQueue,
+    store: MediaStore,
+    alice: Actor,
+    bob: Actor,
+    media: dict[str, Path],
 ) -> None:
-    project = await new_project(db, store, alice, media["clip"])
+    project = await new_project(db, queue, store, alice, media["clip"])
     mine, _ = await videos.upload_video(
-        db=db, store=store, actor=alice, staged=stage(store, media["other"])
+        db=db, queue=queue, store=store, actor=alice, staged=stage(store, media["other"])
     )
     theirs, _ = await videos.upload_video(
-        db=db, store=store, actor=bob, staged=stage(store, media["silent"])
+        db=db, queue=queue, store=store, actor=bob, staged=stage(store, media["silent"])
     )
     assert project.id is not None and mine.id is not None and theirs.id is not None
     foreign = {"type": "concat", "params": {"videoId": ids.encode("Video", theirs.id)}}
     with pytest.raises(InvalidOpsError) as caught:
         await versions.append_ops(
-            db=db, actor=alice, project_id=project.id, raw_ops=[foreign], expected_version=0
+            db=db,
+            queue=queue,
+            actor=alice,
+            project_id=project.id,
+            raw_ops=[foreign],
+            expected_version=0,
         )
     assert problems(caught.value) == [(0, "videoId")]
     own = {"type": "concat", "params": {"videoId": ids.encode("Video", mine.id)}}
     await versions.append_ops(
-        db=db, actor=alice, project_id=project.id, raw_ops=[own], expected_version=0
+        db=db, queue=queue, actor=alice, project_id=project.id, raw_ops=[own], expected_version=0
     )
     # The timeline is now 2 s + 3 s: a trim to 4.5 s fits, one to 5.5 s does not.
     await versions.append_ops(
         db=db,
+        queue=queue,
         actor=alice,
         project_id=project.id,
         raw_ops=[{"type": "trim", "params": {"start": 0, "end": 4.5}}],
@@ -270,21 +313,36 @@ async def test_concat_takes_only_the_callers_own_videos(
 
 
 async def test_someone_elses_project_is_not_found(
-    db: Database, store: MediaStore, alice: Actor, bob: Actor, media: dict[str, Path]
+    db: Database,
+    queue: ArqQueue,
+    store: MediaStore,
+    alice: Actor,
+    bob: Actor,
+    media: dict[str, Path],
 ) -> None:
-    project = await new_project(db, store, alice, media["clip"])
+    project = await new_project(db, queue, store, alice, media["clip"])
     assert project.id is not None
     with pytest.raises(NotFoundError):
         await versions.append_ops(
-            db=db, actor=bob, project_id=project.id, raw_ops=[BLUR], expected_version=None
+            db=db,
+            queue=queue,
+            actor=bob,
+            project_id=project.id,
+            raw_ops=[BLUR],
+            expected_version=None,
         )
     with pytest.raises(NotFoundError):
         await versions.append_ops(
-            db=db, actor=bob, project_id=project.id, raw_ops=[{"type": "x"}], expected_version=None
+            db=db,
+            queue=queue,
+            actor=bob,
+            project_id=project.id,
+            raw_ops=[{"type": "x"}],
+            expected_version=None,
         )
     with pytest.raises(NotFoundError):
         await versions.revert_to_version(
-            db=db, actor=bob, project_id=project.id, version=0, expected_version=None
+            db=db, queue=queue, actor=bob, project_id=project.id, version=0, expected_version=None
         )
     assert await counts(db, project.id) == (1, 0)
     async with db.read() as s:

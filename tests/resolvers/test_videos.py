@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
+from jobs.queue import ArqQueue
 from models.db import Database
 from models.store import MediaStore, StagedFile
 from models.tables import Blob, Video
-from resolvers import projects, videos
+from resolvers import versions, videos
 from resolvers.errors import InvalidMediaError, NotFoundError, VideoInUseError
 from resolvers.users import Actor
 
@@ -30,10 +31,10 @@ async def blobs(db: Database) -> list[Blob]:
 
 
 async def test_upload_probes_and_stores_once_by_sha256(
-    db: Database, store: MediaStore, alice: Actor, media: dict[str, Path]
+    db: Database, queue: ArqQueue, store: MediaStore, alice: Actor, media: dict[str, Path]
 ) -> None:
     video, dedup = await videos.upload_video(
-        db=db, store=store, actor=alice, staged=stage(store, media["clip"])
+        db=db, queue=queue, store=store, actor=alice, staged=stage(store, media["clip"])
     )
     digest = hashlib.sha256(media["clip"].read_bytes()).hexdigest()
     assert not dedup
@@ -53,17 +54,22 @@ async def test_upload_probes_and_stores_once_by_sha256(
 
 
 async def test_same_owner_gets_the_same_video_and_other_owner_a_new_one(
-    db: Database, store: MediaStore, alice: Actor, bob: Actor, media: dict[str, Path]
+    db: Database,
+    queue: ArqQueue,
+    store: MediaStore,
+    alice: Actor,
+    bob: Actor,
+    media: dict[str, Path],
 ) -> None:
     first, _ = await videos.upload_video(
-        db=db, store=store, actor=alice, staged=stage(store, media["clip"])
+        db=db, queue=queue, store=store, actor=alice, staged=stage(store, media["clip"])
     )
     again, dedup = await videos.upload_video(
-        db=db, store=store, actor=alice, staged=stage(store, media["clip"], "copy.mp4")
+        db=db, queue=queue, store=store, actor=alice, staged=stage(store, media["clip"], "copy.mp4")
     )
     assert dedup and again.id == first.id
     theirs, dedup_b = await videos.upload_video(
-        db=db, store=store, actor=bob, staged=stage(store, media["clip"])
+        db=db, queue=queue, store=store, actor=bob, staged=stage(store, media["clip"])
     )
     assert not dedup_b and theirs.id != first.id and theirs.blob_id == first.blob_id
     [blob] = await blobs(db)
@@ -73,11 +79,19 @@ async def test_same_owner_gets_the_same_video_and_other_owner_a_new_one(
 
 
 async def test_concurrent_uploads_of_the_same_bytes_end_with_one_blob(
-    db: Database, store: MediaStore, alice: Actor, bob: Actor, media: dict[str, Path]
+    db: Database,
+    queue: ArqQueue,
+    store: MediaStore,
+    alice: Actor,
+    bob: Actor,
+    media: dict[str, Path],
 ) -> None:
     staged = [(actor, stage(store, media["clip"])) for actor in (alice, bob) for _ in range(5)]
     results = await asyncio.gather(
-        *(videos.upload_video(db=db, store=store, actor=a, staged=s) for a, s in staged)
+        *(
+            videos.upload_video(db=db, queue=queue, store=store, actor=a, staged=s)
+            for a, s in staged
+        )
     )
     assert len({v.id for v, _ in results}) == 2  # one video per owner
     assert sum(not dedup for _, dedup in results) == 2
@@ -104,11 +118,17 @@ async def test_concurrent_uploads_of_the_same_bytes_end_with_one_blob(
     ],
 )
 async def test_bad_media_is_refused_and_leaves_nothing_behind(
-    db: Database, store: MediaStore, alice: Actor, hostile: dict[str, Path], name: str, reason: str
+    db: Database,
+    queue: ArqQueue,
+    store: MediaStore,
+    alice: Actor,
+    hostile: dict[str, Path],
+    name: str,
+    reason: str,
 ) -> None:
     with pytest.raises(InvalidMediaError) as caught:
         await videos.upload_video(
-            db=db, store=store, actor=alice, staged=stage(store, hostile[name])
+            db=db, queue=queue, store=store, actor=alice, staged=stage(store, hostile[name])
         )
     assert reason in caught.value.message
     assert store.temp_entries() == []
@@ -117,13 +137,20 @@ async def test_bad_media_is_refused_and_leaves_nothing_behind(
 
 
 async def test_delete_refuses_while_used_then_drops_the_reference_but_keeps_bytes(
-    db: Database, store: MediaStore, alice: Actor, bob: Actor, media: dict[str, Path]
+    db: Database,
+    queue: ArqQueue,
+    store: MediaStore,
+    alice: Actor,
+    bob: Actor,
+    media: dict[str, Path],
 ) -> None:
     video, _ = await videos.upload_video(
-        db=db, store=store, actor=alice, staged=stage(store, media["clip"])
+        db=db, queue=queue, store=store, actor=alice, staged=stage(store, media["clip"])
     )
     assert video.id is not None
-    project = await projects.create_project(db=db, actor=alice, video_id=video.id, name="p")
+    project = await versions.create_project(
+        db=db, queue=queue, actor=alice, video_id=video.id, name="p"
+    )
     with pytest.raises(VideoInUseError) as caught:
         await videos.delete_video(db=db, actor=alice, video_id=video.id)
     assert caught.value.project_ids == [project.id]
@@ -131,7 +158,7 @@ async def test_delete_refuses_while_used_then_drops_the_reference_but_keeps_byte
         await videos.delete_video(db=db, actor=bob, video_id=video.id)
 
     spare, _ = await videos.upload_video(
-        db=db, store=store, actor=alice, staged=stage(store, media["other"])
+        db=db, queue=queue, store=store, actor=alice, staged=stage(store, media["other"])
     )
     assert spare.id is not None
     await videos.delete_video(db=db, actor=alice, video_id=spare.id)

@@ -133,6 +133,7 @@ def upgrade() -> None:
         sa.Column("frame_width", sa.Integer(), nullable=False),
         sa.Column("frame_height", sa.Integer(), nullable=False),
         sa.Column("frame_duration", sa.Float(), nullable=False),
+        sa.Column("ops_hash", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
         sa.Column("actor_id", sa.Integer(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(

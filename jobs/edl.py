@@ -1,0 +1,282 @@
+"""The EDL compiler: a version's effective ops and its sources, compiled to one ffmpeg command."""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ffmpeg
+
+from resolvers import ops
+from resolvers.presets import Preset
+from resolvers.probe import DEMUXERS
+
+FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+SAMPLE_RATE = 48000
+# Options every ffmpeg we start carries: no stdin, quiet, machine-readable progress.
+GLOBAL_ARGS = ("-nostdin", "-hide_banner", "-nostats", "-v", "error", "-progress", "pipe:1")
+
+
+@dataclass(frozen=True)
+class Source:
+    """A file ffmpeg reads: always a path the server made, with its demuxer pinned."""
+
+    path: Path
+    demuxer: str
+    width: int  # pixels of this file (a mezzanine is smaller than the original)
+    height: int
+    fps: float
+    duration: float
+    has_audio: bool
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A compiled render: argv, the files it needs written first, and what it will produce."""
+
+    argv: list[str]
+    duration: float
+    text_files: dict[Path, str] = field(default_factory=dict)
+
+
+def _input(source: Source) -> Any:
+    return ffmpeg.input(
+        f"file:{source.path}",
+        f=source.demuxer,
+        protocol_whitelist="file,pipe",
+        format_whitelist=DEMUXERS,
+    )
+
+
+def _silence(duration: float) -> Any:
+    return ffmpeg.input(
+        f"anullsrc=channel_layout=stereo:sample_rate={SAMPLE_RATE}", f="lavfi", t=f"{duration:.3f}"
+    ).audio
+
+
+def _audio(source: Source, stream: Any) -> Any:
+    """A source's audio in one common format, or silence of its length."""
+    raw = stream.audio if source.has_audio else _silence(source.duration)
+    return raw.filter(
+        "aformat", sample_fmts="fltp", sample_rates=SAMPLE_RATE, channel_layouts="stereo"
+    )
+
+
+def _atempo(audio: Any, factor: float) -> Any:
+    # atempo takes 0.5..2 per instance; chain instances for the rest of 0.25..4.
+    while factor > 2:
+        audio, factor = audio.filter("atempo", 2), factor / 2
+    while factor < 0.5:
+        audio, factor = audio.filter("atempo", 0.5), factor / 0.5
+    return audio.filter("atempo", round(factor, 6))
+
+
+def _even(value: float) -> int:
+    return max(2, round(value) // 2 * 2)
+
+
+def mezzanine_size(width: int, height: int) -> tuple[int, int]:
+    """The size of a source's 480p working copy: fits 854x480, never upscaled, even sides."""
+    scale = min(1.0, 854 / width, 480 / height)
+    return _even(width * scale), _even(height * scale)
+
+
+@dataclass
+class _State:
+    """Where compilation stands: the logical frame, the pixel size and pixel scale."""
+
+    frame: ops.Frame
+    width: int  # pixels of the stream at this point
+    height: int
+    sx: float  # stream pixels per source pixel, per axis
+    sy: float
+
+
+def compile_edl(
+    *,
+    op_list: list[ops.Op],
+    source: Source,
+    source_frame: ops.Frame,
+    concat_sources: dict[str, Source],
+    preset: Preset,
+    output: Path,
+    workdir: Path,
+) -> Plan:
+    """Compile the ops into one filter graph and encoder settings for ``preset``."""
+    main = _input(source)
+    wants_audio = source.has_audio or any(
+        concat_sources[o.video_id].has_audio for o in op_list if isinstance(o, ops.Concat)
+    )
+    video = main.video.filter("setsar", 1)
+    audio = _audio(source, main) if wants_audio else None
+    state = _State(
+        frame=source_frame,
+        width=source.width,
+        height=source.height,
+        sx=source.width / source_frame.width,
+        sy=source.height / source_frame.height,
+    )
+    durations = {k: s.duration for k, s in concat_sources.items()}
+    text_files: dict[Path, str] = {}
+    for index, op in enumerate(op_list):
+        after = op.apply(state.frame, durations)
+        video, audio = _apply(op, index, video, audio, state, concat_sources, workdir, text_files)
+        state.frame = after
+    return Plan(
+        argv=_encode(video, audio, preset, output),
+        duration=state.frame.duration,
+        text_files=text_files,
+    )
+
+
+def _apply(
+    op: ops.Op,
+    index: int,
+    video: Any,
+    audio: Any,
+    state: _State,
+    concat_sources: dict[str, Source],
+    workdir: Path,
+    text_files: dict[Path, str],
+) -> tuple[Any, Any]:
+    """One op onto the video and audio streams (audio is None when the output is silent)."""
+    duration = state.frame.duration
+    match op:
+        case ops.Trim(start=start, end=end):
+            video = video.trim(start=start, end=end).setpts("PTS-STARTPTS")
+            if audio is not None:
+                audio = audio.filter("atrim", start=start, end=end).filter(
+                    "asetpts", "PTS-STARTPTS"
+                )
+        case ops.Speed(factor=factor):
+            video = video.setpts(f"PTS/{factor}")
+            if audio is not None:
+                audio = _atempo(audio, factor)
+        case ops.Crop(x=x, y=y, width=width, height=height):
+            state.width = max(2, min(state.width, round(width * state.sx)))
+            state.height = max(2, min(state.height, round(height * state.sy)))
+            video = video.crop(round(x * state.sx), round(y * state.sy), state.width, state.height)
+        case ops.Rotate(degrees=180):
+            video = video.hflip().vflip()
+        case ops.Rotate(degrees=degrees):
+            video = video.filter("transpose", "clock" if degrees == 90 else "cclock")
+            state.width, state.height = state.height, state.width
+            state.sx, state.sy = state.sy, state.sx
+        case ops.Flip(axis=axis):
+            video = video.hflip() if axis == "horizontal" else video.vflip()
+        case ops.Brightness(brightness=value):
+            video = video.filter("eq", brightness=round(value / 100, 4))
+        case ops.Contrast(contrast=value):
+            video = video.filter("eq", contrast=round(1 + value / 100, 4))
+        case ops.Saturation(saturation=value):
+            video = video.filter("eq", saturation=round(1 + value / 100, 4))
+        case ops.GaussianBlur(radius=radius):
+            video = video.filter("gblur", sigma=round(radius * (state.sx + state.sy) / 2, 3))
+        case ops.Grayscale():
+            video = video.filter("hue", s=0)
+        case ops.Fade(in_seconds=fade_in, out_seconds=fade_out):
+            if fade_in > 0:
+                video = video.filter("fade", type="in", start_time=0, duration=fade_in)
+                if audio is not None:
+                    audio = audio.filter("afade", type="in", start_time=0, duration=fade_in)
+            if fade_out > 0:
+                start = round(max(0.0, duration - fade_out), 3)
+                video = video.filter("fade", type="out", start_time=start, duration=fade_out)
+                if audio is not None:
+                    audio = audio.filter("afade", type="out", start_time=start, duration=fade_out)
+        case ops.Volume(gain_db=gain):
+            if audio is not None:
+                audio = audio.filter("volume", f"{gain}dB")
+        case ops.Mute():
+            if audio is not None:
+                audio = audio.filter("volume", 0)
+        case ops.Text():
+            # The text goes through a file: no escaping of user text into the filter graph.
+            path = workdir / f"text-{index}.txt"
+            text_files[path] = op.text
+            options: dict[str, Any] = {
+                "textfile": str(path),
+                "expansion": "none",
+                "x": round(op.x * state.sx),
+                "y": round(op.y * state.sy),
+                "fontsize": max(1, round(op.size * (state.sx + state.sy) / 2)),
+                "fontcolor": op.color,
+                "enable": f"between(t,{op.start},{op.end if op.end is not None else duration})",
+            }
+            if FONT.exists():
+                options["fontfile"] = str(FONT)
+            video = video.drawtext(**options)
+        case ops.Concat(video_id=video_id):
+            other = concat_sources[video_id]
+            stream = _input(other)
+            tail = (
+                stream.video.filter(
+                    "scale", state.width, state.height, force_original_aspect_ratio="decrease"
+                )
+                .filter("pad", state.width, state.height, "(ow-iw)/2", "(oh-ih)/2")
+                .filter("setsar", 1)
+            )
+            if audio is None:
+                video = ffmpeg.concat(video, tail, v=1, a=0)
+            else:
+                joined = ffmpeg.concat(video, audio, tail, _audio(other, stream), v=1, a=1).node
+                video, audio = joined[0], joined[1]
+        case _:
+            raise ValueError(f"no compiler rule for op {op.type!r}")
+    return video, audio
+
+
+def _encode(video: Any, audio: Any, preset: Preset, output: Path) -> list[str]:
+    if preset.max_width and preset.max_height:
+        video = video.filter(
+            "scale",
+            f"min({preset.max_width},iw)",
+            f"min({preset.max_height},ih)",
+            force_original_aspect_ratio="decrease",
+            force_divisible_by=2,
+        )
+    else:
+        video = video.filter("scale", "trunc(iw/2)*2", "trunc(ih/2)*2")
+    video = video.filter("format", "yuv420p")
+    options: dict[str, Any] = {
+        "vcodec": "libx264",
+        "preset": preset.x264_preset,
+        "movflags": "+faststart",
+        "f": "mp4",
+    }
+    if preset.video_bitrate:
+        options.update({"b:v": preset.video_bitrate, "maxrate": preset.video_bitrate})
+        options["bufsize"] = preset.video_bitrate
+    if preset.crf is not None:
+        options["crf"] = preset.crf
+    streams = [video]
+    if audio is not None:
+        streams.append(audio)
+        options.update({"acodec": "aac", "b:a": preset.audio_bitrate, "ar": SAMPLE_RATE})
+    out = ffmpeg.output(*streams, str(output), **options).global_args(*GLOBAL_ARGS)
+    argv: list[str] = out.overwrite_output().compile()
+    return argv
+
+
+def mezzanine_argv(source: Source, output: Path) -> list[str]:
+    """The 480p working copy: short GOP so proxies seek and cut quickly."""
+    width, height = mezzanine_size(source.width, source.height)
+    stream = _input(source)
+    video = stream.video.filter("scale", width, height).filter("setsar", 1)
+    video = video.filter("format", "yuv420p")
+    gop = max(1, round(source.fps / 2)) if source.fps else 12
+    options: dict[str, Any] = {
+        "vcodec": "libx264",
+        "preset": "veryfast",
+        "crf": 20,
+        "g": gop,
+        "keyint_min": gop,
+        "movflags": "+faststart",
+        "f": "mp4",
+    }
+    streams = [video]
+    if source.has_audio:
+        streams.append(stream.audio)
+        options.update({"acodec": "aac", "b:a": "128k", "ar": SAMPLE_RATE, "ac": 2})
+    out = ffmpeg.output(*streams, str(output), **options).global_args(*GLOBAL_ARGS)
+    argv: list[str] = out.overwrite_output().compile()
+    return argv

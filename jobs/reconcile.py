@@ -1,0 +1,68 @@
+"""The reconciler: the database says what must run; re-enqueue whatever Redis forgot."""
+
+import logging
+from typing import Any
+
+from arq.constants import result_key_prefix
+from arq.jobs import Job, JobStatus
+from sqlalchemy import or_, update
+from sqlmodel import col, select
+
+from jobs.queue import ArqQueue, deserialize
+from jobs.runtime import Runtime
+from models.tables import Render, utcnow
+from resolvers import renders
+from resolvers.renders import Status
+
+log = logging.getLogger(__name__)
+LIVE = (JobStatus.queued, JobStatus.deferred, JobStatus.in_progress)
+
+
+async def reconcile(ctx: dict[str, Any]) -> int:
+    """Cron job: re-enqueue renders that are pending in the database but not live in Redis."""
+    rt: Runtime = ctx["runtime"]
+    now = utcnow()
+    async with rt.db.read() as session:
+        pending = (
+            await session.exec(
+                select(Render).where(
+                    or_(
+                        col(Render.status) == Status.QUEUED,
+                        (col(Render.status) == Status.RUNNING) & (col(Render.lease_until) < now),
+                    )
+                )
+            )
+        ).all()
+    queue = ArqQueue(rt.redis)
+    repaired = 0
+    for render in pending:
+        job = Job(render.job_id, rt.redis, _deserializer=deserialize)
+        status = await job.status()
+        if status in LIVE:
+            continue
+        if render.attempts >= rt.config.max_attempts:
+            await _give_up(rt, render)
+            continue
+        if status == JobStatus.complete:
+            # The job ran but the database never heard: forget the stale result and run again.
+            await rt.redis.delete(result_key_prefix + render.job_id)
+        assert render.id is not None
+        await queue.enqueue(render.job_id, renders.RENDER_JOB, render.id)
+        repaired += 1
+    if repaired:
+        log.info("reconciler re-enqueued %d render(s)", repaired)
+    return repaired
+
+
+async def _give_up(rt: Runtime, render: Render) -> None:
+    async with rt.db.write() as session:
+        await session.exec(
+            update(Render)
+            .where(col(Render.id) == render.id, col(Render.status).in_(renders.ACTIVE))
+            .values(
+                status=Status.FAILED,
+                error=f"gave up after {render.attempts} attempts",
+                finished_at=utcnow(),
+                lease_until=None,
+            )
+        )

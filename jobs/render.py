@@ -1,0 +1,388 @@
+"""Render jobs: the mezzanine of a source, and the proxy or export of a version."""
+
+import contextlib
+import logging
+import os
+import shutil
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from arq import Retry
+from sqlalchemy import or_, update
+from sqlmodel import col, select
+
+from jobs import edl, events
+from jobs.runner import run_ffmpeg
+from jobs.runtime import Runtime
+from models.tables import Blob, Export, Project, Render, Version, Video, utcnow
+from resolvers import ids, ops, renders, versions
+from resolvers.presets import PROXY, Preset
+from resolvers.probe import probe
+from resolvers.renders import Status
+
+log = logging.getLogger(__name__)
+LEASE = timedelta(seconds=30)
+
+
+class Permanent(Exception):
+    """A failure another attempt would repeat: say why, fail once."""
+
+
+class Transient(Exception):
+    """A failure another attempt may not meet: retried with backoff."""
+
+
+def _runtime(ctx: dict[str, Any]) -> Runtime:
+    runtime: Runtime = ctx["runtime"]
+    return runtime
+
+
+async def render(ctx: dict[str, Any], render_id: int) -> str:
+    """Produce one render's file. Safe to run twice: a finished or claimed render is skipped."""
+    rt = _runtime(ctx)
+    claimed = await _claim(rt, render_id)
+    if claimed is None:
+        return "skipped"
+    await events.publish(rt.redis, claimed, "progress")
+    try:
+        return await _produce(rt, claimed)
+    except Transient as exc:
+        if claimed.attempts < rt.config.max_attempts:
+            await _release(rt, render_id, f"retrying: {exc}")
+            raise Retry(defer=2**claimed.attempts) from exc
+        await _fail(rt, render_id, f"{exc} (gave up after {claimed.attempts} attempts)")
+        return "failed"
+    except Permanent as exc:
+        await _fail(rt, render_id, str(exc))
+        return "failed"
+
+
+async def _claim(rt: Runtime, render_id: int) -> Render | None:
+    """Take the render: it must be queued, or running under a lease that expired."""
+    now = utcnow()
+    async with rt.db.write() as session:
+        result = await session.exec(
+            update(Render)
+            .where(
+                col(Render.id) == render_id,
+                or_(
+                    col(Render.status) == Status.QUEUED,
+                    (col(Render.status) == Status.RUNNING) & (col(Render.lease_until) < now),
+                ),
+            )
+            .values(
+                status=Status.RUNNING,
+                attempts=col(Render.attempts) + 1,
+                lease_until=now + LEASE,
+                started_at=now,
+                error=None,
+            )
+            .returning(col(Render.id))
+        )
+        if result.scalar_one_or_none() is None:
+            return None
+        return await session.get(Render, render_id, populate_existing=True)
+
+
+async def _produce(rt: Runtime, render: Render) -> str:
+    assert render.id is not None
+    async with rt.db.read() as session:
+        project = await session.get(Project, render.project_id)
+        assert project is not None
+        if render.kind == renders.PROXY and render.version != project.current_version:
+            await _finish_cancelled(rt, render, f"superseded by version {project.current_version}")
+            return "superseded"
+        version = (
+            await session.exec(
+                select(Version).where(
+                    Version.project_id == render.project_id, Version.number == render.version
+                )
+            )
+        ).one()
+        effective = await versions.effective_in(session, render.project_id, render.version)
+        video = await session.get(Video, project.source_video_id)
+        assert video is not None
+        blob = await session.get(Blob, video.blob_id)
+        assert blob is not None
+        donor = (
+            await session.exec(
+                select(Render).where(
+                    Render.content_key == render.content_key,
+                    Render.status == Status.DONE,
+                    col(Render.id) != render.id,
+                )
+            )
+        ).first()
+        op_list = [ops.VOCABULARY[r.type].model_validate(r.params) for r in effective]
+        others = await _concat_rows(session, op_list)
+    final_key = renders.output_key(render.kind, render.project_id, render.version)
+    final = rt.store.path(final_key)
+    temp = rt.store.path(f"temp/render-{render.id}-{render.attempts}.mp4")
+    try:
+        if donor is not None and donor.output_key and rt.store.path(donor.output_key).exists():
+            # Same source, same effective ops, same preset: the file already exists.
+            _link_or_copy(rt.store.path(donor.output_key), temp)
+        else:
+            preset = PROXY if render.kind == renders.PROXY else rt.config.export
+            outcome = await _run(rt, render, preset, video, blob, version, op_list, others, temp)
+            if outcome != "done":
+                return outcome
+        final.parent.mkdir(parents=True, exist_ok=True)
+        facts = await probe(temp)
+        os.replace(temp, final)
+    finally:
+        temp.unlink(missing_ok=True)
+    return await _finish_done(rt, render, final_key, final.stat().st_size, facts)
+
+
+async def _run(
+    rt: Runtime,
+    render: Render,
+    preset: Preset,
+    video: Video,
+    blob: Blob,
+    version: Version,
+    op_list: list[ops.Op],
+    others: dict[str, tuple[Video, Blob]],
+    temp: Path,
+) -> str:
+    source = await _source(rt, video, blob, preset)
+    concat = {k: await _source(rt, v, b, preset) for k, (v, b) in others.items()}
+    workdir = rt.store.path(f"temp/render-{render.id}-{render.attempts}.d")
+    workdir.mkdir(parents=True, exist_ok=True)
+    plan = edl.compile_edl(
+        op_list=op_list,
+        source=source,
+        source_frame=ops.Frame(video.width, video.height, video.duration),
+        concat_sources=concat,
+        preset=preset,
+        output=temp,
+        workdir=workdir,
+    )
+    for path, text in plan.text_files.items():
+        path.write_text(text)
+
+    async def on_progress(fraction: float) -> bool:
+        return await _heartbeat(rt, render, fraction)
+
+    try:
+        outcome = await run_ffmpeg(
+            plan.argv,
+            expected_duration=plan.duration,
+            timeout_s=rt.config.timeout_s,
+            on_progress=on_progress,
+        )
+    finally:
+        for path in plan.text_files:
+            path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            workdir.rmdir()
+    if outcome.cancelled:
+        await events.publish(rt.redis, render, "cancelled")
+        return "cancelled"
+    if outcome.timed_out:
+        raise Permanent(f"the render took longer than {rt.config.timeout_s:g} s and was stopped")
+    if outcome.returncode < 0:
+        raise Transient(f"ffmpeg was stopped by signal {-outcome.returncode}")
+    if outcome.returncode != 0:
+        detail = outcome.stderr.strip().splitlines()[-1] if outcome.stderr.strip() else ""
+        raise Permanent(f"ffmpeg could not render this edit: {detail}".strip())
+    return "done"
+
+
+async def _source(rt: Runtime, video: Video, blob: Blob, preset: Preset) -> edl.Source:
+    if preset.from_mezzanine:
+        path = await ensure_mezzanine(rt, video, blob)
+        width, height = edl.mezzanine_size(video.width, video.height)
+        demuxer = "mov"
+    else:
+        path, width, height, demuxer = (
+            rt.store.path(blob.key),
+            video.width,
+            video.height,
+            video.format_name,
+        )
+    return edl.Source(
+        path=path,
+        demuxer=demuxer,
+        width=width,
+        height=height,
+        fps=video.fps,
+        duration=video.duration,
+        has_audio=video.has_audio,
+    )
+
+
+async def ensure_mezzanine(rt: Runtime, video: Video, blob: Blob) -> Path:
+    """The 480p working copy of a source, made once per blob (concurrent makers are harmless)."""
+    key = f"videos/{blob.sha256}_480p.mp4"
+    target = rt.store.path(key)
+    if target.exists():
+        return target
+    temp = rt.store.path(f"temp/mezzanine-{blob.sha256}-{os.getpid()}.mp4")
+    source = edl.Source(
+        rt.store.path(blob.key),
+        video.format_name,
+        video.width,
+        video.height,
+        video.fps,
+        video.duration,
+        video.has_audio,
+    )
+
+    async def keep_going(_: float) -> bool:
+        return True
+
+    try:
+        outcome = await run_ffmpeg(
+            edl.mezzanine_argv(source, temp),
+            expected_duration=video.duration,
+            timeout_s=rt.config.timeout_s,
+            on_progress=keep_going,
+        )
+        if outcome.returncode < 0:
+            raise Transient("ffmpeg was stopped while making the 480p copy")
+        if outcome.returncode != 0 or outcome.timed_out:
+            raise Permanent("the source could not be converted to its 480p working copy")
+        os.replace(temp, target)
+    finally:
+        temp.unlink(missing_ok=True)
+    async with rt.db.write() as session:
+        await session.exec(update(Blob).where(col(Blob.id) == blob.id).values(mezzanine_key=key))
+    return target
+
+
+async def mezzanine(ctx: dict[str, Any], blob_id: int) -> str:
+    """Job: make a source's 480p copy right after upload, so the first proxy starts sooner."""
+    rt = _runtime(ctx)
+    async with rt.db.read() as session:
+        blob = await session.get(Blob, blob_id)
+        video = (await session.exec(select(Video).where(Video.blob_id == blob_id))).first()
+    if blob is None or video is None:
+        return "gone"
+    try:
+        await ensure_mezzanine(rt, video, blob)
+    except (Permanent, Transient) as exc:
+        # The proxy job makes the copy itself if this one did not.
+        log.warning("mezzanine of blob %s failed: %s", blob_id, exc)
+        return "failed"
+    return "done"
+
+
+async def _concat_rows(session: Any, op_list: list[ops.Op]) -> dict[str, tuple[Video, Blob]]:
+    found: dict[str, tuple[Video, Blob]] = {}
+    for op in op_list:
+        if isinstance(op, ops.Concat) and op.video_id not in found:
+            video = await session.get(Video, ids.decode(op.video_id, "Video"))
+            if video is None:
+                raise Permanent("a video this edit appends no longer exists")
+            blob = await session.get(Blob, video.blob_id)
+            found[op.video_id] = (video, blob)
+    return found
+
+
+async def _heartbeat(rt: Runtime, render: Render, fraction: float) -> bool:
+    """Store progress and extend the lease; False once the render was cancelled."""
+    async with rt.db.write() as session:
+        result = await session.exec(
+            update(Render)
+            .where(col(Render.id) == render.id, col(Render.status) == Status.RUNNING)
+            .values(progress=round(fraction, 4), lease_until=utcnow() + LEASE)
+            .returning(col(Render.id))
+        )
+        alive = result.scalar_one_or_none() is not None
+    if alive:
+        render.progress = round(fraction, 4)
+        await events.publish(rt.redis, render, "progress")
+    return alive
+
+
+async def _finish_done(rt: Runtime, render: Render, key: str, size: int, facts: Any) -> str:
+    async with rt.db.write() as session:
+        result = await session.exec(
+            update(Render)
+            .where(col(Render.id) == render.id, col(Render.status) == Status.RUNNING)
+            .values(
+                status=Status.DONE,
+                progress=1.0,
+                output_key=key,
+                bytes=size,
+                width=facts.width,
+                height=facts.height,
+                duration=facts.duration,
+                finished_at=utcnow(),
+                lease_until=None,
+                error=None,
+            )
+            .returning(col(Render.id))
+        )
+        if result.scalar_one_or_none() is None:
+            return "cancelled"  # cancelled while the file was being moved into place
+        if render.kind == renders.PROXY:
+            await _advance_latest_proxy(session, render)
+        else:
+            export = (await session.exec(select(Export).where(Export.render_id == render.id))).one()
+            await session.exec(
+                update(Project)
+                .where(col(Project.id) == render.project_id)
+                .values(latest_export_id=export.id)
+            )
+        done = await session.get(Render, render.id, populate_existing=True)
+        assert done is not None
+    event = "proxy_ready" if render.kind == renders.PROXY else "export_complete"
+    await events.publish(rt.redis, done, event, url_key=key)
+    return "done"
+
+
+async def _advance_latest_proxy(session: Any, render: Render) -> None:
+    """Point the project at this proxy unless a newer version's proxy is already there."""
+    project = await session.get(Project, render.project_id)
+    current = (
+        await session.get(Render, project.latest_proxy_id) if project.latest_proxy_id else None
+    )
+    if current is None or current.version <= render.version:
+        project.latest_proxy_id = render.id
+        session.add(project)
+
+
+async def _finish_cancelled(rt: Runtime, render: Render, reason: str) -> None:
+    async with rt.db.write() as session:
+        await session.exec(
+            update(Render)
+            .where(col(Render.id) == render.id)
+            .values(status=Status.CANCELLED, error=reason, finished_at=utcnow(), lease_until=None)
+        )
+    render.status, render.error = Status.CANCELLED, reason
+    await events.publish(rt.redis, render, "cancelled", error=reason)
+
+
+async def _release(rt: Runtime, render_id: int, note: str) -> None:
+    async with rt.db.write() as session:
+        await session.exec(
+            update(Render)
+            .where(col(Render.id) == render_id, col(Render.status) == Status.RUNNING)
+            .values(status=Status.QUEUED, lease_until=None, error=note)
+        )
+
+
+async def _fail(rt: Runtime, render_id: int, reason: str) -> None:
+    async with rt.db.write() as session:
+        await session.exec(
+            update(Render)
+            .where(col(Render.id) == render_id, col(Render.status) == Status.RUNNING)
+            .values(
+                status=Status.FAILED, error=reason[:2000], finished_at=utcnow(), lease_until=None
+            )
+        )
+        failed = await session.get(Render, render_id, populate_existing=True)
+    if failed is not None:
+        await events.publish(rt.redis, failed, "failed", error=failed.error)
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """A hard link costs no bytes; across filesystems, copy."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)

@@ -1,0 +1,40 @@
+"""What a worker holds while it runs: connections and the render policy, built at start-up."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from arq import ArqRedis
+
+from models.db import Database
+from models.store import MediaStore
+from resolvers.presets import Preset, export_preset
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """Everything a worker needs to know, from the wiring's settings."""
+
+    database_url: str
+    redis_url: str
+    media_root: Path
+    concurrency: int = 2
+    timeout_s: float = 300.0
+    max_attempts: int = 3
+    reconcile_every_s: int = 60
+    export_crf: int = 20
+    export_x264_preset: str = "medium"
+
+    @property
+    def export(self) -> Preset:
+        """The export preset these settings describe."""
+        return export_preset(crf=self.export_crf, x264_preset=self.export_x264_preset)
+
+
+@dataclass
+class Runtime:
+    """Per-worker state, stored in arq's ctx under "runtime"."""
+
+    config: WorkerConfig
+    db: Database
+    store: MediaStore
+    redis: ArqRedis

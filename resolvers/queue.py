@@ -1,0 +1,21 @@
+"""The job queue as the domain sees it: enqueue by a deterministic id, nothing more."""
+
+import logging
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+
+class JobQueue(Protocol):
+    """Delivery only: the database says what must run; a reconciler repairs lost jobs."""
+
+    async def enqueue(self, job_id: str, function: str, *args: int) -> None:
+        """Queue ``function(*args)`` once under ``job_id``; a second enqueue is a no-op."""
+
+
+async def deliver(queue: JobQueue, job_id: str, function: str, *args: int) -> None:
+    """Enqueue after commit; if Redis is away the reconciler re-enqueues from the database."""
+    try:
+        await queue.enqueue(job_id, function, *args)
+    except Exception:  # any transport failure: the row is committed, the reconciler retries
+        log.warning("could not enqueue %s now; the reconciler will", job_id, exc_info=True)

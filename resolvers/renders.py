@@ -1,0 +1,230 @@
+"""Renders and exports: rows the workers turn into files, and the rules around them."""
+
+import hashlib
+from collections.abc import Sequence
+from enum import StrEnum
+
+from sqlalchemy import tuple_, update
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from models.db import Database
+from models.tables import Blob, Export, Project, Render, Version, Video, utcnow
+from resolvers.errors import NotFoundError
+from resolvers.presets import Preset
+from resolvers.queue import JobQueue, deliver
+from resolvers.users import Actor
+
+PROXY = "proxy"
+EXPORT = "export"
+RENDER_JOB = "render"
+
+
+class Status(StrEnum):
+    """Where a render is in its life."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+ACTIVE = (Status.QUEUED, Status.RUNNING)
+
+
+def job_id(kind: str, project_id: int, version: int) -> str:
+    """Deterministic, so a second enqueue of the same work collapses into the first."""
+    return f"{kind}:{project_id}:{version}"
+
+
+def output_key(kind: str, project_id: int, version: int) -> str:
+    """Where the finished file lives, in the seed's layout."""
+    if kind == PROXY:
+        return f"proxy/{project_id}/v{version}_proxy.mp4"
+    return f"export/{project_id}/v{version}_final.mp4"
+
+
+def content_key(source_sha256: str, ops_hash: str, preset: Preset) -> str:
+    """Equal keys render to equal files: the source bytes, the effective ops, the preset."""
+    return hashlib.sha256(f"{source_sha256}\n{ops_hash}\n{preset.key}".encode()).hexdigest()
+
+
+async def source_sha256(session: AsyncSession, project: Project) -> str:
+    """The SHA-256 of a project's source bytes."""
+    sha = (
+        await session.exec(
+            select(Blob.sha256)
+            .join(Video, col(Video.blob_id) == col(Blob.id))
+            .where(Video.id == project.source_video_id)
+        )
+    ).one()
+    return sha
+
+
+async def add_render(
+    session: AsyncSession, project: Project, version: Version, kind: str, preset: Preset
+) -> Render:
+    """A QUEUED render of ``version``, inside the caller's transaction."""
+    assert project.id is not None
+    render = Render(
+        project_id=project.id,
+        kind=kind,
+        version=version.number,
+        preset=preset.name,
+        content_key=content_key(await source_sha256(session, project), version.ops_hash, preset),
+        job_id=job_id(kind, project.id, version.number),
+    )
+    session.add(render)
+    await session.flush()
+    return render
+
+
+async def enqueue(queue: JobQueue, render: Render) -> None:
+    """Hand a committed render to the workers."""
+    assert render.id is not None
+    await deliver(queue, render.job_id, RENDER_JOB, render.id)
+
+
+async def request_export(
+    *,
+    db: Database,
+    queue: JobQueue,
+    actor: Actor,
+    project_id: int,
+    version: int | None,
+    preset: Preset,
+) -> tuple[Export, Render]:
+    """Queue a full-resolution export of a version (default: current); an existing one is reused."""
+    async with db.write() as session:
+        project = await session.get(Project, project_id)
+        if project is None or project.owner_id != actor.id:
+            raise NotFoundError("Project", project_id)
+        number = project.current_version if version is None else version
+        row = (
+            await session.exec(
+                select(Version).where(Version.project_id == project_id, Version.number == number)
+            )
+        ).first()
+        if row is None:
+            raise NotFoundError(f"Version {number} of project", project_id)
+        export = (
+            await session.exec(
+                select(Export).where(Export.project_id == project_id, Export.version == number)
+            )
+        ).first()
+        if export is not None:
+            render = await session.get(Render, export.render_id)
+            assert render is not None
+            if render.status in (Status.FAILED, Status.CANCELLED):
+                # Asking again for an export that failed or was cancelled tries again.
+                render.status, render.error, render.progress = Status.QUEUED, None, 0.0
+                render.attempts, render.lease_until, render.finished_at = 0, None, None
+                session.add(render)
+            elif render.status not in ACTIVE:
+                return export, render
+        else:
+            render = await add_render(session, project, row, EXPORT, preset)
+            assert render.id is not None
+            export = Export(project_id=project_id, version=number, render_id=render.id)
+            session.add(export)
+            await session.flush()
+    await enqueue(queue, render)
+    return export, render
+
+
+async def cancel_render(*, db: Database, actor: Actor, render_id: int) -> Render:
+    """Cancel a queued or running render; a worker running it kills its ffmpeg."""
+    async with db.write() as session:
+        render = await session.get(Render, render_id)
+        project = await session.get(Project, render.project_id) if render else None
+        if render is None or project is None or project.owner_id != actor.id:
+            raise NotFoundError("Render", render_id)
+        if render.status in ACTIVE:
+            await session.exec(
+                update(Render)
+                .where(col(Render.id) == render_id, col(Render.status).in_(ACTIVE))
+                .values(status=Status.CANCELLED, error="cancelled", finished_at=utcnow())
+            )
+            await session.refresh(render)
+    return render
+
+
+async def get_render(*, db: Database, actor: Actor, render_id: int) -> Render:
+    """One render of the actor's projects, or ``NotFoundError``."""
+    async with db.read() as session:
+        render = await session.get(Render, render_id)
+        project = await session.get(Project, render.project_id) if render else None
+    if render is None or project is None or project.owner_id != actor.id:
+        raise NotFoundError("Render", render_id)
+    return render
+
+
+async def get_export(*, db: Database, actor: Actor, export_id: int) -> Export:
+    """One export of the actor's projects, or ``NotFoundError``."""
+    async with db.read() as session:
+        export = await session.get(Export, export_id)
+        project = await session.get(Project, export.project_id) if export else None
+    if export is None or project is None or project.owner_id != actor.id:
+        raise NotFoundError("Export", export_id)
+    return export
+
+
+async def renders_by_ids(*, db: Database, ids: Sequence[int]) -> list[Render | None]:
+    """Batch lookup for loaders (the caller already owns the projects)."""
+    async with db.read() as session:
+        rows = (await session.exec(select(Render).where(col(Render.id).in_(ids)))).all()
+    found = {r.id: r for r in rows}
+    return [found.get(i) for i in ids]
+
+
+async def exports_by_ids(*, db: Database, ids: Sequence[int]) -> list[Export | None]:
+    """Batch lookup for loaders (the caller already owns the projects)."""
+    async with db.read() as session:
+        rows = (await session.exec(select(Export).where(col(Export.id).in_(ids)))).all()
+    found = {e.id: e for e in rows}
+    return [found.get(i) for i in ids]
+
+
+async def renders_of_versions(
+    *, db: Database, kind: str, keys: Sequence[tuple[int, int]]
+) -> list[Render | None]:
+    """Batch lookup: the render of ``kind`` for each (project id, version)."""
+    async with db.read() as session:
+        rows = (
+            await session.exec(
+                select(Render).where(
+                    Render.kind == kind, tuple_(Render.project_id, Render.version).in_(list(keys))
+                )
+            )
+        ).all()
+    found = {(r.project_id, r.version): r for r in rows}
+    return [found.get(k) for k in keys]
+
+
+async def exports_of_project(*, db: Database, actor: Actor, project_id: int) -> list[Export]:
+    """Every export of one of the actor's projects, newest version first."""
+    async with db.read() as session:
+        project = await session.get(Project, project_id)
+        if project is None or project.owner_id != actor.id:
+            raise NotFoundError("Project", project_id)
+        rows = await session.exec(
+            select(Export)
+            .where(Export.project_id == project_id)
+            .order_by(col(Export.version).desc())
+        )
+        return list(rows.all())
+
+
+async def exports_of_versions(
+    *, db: Database, keys: Sequence[tuple[int, int]]
+) -> list[Export | None]:
+    """Batch lookup: the export of each (project id, version), if one was requested."""
+    async with db.read() as session:
+        rows = (
+            await session.exec(
+                select(Export).where(tuple_(Export.project_id, Export.version).in_(list(keys)))
+            )
+        ).all()
+    found = {(e.project_id, e.version): e for e in rows}
+    return [found.get(k) for k in keys]
