@@ -3,6 +3,7 @@
 import argparse
 import asyncio
 import contextlib
+import logging
 import signal
 import sys
 from collections.abc import Sequence
@@ -136,6 +137,9 @@ def cmd_worker(settings: Settings, _: argparse.Namespace) -> int:
         return 2
     asyncio.run(_migrate(settings))
     config = settings.worker_config()
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     print(f"render worker: {config.concurrency} at a time, queue on {config.redis_url}")
     sys.stdout.flush()
     create_worker(config).run()

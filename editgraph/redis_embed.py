@@ -1,16 +1,15 @@
 """A private redis-server child for single-machine installs; no other Redis is touched."""
 
-import ctypes
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from types import TracebackType
 
 import redis
+
+from jobs.runner import die_with_parent
 
 
 def free_port() -> int:
@@ -20,20 +19,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _die_with_parent() -> None:
-    """Linux: the child gets SIGTERM if editgraph dies without cleaning up (e.g. SIGKILL)."""
-    if sys.platform.startswith("linux"):
-        pr_set_pdeathsig = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-
 class EmbeddedRedis:
     """Start redis-server on a free loopback port; stop it on exit. Nothing is persisted."""
 
-    def __init__(self, workdir: Path, *, startup_timeout: float = 10.0) -> None:
+    def __init__(self, workdir: Path, *, port: int = 0, startup_timeout: float = 10.0) -> None:
         self.workdir = workdir
         self.startup_timeout = startup_timeout
-        self.port = 0
+        self.port = port
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -50,7 +42,7 @@ class EmbeddedRedis:
                 "redis-server package, or set EDITGRAPH_REDIS_URL to a Redis you run"
             )
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
+        self.port = self.port or free_port()
         self.process = subprocess.Popen(
             [
                 binary,
@@ -69,7 +61,7 @@ class EmbeddedRedis:
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         deadline = time.monotonic() + self.startup_timeout
         client = redis.Redis(port=self.port, socket_connect_timeout=0.5)

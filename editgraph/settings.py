@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     render_timeout_s: float = Field(default=300.0, gt=0)
     render_max_attempts: int = Field(default=3, ge=1)
     reconcile_every_s: int = Field(default=60, ge=1, le=60)
+    render_lease_s: float = Field(default=30.0, gt=0)
     export_crf: int = Field(default=20, ge=0, le=51)
     export_x264_preset: str = "medium"
     media_url_ttl_s: int = Field(default=6 * 3600, gt=0)
@@ -50,6 +51,7 @@ class Settings(BaseSettings):
             timeout_s=self.render_timeout_s,
             max_attempts=self.render_max_attempts,
             reconcile_every_s=self.reconcile_every_s,
+            lease_s=self.render_lease_s,
             export_crf=self.export_crf,
             export_x264_preset=self.export_x264_preset,
         )

@@ -3,7 +3,7 @@
 import logging
 from typing import Any
 
-from arq.constants import result_key_prefix
+from arq.constants import in_progress_key_prefix, result_key_prefix
 from arq.jobs import Job, JobStatus
 from sqlalchemy import or_, update
 from sqlmodel import col, select
@@ -38,6 +38,13 @@ async def reconcile(ctx: dict[str, Any]) -> int:
     for render in pending:
         job = Job(render.job_id, rt.redis, _deserializer=deserialize)
         status = await job.status()
+        # Only renders whose lease expired are RUNNING here (see the query above).
+        if status == JobStatus.in_progress and render.status == Status.RUNNING:
+            # The worker holding it died (no heartbeat for a whole lease): free the job now
+            # rather than when arq's in-progress marker times out.
+            await rt.redis.delete(in_progress_key_prefix + render.job_id)
+            log.info("render %s: its worker stopped heartbeating; running it again", render.id)
+            continue
         if status in LIVE:
             continue
         if render.attempts >= rt.config.max_attempts:

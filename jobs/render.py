@@ -3,6 +3,7 @@
 import contextlib
 import logging
 import os
+import secrets
 import shutil
 from datetime import timedelta
 from pathlib import Path
@@ -22,7 +23,6 @@ from resolvers.probe import probe
 from resolvers.renders import Status
 
 log = logging.getLogger(__name__)
-LEASE = timedelta(seconds=30)
 
 
 class Permanent(Exception):
@@ -56,6 +56,14 @@ async def render(ctx: dict[str, Any], render_id: int) -> str:
     except Permanent as exc:
         await _fail(rt, render_id, str(exc))
         return "failed"
+    except Exception:
+        # A bug or an outage (database, disk): never leave the render RUNNING.
+        log.exception("render %s stopped unexpectedly", render_id)
+        if claimed.attempts < rt.config.max_attempts:
+            await _release(rt, render_id, "retrying after an internal error")
+            raise Retry(defer=2**claimed.attempts) from None
+        await _fail(rt, render_id, "an internal error stopped the render; see the worker log")
+        return "failed"
 
 
 async def _claim(rt: Runtime, render_id: int) -> Render | None:
@@ -74,7 +82,7 @@ async def _claim(rt: Runtime, render_id: int) -> Render | None:
             .values(
                 status=Status.RUNNING,
                 attempts=col(Render.attempts) + 1,
-                lease_until=now + LEASE,
+                lease_until=now + timedelta(seconds=rt.config.lease_s),
                 started_at=now,
                 error=None,
             )
@@ -118,6 +126,12 @@ async def _produce(rt: Runtime, render: Render) -> str:
         others = await _concat_rows(session, op_list)
     final_key = renders.output_key(render.kind, render.project_id, render.version)
     final = rt.store.path(final_key)
+    for stale in rt.store.path("temp").glob(f"render-{render.id}-*"):
+        # Left by an attempt whose worker died mid-render.
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
     temp = rt.store.path(f"temp/render-{render.id}-{render.attempts}.mp4")
     try:
         if donor is not None and donor.output_key and rt.store.path(donor.output_key).exists():
@@ -215,12 +229,28 @@ async def _source(rt: Runtime, video: Video, blob: Blob, preset: Preset) -> edl.
 
 
 async def ensure_mezzanine(rt: Runtime, video: Video, blob: Blob) -> Path:
-    """The 480p working copy of a source, made once per blob (concurrent makers are harmless)."""
-    key = f"videos/{blob.sha256}_480p.mp4"
-    target = rt.store.path(key)
+    """The 480p working copy of a source, made once per blob; concurrent callers wait for it."""
+    target = rt.store.path(mezzanine_key(blob))
     if target.exists():
         return target
-    temp = rt.store.path(f"temp/mezzanine-{blob.sha256}-{os.getpid()}.mp4")
+    lock = rt.redis.lock(
+        f"editgraph:lock:mezzanine:{blob.sha256}",
+        timeout=rt.config.timeout_s + 30,
+        blocking_timeout=rt.config.timeout_s + 30,
+    )
+    async with lock:
+        if not target.exists():
+            await _make_mezzanine(rt, video, blob, target)
+    return target
+
+
+def mezzanine_key(blob: Blob) -> str:
+    """Where a source's 480p copy lives, next to the original."""
+    return f"videos/{blob.sha256}_480p.mp4"
+
+
+async def _make_mezzanine(rt: Runtime, video: Video, blob: Blob, target: Path) -> None:
+    temp = rt.store.path(f"temp/mezzanine-{blob.sha256[:16]}-{secrets.token_hex(6)}.mp4")
     source = edl.Source(
         rt.store.path(blob.key),
         video.format_name,
@@ -241,16 +271,17 @@ async def ensure_mezzanine(rt: Runtime, video: Video, blob: Blob) -> Path:
             timeout_s=rt.config.timeout_s,
             on_progress=keep_going,
         )
-        if outcome.returncode < 0:
+        if outcome.returncode < 0 and not outcome.timed_out:
             raise Transient("ffmpeg was stopped while making the 480p copy")
-        if outcome.returncode != 0 or outcome.timed_out:
+        if outcome.returncode != 0:
             raise Permanent("the source could not be converted to its 480p working copy")
         os.replace(temp, target)
     finally:
         temp.unlink(missing_ok=True)
     async with rt.db.write() as session:
-        await session.exec(update(Blob).where(col(Blob.id) == blob.id).values(mezzanine_key=key))
-    return target
+        await session.exec(
+            update(Blob).where(col(Blob.id) == blob.id).values(mezzanine_key=mezzanine_key(blob))
+        )
 
 
 async def mezzanine(ctx: dict[str, Any], blob_id: int) -> str:
@@ -288,7 +319,10 @@ async def _heartbeat(rt: Runtime, render: Render, fraction: float) -> bool:
         result = await session.exec(
             update(Render)
             .where(col(Render.id) == render.id, col(Render.status) == Status.RUNNING)
-            .values(progress=round(fraction, 4), lease_until=utcnow() + LEASE)
+            .values(
+                progress=round(fraction, 4),
+                lease_until=utcnow() + timedelta(seconds=rt.config.lease_s),
+            )
             .returning(col(Render.id))
         )
         alive = result.scalar_one_or_none() is not None

@@ -3,10 +3,20 @@
 import asyncio
 import collections
 import contextlib
+import ctypes
+import signal
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 TICK_S = 0.5
+
+
+def die_with_parent() -> None:
+    """Linux: the child gets SIGKILL if the worker dies without cleaning up (kill -9)."""
+    if sys.platform.startswith("linux"):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 @dataclass(frozen=True)
@@ -32,6 +42,7 @@ async def run_ffmpeg(
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        preexec_fn=die_with_parent,
     )
     progress = 0.0
     tail: collections.deque[str] = collections.deque(maxlen=20)

@@ -21,6 +21,8 @@ class WorkerConfig:
     timeout_s: float = 300.0
     max_attempts: int = 3
     reconcile_every_s: int = 60
+    # A running render's lease; a worker renews it every half second while ffmpeg runs.
+    lease_s: float = 30.0
     export_crf: int = 20
     export_x264_preset: str = "medium"
 

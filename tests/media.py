@@ -19,7 +19,8 @@ def make_video(
     pattern: str = "testsrc2",
 ) -> Path:
     """Encode an H.264 (+AAC) MP4 from a test pattern; returns ``path``."""
-    args = ["-f", "lavfi", "-i", f"{pattern}=size={size}:rate={rate}:duration={seconds}"]
+    sep = ":" if "=" in pattern else "="  # a pattern may carry its own options (color=c=black)
+    args = ["-f", "lavfi", "-i", f"{pattern}{sep}size={size}:rate={rate}:duration={seconds}"]
     if audio:
         args += ["-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}"]
     args += ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]

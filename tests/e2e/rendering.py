@@ -1,0 +1,84 @@
+"""Harness for rendering tests: a private Redis, a real worker process, polling helpers."""
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from tests.conftest import Api
+
+PROJECT = """query($id: ID!) { project(id: $id) { id currentVersion
+  latestProxy { id version status progress url width height durationSeconds bytes error attempts }
+  latestExport { id version status progress url bytes latest pinned gcState
+                 render { id status error attempts width height durationSeconds } }
+  exports { id version status } } }"""
+
+
+@contextmanager
+def worker_process(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`editgraph worker` as a separate process, stopped (SIGTERM, then SIGKILL) on exit."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("EDITGRAPH_")}
+    with (
+        log.open("ab") as out,
+        subprocess.Popen(
+            [sys.executable, "-m", "editgraph.cli", "worker"],
+            env={**clean, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        ) as proc,
+    ):
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+def ffmpeg_children(proc: subprocess.Popen[bytes]) -> list[psutil.Process]:
+    """ffmpeg processes started by a worker (and still alive)."""
+    try:
+        children = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    return [c for c in children if c.is_running() and c.name() == "ffmpeg"]
+
+
+def no_ffmpeg_left() -> bool:
+    """No ffmpeg process is left running on the machine by these tests."""
+    return not [
+        p
+        for p in psutil.process_iter(["name", "status"])
+        if p.info["name"] == "ffmpeg" and p.info["status"] != psutil.STATUS_ZOMBIE
+    ]
+
+
+async def until(
+    check: Callable[[], Awaitable[Any]], *, within: float = 90, what: str = "condition"
+) -> Any:
+    """Poll ``check`` until it returns something truthy; fail with ``what`` after ``within`` seconds."""
+    deadline = time.monotonic() + within
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}; last saw {last!r}")
+
+
+async def project(api: Api, token: str, project_id: str) -> dict[str, Any]:
+    """The project with its latest proxy and export."""
+    data: dict[str, Any] = (await api.data(token, PROJECT, {"id": project_id}))["project"]
+    return data

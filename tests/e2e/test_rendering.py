@@ -1,0 +1,335 @@
+"""Rendering end to end: the API, a real worker process, real ffmpeg, a private Redis."""
+
+import json
+import os
+import signal
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from editgraph.app import create_app
+from editgraph.media import MediaSigner
+from editgraph.redis_embed import EmbeddedRedis
+from editgraph.settings import Settings
+from models.db import Database
+from resolvers import ids
+from tests.conftest import Api
+from tests.e2e.rendering import ffmpeg_children, no_ffmpeg_left, project, until, worker_process
+from tests.jobs import measure
+from tests.media import make_video
+from tests.schema.test_api import APPEND, CREATE, REVERT, upload
+
+pytestmark = pytest.mark.slow
+EXPORT = """mutation($p: ID!, $v: Int) { requestExport(projectId: $p, version: $v) {
+  __typename ... on ExportQueued { export { id version status } } ... on NotFound { message } } }"""
+CANCEL = """mutation($id: ID!) { cancelRender(id: $id) { __typename
+  ... on RenderCancelled { render { id status error } } } }"""
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    """A Redis of this test alone, so it can be restarted and nothing leaks between tests."""
+    with EmbeddedRedis(tmp_path / "redis") as server:
+        yield server
+
+
+@pytest.fixture
+def env(db: Database, redis_server: EmbeddedRedis, tmp_path: Path) -> dict[str, str]:
+    """Settings shared by the test's app and its worker process."""
+    return {
+        "EDITGRAPH_DATABASE_URL": db.url,
+        "EDITGRAPH_REDIS_URL": redis_server.url,
+        "EDITGRAPH_MEDIA_ROOT": str(tmp_path / "uploads"),
+        "EDITGRAPH_RECONCILE_EVERY_S": "1",
+        "EDITGRAPH_RENDER_LEASE_S": "3",
+        "EDITGRAPH_RENDER_TIMEOUT_S": "60",
+        "EDITGRAPH_EXPORT_X264_PRESET": "ultrafast",
+        "EDITGRAPH_ENV": "test",
+    }
+
+
+@pytest.fixture
+async def app_api(env: dict[str, str], db: Database) -> AsyncIterator[Api]:
+    settings = Settings(**{k.removeprefix("EDITGRAPH_").lower(): v for k, v in env.items()})  # type: ignore[arg-type]
+    app = create_app(settings, db=db)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
+    ):
+        yield Api(client, app)
+
+
+@pytest.fixture(scope="module")
+def long_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Long and large enough that an export with a heavy blur takes seconds to render."""
+    folder = tmp_path_factory.mktemp("long")
+    return make_video(folder / "long.mp4", seconds=20, size="1280x720", rate=30)
+
+
+def media_root(env: dict[str, str]) -> Path:
+    return Path(env["EDITGRAPH_MEDIA_ROOT"])
+
+
+async def start_project(api: Api, token: str, source: Path) -> str:
+    video = (await upload(api, token, source))["video"]["id"]
+    created = await api.data(token, CREATE, {"v": video, "name": "render me"})
+    project_id: str = created["createProject"]["project"]["id"]
+    return project_id
+
+
+async def export_done(api: Api, token: str, pid: str) -> dict[str, Any] | None:
+    latest = (await project(api, token, pid))["latestExport"]
+    return latest if latest and latest["status"] == "DONE" else None
+
+
+async def test_edits_render_proxies_and_exports(
+    app_api: Api,
+    tokens: dict[str, str],
+    media: dict[str, Path],
+    env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    api, alice = app_api, tokens["alice"]
+    root = media_root(env)
+    with worker_process(env, tmp_path / "worker.log"):
+        pid = await start_project(api, alice, media["clip"])
+        number = ids.decode(pid, "Project")
+
+        async def proxy_at(version: int) -> dict[str, Any] | None:
+            latest = (await project(api, alice, pid))["latestProxy"]
+            ok = latest and latest["version"] == version and latest["status"] == "DONE"
+            return latest if ok else None
+
+        v0 = await until(lambda: proxy_at(0), what="the first proxy")
+        appended = (
+            await api.data(
+                alice,
+                APPEND,
+                {
+                    "p": pid,
+                    "ops": [{"gaussianBlur": {"radius": 5}}, {"brightness": {"brightness": 20}}],
+                },
+            )
+        )["appendOps"]
+        assert appended["__typename"] == "OpsAppended"
+        v1 = await until(lambda: proxy_at(1), what="the proxy of version 1")
+        proxy_file = root / f"proxy/{number}/v1_proxy.mp4"
+        assert proxy_file.stat().st_size == v1["bytes"]
+        assert (v1["width"], v1["height"]) == measure.size(proxy_file) == (160, 120)
+        assert v1["durationSeconds"] == pytest.approx(2.0, abs=0.15)
+        # Brighter than the unedited proxy, as a person would see.
+        plain = measure.mean(measure.signal(root / f"proxy/{number}/v0_proxy.mp4", "YAVG"))
+        assert measure.mean(measure.signal(proxy_file, "YAVG")) > plain + 20
+
+        # The signed URL serves the file, with Range requests for seeking.
+        whole = await api.client.get(v1["url"])
+        assert whole.status_code == 200 and whole.content == proxy_file.read_bytes()
+        part = await api.client.get(v1["url"], headers={"Range": "bytes=100-199"})
+        assert part.status_code == 206
+        assert part.content == proxy_file.read_bytes()[100:200]
+        tampered = v1["url"].replace("v1_proxy", "v0_proxy")
+        assert (await api.client.get(tampered)).status_code == 403
+        signer = MediaSigner("editgraph-development-secret-change-me", 60)
+        key = f"proxy/{number}/v1_proxy.mp4"
+        expired = f"/media/{key}?exp=1000&sig={signer.signature(key, 1000)}"
+        assert (await api.client.get(expired)).status_code == 403
+
+        queued = (await api.data(alice, EXPORT, {"p": pid}))["requestExport"]["export"]
+        assert queued["version"] == 1
+        export = await until(lambda: export_done(api, alice, pid), what="the export")
+        assert export["id"] == queued["id"] and export["latest"] is True
+        final = root / f"export/{number}/v1_final.mp4"
+        assert measure.size(final) == (160, 120)
+        assert measure.duration(final) == pytest.approx(2.0, abs=0.15)
+        again = (await api.data(alice, EXPORT, {"p": pid, "v": 1}))["requestExport"]["export"]
+        assert again == {"id": export["id"], "version": 1, "status": "DONE"}
+
+        # Reverting to version 0 reuses its finished proxy file instead of rendering again.
+        await api.data(alice, REVERT, {"p": pid, "n": 0})
+        await until(lambda: proxy_at(2), what="the proxy of the revert")
+        reused = root / f"proxy/{number}/v2_proxy.mp4"
+        assert reused.stat().st_ino == (root / f"proxy/{number}/v0_proxy.mp4").stat().st_ino
+        assert v0["bytes"] == reused.stat().st_size
+    assert list((root / "temp").iterdir()) == []
+
+
+async def test_cancel_stops_ffmpeg_and_leaves_no_file(
+    app_api: Api, tokens: dict[str, str], long_clip: Path, env: dict[str, str], tmp_path: Path
+) -> None:
+    api, alice = app_api, tokens["alice"]
+    with worker_process(env, tmp_path / "worker.log") as worker:
+        pid = await start_project(api, alice, long_clip)
+        await api.data(alice, APPEND, {"p": pid, "ops": [{"gaussianBlur": {"radius": 30}}]})
+        export_id = (await api.data(alice, EXPORT, {"p": pid}))["requestExport"]["export"]["id"]
+
+        async def running() -> dict[str, Any] | None:
+            node = await api.data(
+                alice,
+                "query($id: ID!) { node(id: $id) { ... on Export { status progress render { id } } } }",
+                {"id": export_id},
+            )
+            found: dict[str, Any] = node["node"]
+            return found if found["status"] == "RUNNING" and found["progress"] > 0 else None
+
+        state = await until(running, what="the export to make progress")
+        assert ffmpeg_children(worker)
+        result = (await api.data(alice, CANCEL, {"id": state["render"]["id"]}))["cancelRender"]
+        assert result["render"]["status"] == "CANCELLED"
+
+        async def stopped() -> bool:
+            return not ffmpeg_children(worker)
+
+        await until(stopped, within=5, what="ffmpeg to be killed")
+    root = media_root(env)
+    assert not list((root / "export").rglob("*.mp4"))
+    assert list((root / "temp").iterdir()) == []
+
+
+async def test_a_timeout_fails_with_a_readable_error(
+    app_api: Api, tokens: dict[str, str], long_clip: Path, env: dict[str, str], tmp_path: Path
+) -> None:
+    api, alice = app_api, tokens["alice"]
+    pid = await start_project(api, alice, long_clip)
+    await api.data(alice, APPEND, {"p": pid, "ops": [{"gaussianBlur": {"radius": 30}}]})
+    with worker_process({**env, "EDITGRAPH_RENDER_TIMEOUT_S": "1.5"}, tmp_path / "worker.log"):
+        await api.data(alice, EXPORT, {"p": pid})
+
+        async def failed() -> dict[str, Any] | None:
+            exports = (await project(api, alice, pid))["exports"]
+            return exports[0] if exports and exports[0]["status"] == "FAILED" else None
+
+        await until(failed, what="the export to time out")
+        node = await api.data(
+            alice,
+            "query($id: ID!) { node(id: $id) { ... on Export { render { error attempts } } } }",
+            {"id": (await project(api, alice, pid))["exports"][0]["id"]},
+        )
+        render = node["node"]["render"]
+        assert "took longer than 1.5 s" in render["error"]
+        assert render["attempts"] == 1
+    assert no_ffmpeg_left()
+
+
+async def test_a_permanent_failure_fails_once(
+    app_api: Api,
+    tokens: dict[str, str],
+    media: dict[str, Path],
+    env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    api, alice = app_api, tokens["alice"]
+    pid = await start_project(api, alice, media["other"])
+    for original in (media_root(env) / "videos").glob("*.mp4"):
+        original.unlink()  # exports read the original; without it ffmpeg cannot start
+    with worker_process(env, tmp_path / "worker.log"):
+        await api.data(alice, EXPORT, {"p": pid})
+
+        async def failed() -> dict[str, Any] | None:
+            exports = (await project(api, alice, pid))["exports"]
+            return exports[0] if exports and exports[0]["status"] == "FAILED" else None
+
+        export = await until(failed, what="the export to fail")
+    node = await api.data(
+        alice,
+        "query($id: ID!) { node(id: $id) { ... on Export { render { error attempts } } } }",
+        {"id": export["id"]},
+    )
+    assert node["node"]["render"]["attempts"] == 1
+    assert "ffmpeg could not render this edit" in node["node"]["render"]["error"]
+
+
+async def test_a_killed_ffmpeg_is_retried(
+    app_api: Api, tokens: dict[str, str], long_clip: Path, env: dict[str, str], tmp_path: Path
+) -> None:
+    api, alice = app_api, tokens["alice"]
+    pid = await start_project(api, alice, long_clip)
+    with worker_process(env, tmp_path / "worker.log") as worker:
+        await api.data(alice, EXPORT, {"p": pid})
+
+        async def busy() -> bool:
+            return bool(ffmpeg_children(worker)) and bool(
+                [e for e in (await project(api, alice, pid))["exports"] if e["status"] == "RUNNING"]
+            )
+
+        await until(busy, what="the export to start")
+        for child in ffmpeg_children(worker):
+            child.send_signal(signal.SIGKILL)
+        export = await until(lambda: export_done(api, alice, pid), what="the retried export")
+    assert export["render"]["attempts"] == 2
+    assert measure.duration(media_root(env) / export_key(pid)) == pytest.approx(20, abs=0.3)
+
+
+def export_key(pid: str, version: int = 0) -> str:
+    return f"export/{ids.decode(pid, 'Project')}/v{version}_final.mp4"
+
+
+async def test_worker_killed_mid_render_finishes_exactly_once_after_restart(
+    app_api: Api,
+    tokens: dict[str, str],
+    long_clip: Path,
+    env: dict[str, str],
+    tmp_path: Path,
+    redis_server: EmbeddedRedis,
+) -> None:
+    api, alice = app_api, tokens["alice"]
+    pid = await start_project(api, alice, long_clip)
+    with worker_process(env, tmp_path / "worker-1.log") as worker:
+        await api.data(alice, EXPORT, {"p": pid})
+
+        async def midway() -> bool:
+            exports = (await project(api, alice, pid))["exports"]
+            return (
+                bool(exports)
+                and exports[0]["status"] == "RUNNING"
+                and bool(ffmpeg_children(worker))
+            )
+
+        await until(midway, what="the export to start")
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait()
+    with worker_process(env, tmp_path / "worker-2.log"):
+        export = await until(lambda: export_done(api, alice, pid), what="the export after restart")
+    assert export["render"]["attempts"] == 2
+    root = media_root(env)
+    assert [p.name for p in (root / "export").rglob("*.mp4")] == ["v0_final.mp4"]
+    assert measure.duration(root / export_key(pid)) == pytest.approx(20, abs=0.3)
+    assert list((root / "temp").iterdir()) == []
+    # Exactly one "export complete" for it, however many attempts it took.
+    client = redis_server_client(redis_server)
+    entries = await client.xrange(f"editgraph:stream:{ids.decode(pid, 'Project')}")
+    await client.aclose()
+    completes = [e for _, e in entries if json.loads(e[b"e"])["event"] == "export_complete"]
+    assert len(completes) == 1
+    assert no_ffmpeg_left()
+
+
+def redis_server_client(server: EmbeddedRedis) -> Any:
+    import redis.asyncio
+
+    return redis.asyncio.Redis.from_url(server.url)
+
+
+async def test_a_redis_restart_between_commit_and_job_loses_no_render(
+    app_api: Api,
+    tokens: dict[str, str],
+    media: dict[str, Path],
+    env: dict[str, str],
+    tmp_path: Path,
+    redis_server: EmbeddedRedis,
+) -> None:
+    api, alice = app_api, tokens["alice"]
+    pid = await start_project(api, alice, media["clip"])
+    await api.data(alice, APPEND, {"p": pid, "ops": [{"grayscale": True}]})
+    # Redis keeps nothing on disk: a restart forgets every queued job.
+    redis_server.stop()
+    redis_server.start()
+    with worker_process(env, tmp_path / "worker.log"):
+
+        async def proxy_v1() -> bool:
+            latest = (await project(api, alice, pid))["latestProxy"]
+            return bool(latest) and latest["version"] == 1 and latest["status"] == "DONE"
+
+        await until(proxy_v1, what="the proxy after the Redis restart")
