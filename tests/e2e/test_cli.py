@@ -5,11 +5,14 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import httpx
 import psutil
 import pytest
 
@@ -51,6 +54,51 @@ def test_user_create_prints_the_token_alone_on_the_last_line(tmp_path: Path) -> 
     assert migrate.returncode == 0 and "up to date" in migrate.stdout
 
 
+def edit_and_wait_for_proxy(base: str, token: str, source: Path) -> str:
+    """Upload, create a project, append an edit; return the proxy URL once it is DONE."""
+    auth = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=base, headers=auth, timeout=30) as client:
+        operations = json.dumps(
+            {
+                "query": "mutation($f: Upload!) { uploadVideo(file: $f) { ... on VideoUploaded { video { id } } } }",
+                "variables": {"f": None},
+            }
+        )
+        with source.open("rb") as fh:
+            uploaded = client.post(
+                "/graphql",
+                data={"operations": operations, "map": '{"0": ["variables.f"]}'},
+                files={"0": (source.name, fh, "video/mp4")},
+            ).json()
+        video = uploaded["data"]["uploadVideo"]["video"]["id"]
+
+        def gql(query: str, variables: dict[str, object]) -> dict[str, Any]:
+            body = client.post("/graphql", json={"query": query, "variables": variables}).json()
+            data: dict[str, Any] = body["data"]
+            return data
+
+        created = gql(
+            'mutation($v: ID!) { createProject(videoId: $v, name: "cli") { ... on ProjectCreated { project { id } } } }',
+            {"v": video},
+        )
+        pid = created["createProject"]["project"]["id"]
+        gql(
+            "mutation($p: ID!) { appendOps(projectId: $p, ops: [{grayscale: true}]) { __typename } }",
+            {"p": pid},
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            latest = gql(
+                "query($p: ID!) { project(id: $p) { latestProxy { version status url } } }",
+                {"p": pid},
+            )["project"]["latestProxy"]
+            if latest and latest["version"] == 1 and latest["status"] == "DONE":
+                url: str = latest["url"]
+                return url
+            time.sleep(0.3)
+    raise AssertionError("the embedded worker did not render the proxy")
+
+
 @contextmanager
 def serving(cwd: Path, port: int) -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
     """Run `editgraph serve` until uvicorn is up; SIGTERM it on exit."""
@@ -73,7 +121,9 @@ def serving(cwd: Path, port: int) -> Iterator[tuple[subprocess.Popen[str], list[
 
 
 @pytest.mark.slow
-def test_serve_starts_its_own_redis_answers_and_cleans_up(tmp_path: Path) -> None:
+def test_serve_starts_its_own_redis_answers_and_cleans_up(
+    tmp_path: Path, media: dict[str, Path]
+) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     with serving(tmp_path, port) as (server, lines):
@@ -90,6 +140,12 @@ def test_serve_starts_its_own_redis_answers_and_cleans_up(tmp_path: Path) -> Non
         page = urllib.request.Request(f"{base}/graphql", headers={"Accept": "text/html"})
         with urllib.request.urlopen(page, timeout=10) as r:
             assert b"graphiql" in r.read().lower()
+        # The server renders by itself: its in-process worker makes the proxy of an edit.
+        url = edit_and_wait_for_proxy(base, token, media["clip"])
+        with httpx.Client(base_url=base, timeout=10) as client:
+            head = client.get(url, headers={"Range": "bytes=0-7"})
+            assert head.status_code == 206
+            assert head.content[4:8] == b"ftyp"  # an MP4 a browser can play
     # The private redis-server stopped with the server.
     assert not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children)
     assert (tmp_path / "uploads" / "videos").is_dir()

@@ -333,3 +333,33 @@ async def test_a_redis_restart_between_commit_and_job_loses_no_render(
             return bool(latest) and latest["version"] == 1 and latest["status"] == "DONE"
 
         await until(proxy_v1, what="the proxy after the Redis restart")
+
+
+async def test_a_proxy_superseded_before_it_starts_is_skipped(
+    app_api: Api,
+    tokens: dict[str, str],
+    media: dict[str, Path],
+    env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    api, alice = app_api, tokens["alice"]
+    pid = await start_project(api, alice, media["clip"])
+    for level in (10, 20, 30):
+        await api.data(alice, APPEND, {"p": pid, "ops": [{"brightness": {"brightness": level}}]})
+    with worker_process(env, tmp_path / "worker.log"):
+
+        async def settled() -> list[dict[str, Any]] | None:
+            data = await api.data(
+                alice,
+                "query($id: ID!) { project(id: $id) { versions { nodes { number proxy { status error } } } } }",
+                {"id": pid},
+            )
+            proxies = [v["proxy"] for v in data["project"]["versions"]["nodes"]]
+            return proxies if all(p["status"] in ("DONE", "CANCELLED") for p in proxies) else None
+
+        proxies = await until(settled, what="every proxy to settle")
+    # Newest first: only the current version's proxy is rendered.
+    assert [p["status"] for p in proxies] == ["DONE", "CANCELLED", "CANCELLED", "CANCELLED"]
+    assert proxies[1]["error"] == "superseded by version 3"
+    number = ids.decode(pid, "Project")
+    assert [p.name for p in (media_root(env) / f"proxy/{number}").iterdir()] == ["v3_proxy.mp4"]
