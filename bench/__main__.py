@@ -2,8 +2,9 @@
 
 import asyncio
 
-from bench import append_ops, upload
+from bench import append_ops, render, upload
 
 if __name__ == "__main__":
     asyncio.run(append_ops.main())
     asyncio.run(upload.main())
+    asyncio.run(render.main())

@@ -5,9 +5,10 @@ from typing import Any
 from arq import Worker, cron, func
 from arq.connections import RedisSettings
 
+from jobs.mezzanine import mezzanine
 from jobs.queue import deserialize, serialize
 from jobs.reconcile import reconcile
-from jobs.render import mezzanine, render
+from jobs.render import render
 from jobs.runtime import Runtime, WorkerConfig
 from models.db import Database
 from models.store import MediaStore

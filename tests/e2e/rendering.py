@@ -55,13 +55,15 @@ def ffmpeg_children(proc: subprocess.Popen[bytes]) -> list[psutil.Process]:
     return [c for c in children if c.is_running() and c.name() == "ffmpeg"]
 
 
-def no_ffmpeg_left() -> bool:
-    """No ffmpeg process is left running on the machine by these tests."""
-    return not [
-        p
-        for p in psutil.process_iter(["name", "status"])
-        if p.info["name"] == "ffmpeg" and p.info["status"] != psutil.STATUS_ZOMBIE
-    ]
+def no_ffmpeg_left(media_root: Path) -> bool:
+    """No ffmpeg working on files under ``media_root`` is still running."""
+    for proc in psutil.process_iter(["name", "status", "cmdline"]):
+        info = proc.info
+        if info["name"] != "ffmpeg" or info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        if any(str(media_root) in arg for arg in info["cmdline"] or []):
+            return False
+    return True
 
 
 async def until(

@@ -210,7 +210,7 @@ async def test_a_timeout_fails_with_a_readable_error(
         render = node["node"]["render"]
         assert "took longer than 1.5 s" in render["error"]
         assert render["attempts"] == 1
-    assert no_ffmpeg_left()
+    assert no_ffmpeg_left(media_root(env))
 
 
 async def test_a_permanent_failure_fails_once(
@@ -303,7 +303,7 @@ async def test_worker_killed_mid_render_finishes_exactly_once_after_restart(
     await client.aclose()
     completes = [e for _, e in entries if json.loads(e[b"e"])["event"] == "export_complete"]
     assert len(completes) == 1
-    assert no_ffmpeg_left()
+    assert no_ffmpeg_left(media_root(env))
 
 
 def redis_server_client(server: EmbeddedRedis) -> Any:

@@ -11,7 +11,7 @@ async def snapshot(api: Api, token: str) -> dict[str, Any]:
     return await api.data(
         token,
         """{ videos { nodes { id filename } }
-             projects { nodes { id name currentVersion ops { type params }
+             projects { nodes { id name currentVersion ops { type params } exports { version }
                                 versions(first: 100) { nodes { number parent } } } } }""",
     )
 
@@ -74,6 +74,34 @@ async def test_user_b_gets_not_found_for_every_field_that_takes_user_a_ids(
         ]
         outcomes.append((result["__typename"], result["errors"][0]["field"]))
     assert outcomes == [("InvalidOps", "videoId")] * 2
+
+    # Renders and exports of A's project are as invisible as everything else.
+    export = await api.data(
+        alice,
+        "mutation($p: ID!) { requestExport(projectId: $p) { ... on ExportQueued { export { id render { id } } } } }",
+        {"p": project},
+    )
+    export_id = export["requestExport"]["export"]["id"]
+    render_id = export["requestExport"]["export"]["render"]["id"]
+    refused = await api.data(
+        bob,
+        "mutation($p: ID!) { requestExport(projectId: $p) { __typename } }",
+        {"p": project},
+    )
+    assert refused["requestExport"]["__typename"] == "NotFound"
+    cancelled = await api.data(
+        bob, "mutation($i: ID!) { cancelRender(id: $i) { __typename } }", {"i": render_id}
+    )
+    assert cancelled["cancelRender"]["__typename"] == "NotFound"
+    for hidden in (export_id, render_id):
+        assert (await api.data(bob, "query($i: ID!) { node(id: $i) { id } }", {"i": hidden}))[
+            "node"
+        ] is None
+    status = await api.data(
+        alice, "query($i: ID!) { node(id: $i) { ... on Render { status } } }", {"i": render_id}
+    )
+    assert status["node"]["status"] == "QUEUED"
+    before["projects"]["nodes"][0]["exports"] = [{"version": 1}]
 
     user_a = (await api.data(alice, "{ me { id } }"))["me"]["id"]
     assert (await api.data(bob, "query($i: ID!) { node(id: $i) { id } }", {"i": user_a}))[

@@ -1,0 +1,91 @@
+"""The mezzanine: a normalized 480p copy of each source, made once, that proxies render from."""
+
+import logging
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import update
+from sqlmodel import col, select
+
+from jobs import edl
+from jobs.errors import Permanent, Transient
+from jobs.runner import run_ffmpeg
+from jobs.runtime import Runtime
+from models.tables import Blob, Video
+
+log = logging.getLogger(__name__)
+
+
+async def ensure_mezzanine(rt: Runtime, video: Video, blob: Blob) -> Path:
+    """The 480p working copy of a source, made once per blob; concurrent callers wait for it."""
+    target = rt.store.path(mezzanine_key(blob))
+    if target.exists():
+        return target
+    lock = rt.redis.lock(
+        f"editgraph:lock:mezzanine:{blob.sha256}",
+        timeout=rt.config.timeout_s + 30,
+        blocking_timeout=rt.config.timeout_s + 30,
+    )
+    async with lock:
+        if not target.exists():
+            await _make_mezzanine(rt, video, blob, target)
+    return target
+
+
+def mezzanine_key(blob: Blob) -> str:
+    """Where a source's 480p copy lives, next to the original."""
+    return f"videos/{blob.sha256}_480p.mp4"
+
+
+async def _make_mezzanine(rt: Runtime, video: Video, blob: Blob, target: Path) -> None:
+    temp = rt.store.path(f"temp/mezzanine-{blob.sha256[:16]}-{secrets.token_hex(6)}.mp4")
+    source = edl.Source(
+        rt.store.path(blob.key),
+        video.format_name,
+        video.width,
+        video.height,
+        video.fps,
+        video.duration,
+        video.has_audio,
+    )
+
+    async def keep_going(_: float) -> bool:
+        return True
+
+    try:
+        outcome = await run_ffmpeg(
+            edl.mezzanine_argv(source, temp),
+            expected_duration=video.duration,
+            timeout_s=rt.config.timeout_s,
+            on_progress=keep_going,
+        )
+        if outcome.returncode < 0 and not outcome.timed_out:
+            raise Transient("ffmpeg was stopped while making the 480p copy")
+        if outcome.returncode != 0:
+            raise Permanent("the source could not be converted to its 480p working copy")
+        os.replace(temp, target)
+    finally:
+        temp.unlink(missing_ok=True)
+    async with rt.db.write() as session:
+        await session.exec(
+            update(Blob).where(col(Blob.id) == blob.id).values(mezzanine_key=mezzanine_key(blob))
+        )
+
+
+async def mezzanine(ctx: dict[str, Any], blob_id: int) -> str:
+    """Job: make a source's 480p copy right after upload, so the first proxy starts sooner."""
+    rt: Runtime = ctx["runtime"]
+    async with rt.db.read() as session:
+        blob = await session.get(Blob, blob_id)
+        video = (await session.exec(select(Video).where(Video.blob_id == blob_id))).first()
+    if blob is None or video is None:
+        return "gone"
+    try:
+        await ensure_mezzanine(rt, video, blob)
+    except (Permanent, Transient) as exc:
+        # The proxy job makes the copy itself if this one did not.
+        log.warning("mezzanine of blob %s failed: %s", blob_id, exc)
+        return "failed"
+    return "done"
