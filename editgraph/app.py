@@ -3,6 +3,7 @@
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -11,6 +12,7 @@ from starlette.routing import Route, WebSocketRoute
 from editgraph.graphql_view import EditgraphGraphQL, Services
 from editgraph.media import MediaSigner, media_endpoint
 from editgraph.settings import Settings
+from jobs.bus import EventBus
 from jobs.queue import ArqQueue, connect
 from models.db import Database
 from models.store import MediaStore
@@ -44,10 +46,19 @@ def create_app(settings: Settings, *, db: Database | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        services.queue = ArqQueue(connect(redis_url))
+        pool = connect(redis_url)
+        services.queue = ArqQueue(pool, keep=settings.events_keep, keep_s=settings.events_keep_s)
+        # Its own client: a subscription waits on its socket indefinitely, with no read timeout.
+        listener = Redis.from_url(redis_url, socket_connect_timeout=2, health_check_interval=15)
+        services.bus = EventBus(
+            listener, buffer=settings.subscriber_buffer, per_user=settings.subscriptions_per_user
+        )
+        services.bus.start()
         try:
             yield
         finally:
+            await services.bus.stop()
+            await listener.aclose()
             await services.queue.close()
             if db is None:
                 await database.dispose()

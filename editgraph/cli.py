@@ -14,7 +14,7 @@ import uvicorn
 from editgraph.app import create_app
 from editgraph.redis_embed import EmbeddedRedis
 from editgraph.settings import Settings
-from jobs.worker import create_worker
+from jobs.worker import run_forever
 from models.db import Database
 from models.migrate import upgrade
 from resolvers import users
@@ -117,15 +117,18 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 async def _serve(settings: Settings, host: str, port: int, log_level: str) -> None:
     app = create_app(settings)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level))
-    worker = create_worker(settings.worker_config(), handle_signals=False)
-    worker_task = asyncio.create_task(worker.main()) if settings.embedded_worker else None
+    worker = (
+        asyncio.create_task(run_forever(settings.worker_config()))
+        if settings.embedded_worker
+        else None
+    )
     try:
         await server.serve()
     finally:
-        if worker_task is not None:
-            await worker.close()
+        if worker is not None:
+            worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await worker_task
+                await worker
 
 
 def cmd_worker(settings: Settings, _: argparse.Namespace) -> int:
@@ -142,7 +145,10 @@ def cmd_worker(settings: Settings, _: argparse.Namespace) -> int:
     )
     print(f"render worker: {config.concurrency} at a time, queue on {config.redis_url}")
     sys.stdout.flush()
-    create_worker(config).run()
+    # SIGTERM/SIGINT end the worker; running renders are released and picked up again.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_forever(config))
     return 0
 
 

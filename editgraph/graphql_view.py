@@ -9,17 +9,45 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.file_uploads.utils import replace_placeholders_with_files
+from strawberry.types.unset import UnsetType
 
 from editgraph import multipart
 from editgraph.auth import authenticate
 from editgraph.media import MediaSigner
 from editgraph.settings import Settings
+from jobs.bus import EventBus
 from jobs.queue import ArqQueue
 from models.db import Database
 from models.store import MediaStore
 from schema.context import Context
 from schema.root import schema
+
+# GraphiQL sends the Headers tab with HTTP requests only. This fetcher also passes its
+# Authorization header as the websocket connection_init payload, so subscriptions work.
+_STOCK_FETCHER = """      const fetcher = GraphiQL.createFetcher({
+        url: fetchURL,
+        headers: defaultHeaders,
+        subscriptionUrl,
+      });"""
+_FETCHER = """      const fetcher = (graphQLParams, opts) => {
+        const headers = Object.assign({}, defaultHeaders, (opts && opts.headers) || {});
+        const auth = headers.Authorization || headers.authorization;
+        return GraphiQL.createFetcher({
+          url: fetchURL,
+          headers: defaultHeaders,
+          subscriptionUrl,
+          wsConnectionParams: auth ? { authorization: auth } : {},
+        })(graphQLParams, opts);
+      };"""
+
+
+def graphiql_with_connection_params(html: str) -> str:
+    """Strawberry's GraphiQL page, with subscriptions authenticated from the Headers tab."""
+    if _STOCK_FETCHER not in html:
+        raise RuntimeError("Strawberry's GraphiQL page changed; update editgraph's fetcher patch")
+    return html.replace(_STOCK_FETCHER, _FETCHER)
 
 
 class _RequestAdapter(StarletteRequestAdapter):
@@ -39,6 +67,7 @@ class Services:
     store: MediaStore
     signer: MediaSigner
     queue: ArqQueue | None = None
+    bus: EventBus | None = None
 
     async def ping_redis(self) -> None:
         """Raise unless Redis answers."""
@@ -58,24 +87,48 @@ class EditgraphGraphQL(GraphQL[Context, None]):
             graphql_ide="graphiql" if services.settings.graphiql_enabled else None,
             multipart_uploads_enabled=True,
             allow_queries_via_get=False,
+            max_subscriptions_per_connection=services.settings.subscriptions_per_connection,
         )
         self.services = services
         self.export_preset = services.settings.worker_config().export
+        self._ide_html = graphiql_with_connection_params(super().graphql_ide_html)
+
+    @property
+    def graphql_ide_html(self) -> str:
+        """The GraphiQL page served at /graphql in development."""
+        return self._ide_html
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> Context:
         services = self.services
-        assert services.queue is not None, "the app's lifespan connects the queue"
-        actor = await authenticate(services.db, request.headers.get("authorization"))
+        assert services.queue is not None and services.bus is not None, "set up by the lifespan"
+        websocket = isinstance(request, WebSocket)
+        # Websockets authenticate with their connection_init payload (on_ws_connect).
+        actor = (
+            None
+            if websocket
+            else await authenticate(services.db, request.headers.get("authorization"))
+        )
         return Context(
             db=services.db,
             store=services.store,
             queue=services.queue,
+            events=services.bus,
             export_preset=self.export_preset,
             media_url=services.signer.url,
             caller=actor,
+            long_lived=websocket,
         )
+
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        """Accept a websocket only with a valid token in its connection_init payload."""
+        value = context.connection_params.get("authorization")
+        actor = await authenticate(self.services.db, value if isinstance(value, str) else None)
+        if actor is None:
+            raise ConnectionRejectionError({"message": "a valid bearer token is required"})
+        context.sign_in(actor)
+        return None
 
     async def parse_multipart(self, request: AsyncHTTPRequestAdapter) -> dict[str, Any]:
         assert isinstance(request, _RequestAdapter)

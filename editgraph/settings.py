@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     export_crf: int = Field(default=20, ge=0, le=51)
     export_x264_preset: str = "medium"
     media_url_ttl_s: int = Field(default=6 * 3600, gt=0)
+    # Live updates: replay keeps this many events per project, for at most this long.
+    events_keep: int = Field(default=1000, ge=1)
+    events_keep_s: int = Field(default=24 * 3600, ge=60)
+    subscriptions_per_connection: int = Field(default=20, ge=1)
+    subscriptions_per_user: int = Field(default=100, ge=1)
+    subscriber_buffer: int = Field(default=100, ge=1)
 
     def worker_config(self) -> WorkerConfig:
         """What a render worker needs from these settings."""
@@ -52,6 +58,8 @@ class Settings(BaseSettings):
             max_attempts=self.render_max_attempts,
             reconcile_every_s=self.reconcile_every_s,
             lease_s=self.render_lease_s,
+            events_keep=self.events_keep,
+            events_keep_s=self.events_keep_s,
             export_crf=self.export_crf,
             export_x264_preset=self.export_x264_preset,
         )

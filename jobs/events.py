@@ -1,13 +1,22 @@
-"""Render events, published through Redis for the subscriptions (channel and capped stream)."""
+"""Publishing render events: one capped stream per project (replay) plus pub/sub (live)."""
 
-import json
-from typing import Any
+import time
+from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from models.tables import Render
+from models.tables import Export, Render
+from resolvers import events
 
-STREAM_MAXLEN = 1000
+# XADD and PUBLISH in one step, so a live event always has its place in the stream.
+_PUBLISH = """
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[2])
+redis.call('XTRIM', KEYS[1], 'MINID', '~', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PUBLISH', KEYS[2], id .. '|' .. ARGV[2])
+return id
+"""
+CHANNEL_PATTERN = "editgraph:events:*"
 
 
 def channel(project_id: int) -> str:
@@ -20,21 +29,26 @@ def stream(project_id: int) -> str:
     return f"editgraph:stream:{project_id}"
 
 
-async def publish(redis: Redis, render: Render, event: str, **extra: Any) -> None:
-    """Publish ``event`` (queued, progress, proxy_ready, export_complete, failed, cancelled)."""
-    payload = json.dumps(
-        {
-            "event": event,
-            "renderId": render.id,
-            "projectId": render.project_id,
-            "kind": render.kind,
-            "version": render.version,
-            "status": render.status,
-            "progress": render.progress,
-            **extra,
-        }
-    )
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.xadd(stream(render.project_id), {"e": payload}, maxlen=STREAM_MAXLEN, approximate=True)
-        pipe.publish(channel(render.project_id), payload)
-        await pipe.execute()
+@dataclass(frozen=True)
+class EventLog:
+    """Publishes events; keeps at most ``keep`` per project, none older than ``keep_s``."""
+
+    redis: Redis
+    keep: int = 1000
+    keep_s: int = 24 * 3600
+
+    async def publish(self, kind: str, render: Render, export: Export | None = None) -> str:
+        """Publish one event; returns its cursor."""
+        body = events.encode(kind, render, export)
+        oldest = int((time.time() - self.keep_s) * 1000)
+        cursor = await self.redis.eval(  # type: ignore[misc]  # redis-py types eval loosely
+            _PUBLISH,
+            2,
+            stream(render.project_id),
+            channel(render.project_id),
+            str(self.keep),
+            body,
+            str(oldest),
+            str(self.keep_s * 1000),
+        )
+        return cursor.decode() if isinstance(cursor, bytes) else str(cursor)

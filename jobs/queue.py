@@ -7,6 +7,9 @@ import msgpack
 from arq import ArqRedis
 from redis.asyncio import ConnectionPool
 
+from jobs.events import EventLog
+from models.tables import Render
+
 serialize = partial(msgpack.packb, use_bin_type=True)
 deserialize = partial(msgpack.unpackb, raw=False)
 
@@ -19,14 +22,19 @@ def connect(redis_url: str) -> ArqRedis:
 
 
 class ArqQueue:
-    """``resolvers.queue.JobQueue`` on arq."""
+    """``resolvers.queue.JobQueue`` on arq, announcing queued renders to subscribers."""
 
-    def __init__(self, pool: ArqRedis) -> None:
+    def __init__(self, pool: ArqRedis, *, keep: int = 1000, keep_s: int = 24 * 3600) -> None:
         self.pool = pool
+        self.events = EventLog(pool, keep=keep, keep_s=keep_s)
 
     async def enqueue(self, job_id: str, function: str, *args: Any) -> None:
         """Queue once under ``job_id``; arq ignores a second enqueue of a live id."""
         await self.pool.enqueue_job(function, *args, _job_id=job_id)
+
+    async def announce(self, render: Render) -> None:
+        """Tell subscribers a render was queued."""
+        await self.events.publish("queued", render)
 
     async def close(self) -> None:
         """Close the pool."""

@@ -12,7 +12,7 @@ from arq import Retry
 from sqlalchemy import or_, update
 from sqlmodel import col, select
 
-from jobs import edl, events
+from jobs import edl
 from jobs.errors import Permanent, Transient
 from jobs.mezzanine import ensure_mezzanine
 from jobs.runner import run_ffmpeg
@@ -37,7 +37,7 @@ async def render(ctx: dict[str, Any], render_id: int) -> str:
     claimed = await _claim(rt, render_id)
     if claimed is None:
         return "skipped"
-    await events.publish(rt.redis, claimed, "progress")
+    await rt.events.publish("progress", claimed)
     try:
         return await _produce(rt, claimed)
     except Transient as exc:
@@ -186,7 +186,7 @@ async def _run(
         with contextlib.suppress(OSError):
             workdir.rmdir()
     if outcome.cancelled:
-        await events.publish(rt.redis, render, "cancelled")
+        await rt.events.publish("cancelled", render)
         return "cancelled"
     if outcome.timed_out:
         raise Permanent(f"the render took longer than {rt.config.timeout_s:g} s and was stopped")
@@ -248,7 +248,7 @@ async def _heartbeat(rt: Runtime, render: Render, fraction: float) -> bool:
         alive = result.scalar_one_or_none() is not None
     if alive:
         render.progress = round(fraction, 4)
-        await events.publish(rt.redis, render, "progress")
+        await rt.events.publish("progress", render)
     return alive
 
 
@@ -272,7 +272,10 @@ async def _finish_done(rt: Runtime, render: Render, key: str, size: int, facts: 
             .returning(col(Render.id))
         )
         if result.scalar_one_or_none() is None:
-            return "cancelled"  # cancelled while the file was being moved into place
+            # Cancelled while the file was moved into place: a cancelled render has no file.
+            rt.store.path(key).unlink(missing_ok=True)
+            return "cancelled"
+        export = None
         if render.kind == renders.PROXY:
             await _advance_latest_proxy(session, render)
         else:
@@ -284,8 +287,7 @@ async def _finish_done(rt: Runtime, render: Render, key: str, size: int, facts: 
             )
         done = await session.get(Render, render.id, populate_existing=True)
         assert done is not None
-    event = "proxy_ready" if render.kind == renders.PROXY else "export_complete"
-    await events.publish(rt.redis, done, event, url_key=key)
+    await rt.events.publish("proxy_ready" if export is None else "export_complete", done, export)
     return "done"
 
 
@@ -308,7 +310,7 @@ async def _finish_cancelled(rt: Runtime, render: Render, reason: str) -> None:
             .values(status=Status.CANCELLED, error=reason, finished_at=utcnow(), lease_until=None)
         )
     render.status, render.error = Status.CANCELLED, reason
-    await events.publish(rt.redis, render, "cancelled", error=reason)
+    await rt.events.publish("cancelled", render)
 
 
 async def _release(rt: Runtime, render_id: int, note: str) -> None:
@@ -331,7 +333,7 @@ async def _fail(rt: Runtime, render_id: int, reason: str) -> None:
         )
         failed = await session.get(Render, render_id, populate_existing=True)
     if failed is not None:
-        await events.publish(rt.redis, failed, "failed", error=failed.error)
+        await rt.events.publish("failed", failed)
 
 
 def _link_or_copy(source: Path, target: Path) -> None:

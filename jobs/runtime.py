@@ -5,6 +5,7 @@ from pathlib import Path
 
 from arq import ArqRedis
 
+from jobs.events import EventLog
 from models.db import Database
 from models.store import MediaStore
 from resolvers.presets import Preset, export_preset
@@ -25,6 +26,8 @@ class WorkerConfig:
     lease_s: float = 30.0
     export_crf: int = 20
     export_x264_preset: str = "medium"
+    events_keep: int = 1000
+    events_keep_s: int = 24 * 3600
 
     @property
     def export(self) -> Preset:
@@ -40,3 +43,4 @@ class Runtime:
     db: Database
     store: MediaStore
     redis: ArqRedis
+    events: EventLog

@@ -1,10 +1,15 @@
 """The arq worker: render functions, the reconciler cron, msgpack, and its start-up."""
 
+import asyncio
+import contextlib
+import logging
 from typing import Any
 
 from arq import Worker, cron, func
 from arq.connections import RedisSettings
+from redis.exceptions import RedisError
 
+from jobs.events import EventLog
 from jobs.mezzanine import mezzanine
 from jobs.queue import deserialize, serialize
 from jobs.reconcile import reconcile
@@ -12,6 +17,8 @@ from jobs.render import render
 from jobs.runtime import Runtime, WorkerConfig
 from models.db import Database
 from models.store import MediaStore
+
+log = logging.getLogger(__name__)
 
 
 def create_worker(config: WorkerConfig, *, handle_signals: bool = True) -> Worker:
@@ -21,7 +28,11 @@ def create_worker(config: WorkerConfig, *, handle_signals: bool = True) -> Worke
         store = MediaStore(config.media_root)
         store.ensure_layout()
         ctx["runtime"] = Runtime(
-            config=config, db=Database(config.database_url), store=store, redis=ctx["redis"]
+            config=config,
+            db=Database(config.database_url),
+            store=store,
+            redis=ctx["redis"],
+            events=EventLog(ctx["redis"], keep=config.events_keep, keep_s=config.events_keep_s),
         )
 
     async def shutdown(ctx: dict[str, Any]) -> None:
@@ -50,3 +61,20 @@ def create_worker(config: WorkerConfig, *, handle_signals: bool = True) -> Worke
         on_shutdown=shutdown,
         handle_signals=handle_signals,
     )
+
+
+async def run_forever(config: WorkerConfig, *, handle_signals: bool = False) -> None:
+    """Run a worker; when Redis goes away (a restart), start a fresh one with backoff."""
+    backoff = 0.5
+    while True:
+        worker = create_worker(config, handle_signals=handle_signals)
+        try:
+            await worker.main()
+            return
+        except (RedisError, OSError) as exc:
+            log.warning("worker lost Redis (%s); starting again in %.1f s", exc, backoff)
+        finally:
+            with contextlib.suppress(RedisError, OSError):
+                await worker.close()
+        await asyncio.sleep(backoff)
+        backoff = min(backoff * 2, 10.0)

@@ -83,7 +83,7 @@ async def add_render(
 async def enqueue(queue: JobQueue, render: Render) -> None:
     """Hand a committed render to the workers."""
     assert render.id is not None
-    await deliver(queue, render.job_id, RENDER_JOB, render.id)
+    await deliver(queue, render.job_id, RENDER_JOB, render.id, render=render)
 
 
 async def request_export(
@@ -228,3 +228,27 @@ async def exports_of_versions(
         ).all()
     found = {(e.project_id, e.version): e for e in rows}
     return [found.get(k) for k in keys]
+
+
+async def finished_render(*, db: Database, project: Project, kind: str) -> Render | None:
+    """The current version's render of ``kind``, if it is DONE."""
+    async with db.read() as session:
+        return (
+            await session.exec(
+                select(Render).where(
+                    Render.project_id == project.id,
+                    Render.kind == kind,
+                    Render.version == project.current_version,
+                    Render.status == Status.DONE,
+                )
+            )
+        ).first()
+
+
+async def finished_export(*, db: Database, project: Project) -> Export | None:
+    """The current version's export, if it is DONE."""
+    render = await finished_render(db=db, project=project, kind=EXPORT)
+    if render is None:
+        return None
+    async with db.read() as session:
+        return (await session.exec(select(Export).where(Export.render_id == render.id))).first()

@@ -1,6 +1,7 @@
 """The per-request context: database, media store, the caller and the request's loaders."""
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from graphql import GraphQLError
@@ -10,6 +11,7 @@ from models.db import Database
 from models.store import MediaStore
 from models.tables import Blob, EditOperation, Export, Project, Render, Video
 from resolvers import projects, renders, versions, videos
+from resolvers.events import EventSource, RenderEvent, SubscriptionLimit
 from resolvers.presets import Preset
 from resolvers.queue import JobQueue
 from resolvers.users import Actor
@@ -29,7 +31,7 @@ class Loaders:
     export_of_version: DataLoader[tuple[int, int], Export | None]
 
 
-def make_loaders(db: Database, actor: Actor | None) -> Loaders:
+def make_loaders(db: Database, actor: Actor | None, *, cache: bool = True) -> Loaders:
     """Loaders bound to one request's caller."""
 
     async def load_videos(keys: list[int]) -> list[Video | None]:
@@ -61,14 +63,14 @@ def make_loaders(db: Database, actor: Actor | None) -> Loaders:
         return await renders.exports_of_versions(db=db, keys=keys)
 
     return Loaders(
-        video=DataLoader(load_fn=load_videos),
-        blob=DataLoader(load_fn=load_blobs),
-        own_ops=DataLoader(load_fn=load_ops),
-        project=DataLoader(load_fn=load_projects),
-        render=DataLoader(load_fn=load_renders),
-        export=DataLoader(load_fn=load_exports),
-        proxy_of_version=DataLoader(load_fn=load_proxies),
-        export_of_version=DataLoader(load_fn=load_version_exports),
+        video=DataLoader(load_fn=load_videos, cache=cache),
+        blob=DataLoader(load_fn=load_blobs, cache=cache),
+        own_ops=DataLoader(load_fn=load_ops, cache=cache),
+        project=DataLoader(load_fn=load_projects, cache=cache),
+        render=DataLoader(load_fn=load_renders, cache=cache),
+        export=DataLoader(load_fn=load_exports, cache=cache),
+        proxy_of_version=DataLoader(load_fn=load_proxies, cache=cache),
+        export_of_version=DataLoader(load_fn=load_version_exports, cache=cache),
     )
 
 
@@ -79,13 +81,35 @@ class Context:
     db: Database
     store: MediaStore
     queue: JobQueue
+    events: EventSource
     export_preset: Preset
     media_url: Callable[[str], str]
     caller: Actor | None
+    # A websocket's context lives as long as the socket: its loaders must not cache.
+    long_lived: bool = False
+    connection_params: dict[str, object] = field(default_factory=dict)
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:
-        self.loaders = make_loaders(self.db, self.caller)
+        self.loaders = make_loaders(self.db, self.caller, cache=not self.long_lived)
+
+    def sign_in(self, actor: Actor) -> None:
+        """Attach the caller a websocket authenticated with its connection_init payload."""
+        self.caller = actor
+        self.loaders = make_loaders(self.db, actor, cache=not self.long_lived)
+
+    @asynccontextmanager
+    async def listen(self, project_id: int) -> AsyncIterator[AsyncIterator[RenderEvent]]:
+        """Live events of a project for this caller, within their subscription limit."""
+        try:
+            listening = self.events.listen(project_id=project_id, user_id=self.actor.id)
+            feed = await listening.__aenter__()
+        except SubscriptionLimit as e:
+            raise GraphQLError(e.message, extensions={"code": "RATE_LIMITED"}) from None
+        try:
+            yield feed
+        finally:
+            await listening.__aexit__(None, None, None)
 
     @property
     def actor(self) -> Actor:

@@ -50,7 +50,7 @@ class ExportQueued:
 
 
 @strawberry.type
-class RenderCancelled:
+class CancelRequested:
     render: Render
 
 
@@ -71,7 +71,7 @@ AppendOpsResult = Annotated[
     OpsAppended | VersionConflict | InvalidOps | NotFound, strawberry.union("AppendOpsResult")
 ]
 RequestExportResult = Annotated[ExportQueued | NotFound, strawberry.union("RequestExportResult")]
-CancelResult = Annotated[RenderCancelled | NotFound, strawberry.union("CancelResult")]
+CancelResult = Annotated[CancelRequested | NotFound, strawberry.union("CancelResult")]
 
 
 def _appended(
@@ -208,7 +208,7 @@ class Mutation:
             )
         except NotFoundError as e:
             return NotFound.of(e)
-        return RenderCancelled(render=Render.from_row(render))
+        return CancelRequested(render=Render.from_row(render))
 
     @strawberry.mutation(
         permission_classes=[IsAdmin], description="Create an account (admin only)."

@@ -8,6 +8,15 @@ from strawberry.extensions import ParserCache, ValidationCache
 from schema.extensions import ErrorCodes
 from schema.mutation import Mutation
 from schema.query import Query
+from schema.subscription import (
+    ExportComplete,
+    ProxyReady,
+    RenderCancelled,
+    RenderFailed,
+    RenderProgress,
+    RenderQueued,
+    Subscription,
+)
 from schema.types import Export, Project, Render, User, Video
 
 SDL_PATH = Path(__file__).parent / "schema.graphql"
@@ -15,7 +24,20 @@ SDL_PATH = Path(__file__).parent / "schema.graphql"
 schema = strawberry.Schema(
     query=Query,
     mutation=Mutation,
-    types=[User, Video, Project, Render, Export],
+    subscription=Subscription,
+    types=[
+        User,
+        Video,
+        Project,
+        Render,
+        Export,
+        RenderQueued,
+        RenderProgress,
+        ProxyReady,
+        ExportComplete,
+        RenderFailed,
+        RenderCancelled,
+    ],
     # Clients send the same few documents again and again: parse and validate each once
     # (the caches are module-level, shared by the per-request extension instances).
     extensions=[

@@ -84,3 +84,26 @@ async def project(api: Api, token: str, project_id: str) -> dict[str, Any]:
     """The project with its latest proxy and export."""
     data: dict[str, Any] = (await api.data(token, PROJECT, {"id": project_id}))["project"]
     return data
+
+
+@contextmanager
+def server_process(env: dict[str, str], port: int, log: Path) -> Iterator[str]:
+    """`editgraph serve` as another process (no worker of its own); yields its base URL."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("EDITGRAPH_")}
+    settings = {**env, "EDITGRAPH_EMBEDDED_WORKER": "false"}
+    argv = [sys.executable, "-m", "editgraph.cli", "serve", "--port", str(port)]
+    with (
+        log.open("ab") as out,
+        subprocess.Popen(
+            argv, env={**clean, **settings}, stdout=out, stderr=subprocess.STDOUT
+        ) as proc,
+    ):
+        try:
+            deadline = time.monotonic() + 30
+            while b"Uvicorn running" not in log.read_bytes():
+                assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)

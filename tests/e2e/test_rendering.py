@@ -1,72 +1,25 @@
 """Rendering end to end: the API, a real worker process, real ffmpeg, a private Redis."""
 
-import json
 import os
 import signal
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from editgraph.app import create_app
 from editgraph.media import MediaSigner
 from editgraph.redis_embed import EmbeddedRedis
-from editgraph.settings import Settings
-from models.db import Database
-from resolvers import ids
+from resolvers import events, ids
 from tests.conftest import Api
 from tests.e2e.rendering import ffmpeg_children, no_ffmpeg_left, project, until, worker_process
 from tests.jobs import measure
-from tests.media import make_video
 from tests.schema.test_api import APPEND, CREATE, REVERT, upload
 
 pytestmark = pytest.mark.slow
 EXPORT = """mutation($p: ID!, $v: Int) { requestExport(projectId: $p, version: $v) {
   __typename ... on ExportQueued { export { id version status } } ... on NotFound { message } } }"""
 CANCEL = """mutation($id: ID!) { cancelRender(id: $id) { __typename
-  ... on RenderCancelled { render { id status error } } } }"""
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[EmbeddedRedis]:
-    """A Redis of this test alone, so it can be restarted and nothing leaks between tests."""
-    with EmbeddedRedis(tmp_path / "redis") as server:
-        yield server
-
-
-@pytest.fixture
-def env(db: Database, redis_server: EmbeddedRedis, tmp_path: Path) -> dict[str, str]:
-    """Settings shared by the test's app and its worker process."""
-    return {
-        "EDITGRAPH_DATABASE_URL": db.url,
-        "EDITGRAPH_REDIS_URL": redis_server.url,
-        "EDITGRAPH_MEDIA_ROOT": str(tmp_path / "uploads"),
-        "EDITGRAPH_RECONCILE_EVERY_S": "1",
-        "EDITGRAPH_RENDER_LEASE_S": "3",
-        "EDITGRAPH_RENDER_TIMEOUT_S": "60",
-        "EDITGRAPH_EXPORT_X264_PRESET": "ultrafast",
-        "EDITGRAPH_ENV": "test",
-    }
-
-
-@pytest.fixture
-async def app_api(env: dict[str, str], db: Database) -> AsyncIterator[Api]:
-    settings = Settings(**{k.removeprefix("EDITGRAPH_").lower(): v for k, v in env.items()})  # type: ignore[arg-type]
-    app = create_app(settings, db=db)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
-    ):
-        yield Api(client, app)
-
-
-@pytest.fixture(scope="module")
-def long_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Long and large enough that an export with a heavy blur takes seconds to render."""
-    folder = tmp_path_factory.mktemp("long")
-    return make_video(folder / "long.mp4", seconds=20, size="1280x720", rate=30)
+  ... on CancelRequested { render { id status error } } } }"""
 
 
 def media_root(env: dict[str, str]) -> Path:
@@ -301,7 +254,8 @@ async def test_worker_killed_mid_render_finishes_exactly_once_after_restart(
     client = redis_server_client(redis_server)
     entries = await client.xrange(f"editgraph:stream:{ids.decode(pid, 'Project')}")
     await client.aclose()
-    completes = [e for _, e in entries if json.loads(e[b"e"])["event"] == "export_complete"]
+    kinds = [events.decode(i.decode(), e[b"e"]).kind for i, e in entries]
+    completes = [k for k in kinds if k == "export_complete"]
     assert len(completes) == 1
     assert no_ffmpeg_left(media_root(env))
 

@@ -1,0 +1,82 @@
+"""Render events: what subscribers receive, and the one wire format workers publish in."""
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from models.tables import Export, Render
+from resolvers.errors import DomainError
+
+KINDS = ("queued", "progress", "proxy_ready", "export_complete", "failed", "cancelled")
+# Never dropped for a slow subscriber; progress events may be.
+TERMINAL = frozenset({"proxy_ready", "export_complete", "failed", "cancelled"})
+
+
+@dataclass(frozen=True)
+class RenderEvent:
+    """One thing that happened to a render; ``cursor`` orders a project's events."""
+
+    cursor: str
+    kind: str
+    render: Render
+    export: Export | None = None
+
+    @property
+    def terminal(self) -> bool:
+        """Whether the render is finished (for good or bad) with this event."""
+        return self.kind in TERMINAL
+
+
+def encode(kind: str, render: Render, export: Export | None = None) -> str:
+    """The JSON body of an event, as workers and servers publish it."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown event kind {kind!r}")
+    return json.dumps(
+        {
+            "kind": kind,
+            "render": render.model_dump(mode="json"),
+            "export": export.model_dump(mode="json") if export else None,
+        }
+    )
+
+
+def decode(cursor: str, body: str | bytes) -> RenderEvent:
+    """An event from its cursor and JSON body."""
+    data: dict[str, Any] = json.loads(body)
+    export = data.get("export")
+    return RenderEvent(
+        cursor=cursor,
+        kind=data["kind"],
+        render=Render.model_validate(data["render"]),
+        export=Export.model_validate(export) if export else None,
+    )
+
+
+def cursor_order(cursor: str) -> tuple[int, int]:
+    """Sort key of a cursor (a Redis stream id, ``<ms>-<seq>``)."""
+    ms, _, seq = cursor.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def valid_cursor(cursor: str) -> bool:
+    """Whether a string is a cursor this API hands out."""
+    ms, _, seq = cursor.partition("-")
+    return ms.isdigit() and seq.isdigit()
+
+
+class SubscriptionLimit(DomainError):
+    """A user is at their limit of live subscriptions."""
+
+
+class EventSource(Protocol):
+    """Where subscriptions get events: live ones, and a replay of recent ones."""
+
+    def listen(
+        self, *, project_id: int, user_id: int
+    ) -> AbstractAsyncContextManager[AsyncIterator[RenderEvent]]:
+        """Live events of one project, from now on, until the block exits."""
+
+    async def replay(self, *, project_id: int, after: str) -> list[RenderEvent]:
+        """The project's retained events after ``after``, oldest first."""

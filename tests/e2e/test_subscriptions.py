@@ -1,0 +1,312 @@
+"""Live updates over graphql-transport-ws: real websocket clients, uvicorn, a worker process."""
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from gql import Client, GraphQLRequest
+from gql.transport.exceptions import TransportQueryError
+from gql.transport.websockets import WebsocketsTransport
+from redis.asyncio import Redis
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
+
+from editgraph.redis_embed import EmbeddedRedis, free_port
+from jobs.bus import EventBus
+from resolvers import ids
+from tests.conftest import Api
+from tests.e2e.rendering import project, server_process, until, worker_process
+from tests.schema.test_api import APPEND, CREATE, upload
+
+pytestmark = pytest.mark.slow
+PROXY_READY = "subscription($p: ID!) { proxyReady(projectId: $p) { id version status url } }"
+EXPORT_COMPLETE = (
+    "subscription($p: ID!) { exportComplete(projectId: $p) { id version status url latest } }"
+)
+RENDER_EVENTS = """subscription($p: ID!, $after: String) { renderEvents(projectId: $p, after: $after) {
+  __typename cursor render { id kind version status progress }
+  ... on RenderFailed { error } ... on ExportComplete { export { id version } } } }"""
+EXPORT = "mutation($p: ID!) { requestExport(projectId: $p) { __typename } }"
+
+
+def ws_url(base: str) -> str:
+    return base.replace("http://", "ws://") + "/graphql"
+
+
+@asynccontextmanager
+async def subscription(
+    base: str, token: str, document: str, variables: dict[str, Any]
+) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+    """A gql client subscribed over graphql-transport-ws with the token in connection_init."""
+    transport = WebsocketsTransport(
+        url=ws_url(base),
+        init_payload={"authorization": f"Bearer {token}"},
+        subprotocols=[WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL],
+    )
+    async with Client(transport=transport) as session:
+        request = GraphQLRequest(document, variable_values=variables)
+        stream = session.subscribe(request)
+        try:
+            yield stream
+        finally:
+            await stream.aclose()
+
+
+async def take(stream: AsyncIterator[dict[str, Any]], within: float = 60) -> dict[str, Any]:
+    return await asyncio.wait_for(anext(stream), within)
+
+
+async def new_project(api: Api, token: str, source: Path) -> str:
+    video = (await upload(api, token, source))["video"]["id"]
+    created = await api.data(token, CREATE, {"v": video, "name": "live"})
+    pid: str = created["createProject"]["project"]["id"]
+    return pid
+
+
+async def proxy_done(api: Api, token: str, pid: str, version: int) -> bool:
+    latest = (await project(api, token, pid))["latestProxy"]
+    return bool(latest) and latest["version"] == version and latest["status"] == "DONE"
+
+
+async def test_proxy_ready_and_export_complete_arrive(
+    live: tuple[Api, str],
+    tokens: dict[str, str],
+    media: dict[str, Path],
+    env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    api, base = live
+    alice = tokens["alice"]
+    with worker_process(env, tmp_path / "worker.log"):
+        pid = await new_project(api, alice, media["clip"])
+        await until(lambda: proxy_done(api, alice, pid, 0), what="version 0's proxy")
+        async with subscription(base, alice, PROXY_READY, {"p": pid}) as proxies:
+            # A late subscriber first gets the current version's finished proxy.
+            first = await take(proxies)
+            assert (first["proxyReady"]["version"], first["proxyReady"]["status"]) == (0, "DONE")
+            await api.data(alice, APPEND, {"p": pid, "ops": [{"grayscale": True}]})
+            ready = (await take(proxies))["proxyReady"]
+            assert (ready["version"], ready["status"]) == (1, "DONE")
+            assert (await api.client.get(ready["url"])).status_code == 200
+        async with subscription(base, alice, EXPORT_COMPLETE, {"p": pid}) as exports:
+            await api.data(alice, EXPORT, {"p": pid})
+            done = (await take(exports))["exportComplete"]
+            assert (done["version"], done["status"], done["latest"]) == (1, "DONE", True)
+            assert (await api.client.get(done["url"])).status_code == 200
+
+
+async def test_render_events_replay_what_was_missed_once_and_in_order(
+    live: tuple[Api, str],
+    tokens: dict[str, str],
+    media: dict[str, Path],
+    env: dict[str, str],
+    tmp_path: Path,
+    redis_server: EmbeddedRedis,
+) -> None:
+    api, base = live
+    alice = tokens["alice"]
+    with worker_process(env, tmp_path / "worker.log"):
+        pid = await new_project(api, alice, media["clip"])
+        await until(lambda: proxy_done(api, alice, pid, 0), what="version 0's proxy")
+        async with subscription(
+            base, alice, RENDER_EVENTS, {"p": pid, "after": None}
+        ) as live_events:
+            # gql subscribes on the first read, and graphql-transport-ws does not acknowledge
+            # a subscribe: start reading, and edit only once the server has it live.
+            first = asyncio.ensure_future(take(live_events))
+            bus: EventBus = api.app.state.services.bus
+            await until(lambda: _count(bus, 1), within=10, what="the subscription to be live")
+            await api.data(alice, APPEND, {"p": pid, "ops": [{"mute": True}]})
+            seen = [(await first)["renderEvents"]]
+            while seen[-1]["__typename"] != "ProxyReady":
+                seen.append((await take(live_events))["renderEvents"])
+        assert seen[0]["__typename"] == "RenderQueued"
+        resume_from = seen[-1]["cursor"]
+        # While disconnected: another edit renders, and an export fails.
+        await api.data(alice, APPEND, {"p": pid, "ops": [{"grayscale": True}]})
+        await until(lambda: proxy_done(api, alice, pid, 2), what="version 2's proxy")
+        for original in (Path(env["EDITGRAPH_MEDIA_ROOT"]) / "videos").glob("*[0-9a-f].mp4"):
+            original.unlink()
+        await api.data(alice, EXPORT, {"p": pid})
+
+        async def export_failed() -> bool:
+            exports = (await project(api, alice, pid))["exports"]
+            return bool(exports) and exports[0]["status"] == "FAILED"
+
+        await until(export_failed, what="the export to fail")
+        async with subscription(
+            base, alice, RENDER_EVENTS, {"p": pid, "after": resume_from}
+        ) as resumed:
+            replayed = [(await take(resumed))["renderEvents"]]
+            while replayed[-1]["__typename"] != "RenderFailed":
+                replayed.append((await take(resumed))["renderEvents"])
+    cursors = [e["cursor"] for e in replayed]
+    assert len(set(cursors)) == len(cursors)
+    order = [tuple(map(int, c.split("-"))) for c in cursors]
+    assert order == sorted(order) and order[0] > tuple(map(int, resume_from.split("-")))
+    # Exactly what the project's event stream holds after the cursor, no more, no less.
+    redis = Redis.from_url(redis_server.url)
+    stored = await redis.xrange(
+        f"editgraph:stream:{ids.decode(pid, 'Project')}", min=f"({resume_from}"
+    )
+    await redis.aclose()
+    assert cursors == [entry_id.decode() for entry_id, _ in stored][: len(cursors)]
+    kinds = [e["__typename"] for e in replayed]
+    assert kinds[0] == "RenderQueued" and "ProxyReady" in kinds
+    assert "ffmpeg could not render" in replayed[-1]["error"]
+
+
+async def test_live_events_resume_after_a_redis_restart(
+    live: tuple[Api, str],
+    tokens: dict[str, str],
+    media: dict[str, Path],
+    env: dict[str, str],
+    tmp_path: Path,
+    redis_server: EmbeddedRedis,
+) -> None:
+    api, base = live
+    alice = tokens["alice"]
+    pid = await new_project(api, alice, media["clip"])
+    bus: EventBus | None = api.app.state.services.bus
+    assert bus is not None
+    async with subscription(base, alice, RENDER_EVENTS, {"p": pid, "after": None}) as events:
+        first = asyncio.ensure_future(take(events, 90))
+        await until(lambda: _count(bus, 1), within=10, what="the subscription to be live")
+        before = bus.connections
+        redis_server.stop()
+        redis_server.start()
+
+        async def reconnected() -> bool:
+            return bus.connections > before
+
+        await until(reconnected, within=20, what="the bus to reconnect")
+        with worker_process(env, tmp_path / "worker.log"):
+            # The reconciler re-enqueues version 0's proxy, which Redis forgot.
+            received = [(await first)["renderEvents"]]
+            while received[-1]["__typename"] != "ProxyReady":
+                received.append((await take(events))["renderEvents"])
+    assert received[-1]["render"]["version"] == 0
+
+
+async def test_events_reach_a_client_on_another_server_process(
+    live: tuple[Api, str],
+    tokens: dict[str, str],
+    media: dict[str, Path],
+    env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    api, _ = live
+    alice = tokens["alice"]
+    pid = await new_project(api, alice, media["clip"])
+    with (
+        server_process(env, free_port(), tmp_path / "server-2.log") as other,
+        worker_process(env, tmp_path / "worker.log"),
+    ):
+        await until(lambda: proxy_done(api, alice, pid, 0), what="version 0's proxy")
+        async with subscription(other, alice, PROXY_READY, {"p": pid}) as proxies:
+            assert (await take(proxies))["proxyReady"]["version"] == 0
+            await api.data(alice, APPEND, {"p": pid, "ops": [{"flip": {"axis": "VERTICAL"}}]})
+            assert (await take(proxies))["proxyReady"]["version"] == 1
+
+
+@asynccontextmanager
+async def raw_socket(base: str, payload: dict[str, Any]) -> AsyncIterator[ClientConnection]:
+    """A bare graphql-transport-ws connection, after connection_init."""
+    async with connect(ws_url(base), subprotocols=[Subprotocol("graphql-transport-ws")]) as ws:
+        await ws.send(json.dumps({"type": "connection_init", "payload": payload}))
+        yield ws
+
+
+async def test_a_missing_or_bad_token_closes_the_socket_with_4403(
+    live: tuple[Api, str], tokens: dict[str, str]
+) -> None:
+    _, base = live
+    for payload in ({}, {"authorization": "Bearer eg_wrong"}, {"authorization": tokens["alice"]}):
+        async with raw_socket(base, payload) as ws:
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), 10)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4403
+
+
+async def test_another_users_project_is_not_found_and_delivers_nothing(
+    live: tuple[Api, str], tokens: dict[str, str], media: dict[str, Path]
+) -> None:
+    api, base = live
+    pid = await new_project(api, tokens["bob"], media["clip"])
+    with pytest.raises(TransportQueryError) as refused:
+        async with subscription(base, tokens["alice"], PROXY_READY, {"p": pid}) as stream:
+            await take(stream, 10)
+    assert "NOT_FOUND" in str(refused.value.errors)
+
+
+async def test_subscription_limits_per_connection_and_per_user(
+    live: tuple[Api, str], tokens: dict[str, str], media: dict[str, Path]
+) -> None:
+    api, base = live
+    alice = tokens["alice"]
+    pid = await new_project(api, alice, media["clip"])
+    bus: EventBus = api.app.state.services.bus
+    subscribe = {"query": RENDER_EVENTS, "variables": {"p": pid}}
+    async with raw_socket(base, {"authorization": f"Bearer {alice}"}) as ws:
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        per_connection = api.app.state.services.settings.subscriptions_per_connection
+        for n in range(per_connection + 1):
+            await ws.send(json.dumps({"id": str(n), "type": "subscribe", "payload": subscribe}))
+        refused = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert refused["type"] == "error" and refused["id"] == str(per_connection)
+        assert "limit" in refused["payload"][0]["message"]
+        await until(lambda: _count(bus, per_connection), within=10, what="the subscriptions")
+    bus.per_user = 2
+    async with (
+        raw_socket(base, {"authorization": f"Bearer {alice}"}) as first,
+        raw_socket(base, {"authorization": f"Bearer {alice}"}) as second,
+    ):
+        for ws in (first, second):
+            assert json.loads(await ws.recv())["type"] == "connection_ack"
+        await first.send(json.dumps({"id": "a", "type": "subscribe", "payload": subscribe}))
+        await first.send(json.dumps({"id": "b", "type": "subscribe", "payload": subscribe}))
+        await until(lambda: _count(bus, 2), within=10, what="two subscriptions")
+        await second.send(json.dumps({"id": "c", "type": "subscribe", "payload": subscribe}))
+        message = json.loads(await asyncio.wait_for(second.recv(), 10))
+        assert message["type"] in ("next", "error")
+        errors = message["payload"]["errors"] if message["type"] == "next" else message["payload"]
+        assert errors[0]["extensions"]["code"] == "RATE_LIMITED"
+
+
+async def _count(bus: EventBus, expected: int) -> bool:
+    return bus.subscribers == expected
+
+
+async def test_a_thousand_connect_disconnect_cycles_leave_nothing_behind(
+    live: tuple[Api, str],
+    tokens: dict[str, str],
+    media: dict[str, Path],
+    redis_server: EmbeddedRedis,
+) -> None:
+    api, base = live
+    alice = tokens["alice"]
+    pid = await new_project(api, alice, media["clip"])
+    bus: EventBus = api.app.state.services.bus
+    subscribe = {"query": RENDER_EVENTS, "variables": {"p": pid}}
+    tasks_before = len(asyncio.all_tasks())
+    for cycle in range(1000):
+        async with raw_socket(base, {"authorization": f"Bearer {alice}"}) as ws:
+            assert json.loads(await ws.recv())["type"] == "connection_ack"
+            await ws.send(json.dumps({"id": str(cycle), "type": "subscribe", "payload": subscribe}))
+            if cycle % 100 == 0:
+                await until(lambda: _count(bus, 1), within=10, what="the subscription")
+    await until(lambda: _count(bus, 0), within=10, what="every subscription to be released")
+    assert dict(bus.per_user_count) == {}
+    await until(lambda: _settled(tasks_before), within=10, what="the server's tasks to finish")
+    redis = Redis.from_url(redis_server.url)
+    assert await redis.execute_command("PUBSUB", "NUMPAT") == 1  # one per server process
+    await redis.aclose()
+
+
+async def _settled(baseline: int) -> bool:
+    return len(asyncio.all_tasks()) <= baseline + 1
