@@ -2,9 +2,10 @@
 
 import asyncio
 
-from bench import append_ops, render, upload
+from bench import append_ops, events, render, upload
 
 if __name__ == "__main__":
     asyncio.run(append_ops.main())
     asyncio.run(upload.main())
     asyncio.run(render.main())
+    asyncio.run(events.main())

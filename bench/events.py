@@ -7,7 +7,6 @@ process) subscribed to one project's renderEvents; the publisher plays the worke
 import asyncio
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -186,7 +185,6 @@ async def measure(
                 percentile(latencies, pct) * 1000,
                 "ms",
                 samples=len(latencies),
-                median_ms=round(statistics.median(latencies) * 1000, 3),
             )
     for ws in sockets:
         await ws.close()
