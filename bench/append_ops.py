@@ -91,7 +91,9 @@ async def one_backend(name: str, url: str, redis_url: str, workdir: Path, source
     )
     await queue.close()
     assert project.id is not None
-    settings = Settings(env="test", redis_url=redis_url, media_root=store.root)
+    settings = Settings(
+        env="test", redis_url=redis_url, media_root=store.root, rate_proxies=1_000_000
+    )
     async with serve(raw_starlette()) as base:
         base_lat, base_wall = await hammer(base, token, "x")
     async with serve(create_app(settings, db=db)) as base:

@@ -43,6 +43,9 @@ class Nothing:
     async def announce(self, render: Render) -> None:
         return None
 
+    async def admit(self, *, user_id: int, kind: str) -> None:
+        return None
+
 
 async def subscriber(
     url: str, token: str, pid: str, inbox: asyncio.Queue[tuple[float, float]]

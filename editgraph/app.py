@@ -47,7 +47,13 @@ def create_app(settings: Settings, *, db: Database | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         pool = connect(redis_url)
-        services.queue = ArqQueue(pool, keep=settings.events_keep, keep_s=settings.events_keep_s)
+        services.queue = ArqQueue(
+            pool,
+            keep=settings.events_keep,
+            keep_s=settings.events_keep_s,
+            limits={"export": settings.rate_exports, "proxy": settings.rate_proxies},
+            window_s=settings.rate_window_s,
+        )
         # Its own client: a subscription waits on its socket indefinitely, with no read timeout.
         listener = Redis.from_url(redis_url, socket_connect_timeout=2, health_check_interval=15)
         services.bus = EventBus(

@@ -5,12 +5,14 @@ from typing import Any
 
 from cross_web import AsyncHTTPRequestAdapter, HTTPException, StarletteRequestAdapter
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.file_uploads.utils import replace_placeholders_with_files
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.types import ExecutionResult
 from strawberry.types.unset import UnsetType
 
 from editgraph import multipart
@@ -22,7 +24,8 @@ from jobs.queue import ArqQueue
 from models.db import Database
 from models.store import MediaStore
 from schema.context import Context
-from schema.root import schema
+from schema.limits import QueryLimits, classify
+from schema.root import build_schema
 
 # GraphiQL sends the Headers tab with HTTP requests only. This fetcher also passes its
 # Authorization header as the websocket connection_init payload, so subscriptions work.
@@ -82,12 +85,23 @@ class EditgraphGraphQL(GraphQL[Context, None]):
     request_adapter_class = _RequestAdapter
 
     def __init__(self, services: Services) -> None:
+        settings = services.settings
+        limits = QueryLimits(
+            max_depth=settings.max_query_depth,
+            max_aliases=settings.max_query_aliases,
+            max_tokens=settings.max_query_tokens,
+        )
         super().__init__(
-            schema,
-            graphql_ide="graphiql" if services.settings.graphiql_enabled else None,
+            build_schema(
+                limits,
+                production=settings.env == "production",
+                max_batch=settings.max_batch_operations,
+            ),
+            graphql_ide="graphiql" if settings.graphiql_enabled else None,
             multipart_uploads_enabled=True,
             allow_queries_via_get=False,
-            max_subscriptions_per_connection=services.settings.subscriptions_per_connection,
+            max_subscriptions_per_connection=settings.subscriptions_per_connection,
+            allowed_origins=settings.allowed_origins,
         )
         self.services = services
         self.export_preset = services.settings.worker_config().export
@@ -120,6 +134,15 @@ class EditgraphGraphQL(GraphQL[Context, None]):
             caller=actor,
             long_lived=websocket,
         )
+
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        """Every error leaves with its code (and, in production, without suggestions)."""
+        production = self.services.settings.env == "production"
+        for error in result.errors or []:
+            classify(error, production=production)
+        return await super().process_result(request, result)
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         """Accept a websocket only with a valid token in its connection_init payload."""
@@ -163,7 +186,21 @@ class EditgraphGraphQL(GraphQL[Context, None]):
         try:
             response = await self.run(request)
         except HTTPException as exc:
-            response = PlainTextResponse(exc.reason, status_code=exc.status_code)
+            if exc.reason == "Too many operations":
+                limit = self.services.settings.max_batch_operations
+                response = JSONResponse(
+                    {
+                        "errors": [
+                            {
+                                "message": f"at most {limit} operations per request",
+                                "extensions": {"code": "QUERY_TOO_COMPLEX"},
+                            }
+                        ]
+                    },
+                    status_code=400,
+                )
+            else:
+                response = PlainTextResponse(exc.reason, status_code=exc.status_code)
         finally:
             # Whatever the resolvers did not adopt is removed when the request ends.
             uploads = getattr(request.state, "uploads", None)

@@ -44,6 +44,15 @@ class Settings(BaseSettings):
     subscriptions_per_connection: int = Field(default=20, ge=1)
     subscriptions_per_user: int = Field(default=100, ge=1)
     subscriber_buffer: int = Field(default=100, ge=1)
+    # Abuse resistance: query limits, origins allowed to open websockets, render rate limits.
+    max_query_depth: int = Field(default=12, ge=1)
+    max_query_aliases: int = Field(default=30, ge=0)
+    max_query_tokens: int = Field(default=2000, ge=10)
+    max_batch_operations: int = Field(default=5, ge=1)
+    allowed_origins: list[str] = Field(default_factory=list)
+    rate_window_s: int = Field(default=60, ge=1)
+    rate_exports: int = Field(default=30, ge=1)  # exports a user may queue per window
+    rate_proxies: int = Field(default=600, ge=1)  # edits (each queues a proxy) per window
 
     def worker_config(self) -> WorkerConfig:
         """What a render worker needs from these settings."""
@@ -79,4 +88,9 @@ class Settings(BaseSettings):
                 )
             if self.graphiql:
                 raise ValueError("EDITGRAPH_GRAPHIQL must be off in production")
+            if not self.allowed_origins:
+                raise ValueError(
+                    "EDITGRAPH_ALLOWED_ORIGINS must list the origins of your web app in "
+                    "production, e.g. '[\"https://app.example.com\"]' (websockets need it)"
+                )
         return self

@@ -1,5 +1,6 @@
 """The arq side of the job queue: msgpack, never pickle; ids decided by the caller."""
 
+import time
 from functools import partial
 from typing import Any
 
@@ -9,6 +10,7 @@ from redis.asyncio import ConnectionPool
 
 from jobs.events import EventLog
 from models.tables import Render
+from resolvers.errors import RateLimitedError
 
 serialize = partial(msgpack.packb, use_bin_type=True)
 deserialize = partial(msgpack.unpackb, raw=False)
@@ -24,13 +26,41 @@ def connect(redis_url: str) -> ArqRedis:
 class ArqQueue:
     """``resolvers.queue.JobQueue`` on arq, announcing queued renders to subscribers."""
 
-    def __init__(self, pool: ArqRedis, *, keep: int = 1000, keep_s: int = 24 * 3600) -> None:
+    def __init__(
+        self,
+        pool: ArqRedis,
+        *,
+        keep: int = 1000,
+        keep_s: int = 24 * 3600,
+        limits: dict[str, int] | None = None,
+        window_s: int = 60,
+    ) -> None:
         self.pool = pool
         self.events = EventLog(pool, keep=keep, keep_s=keep_s)
+        # Renders of each kind a user may queue per window; counted in Redis, so the
+        # limit holds across server processes.
+        self.limits = limits or {}
+        self.window_s = window_s
 
     async def enqueue(self, job_id: str, function: str, *args: Any) -> None:
         """Queue once under ``job_id``; arq ignores a second enqueue of a live id."""
         await self.pool.enqueue_job(function, *args, _job_id=job_id)
+
+    async def admit(self, *, user_id: int, kind: str) -> None:
+        """Count one render against the user's window; over the limit, refuse it."""
+        limit = self.limits.get(kind)
+        if limit is None:
+            return
+        now = time.time()
+        window = int(now // self.window_s)
+        key = f"editgraph:rate:{kind}:{user_id}:{window}"
+        async with self.pool.pipeline(transaction=True) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, self.window_s + 1)
+            count, _ = await pipe.execute()
+        if int(count) > limit:
+            retry_after = max(1, int((window + 1) * self.window_s - now) + 1)
+            raise RateLimitedError(f"{kind} renders", limit, self.window_s, retry_after)
 
     async def announce(self, render: Render) -> None:
         """Tell subscribers a render was queued."""

@@ -71,3 +71,11 @@ class InvalidOpsError(DomainError):
 
 class BadInputError(DomainError):
     """An argument outside what the API accepts (for example a malformed cursor)."""
+
+
+class RateLimitedError(DomainError):
+    """Too much render work asked for in the current window; nothing was queued."""
+
+    def __init__(self, what: str, limit: int, window_s: int, retry_after: int) -> None:
+        super().__init__(f"at most {limit} {what} per {window_s} s; try again in {retry_after} s")
+        self.retry_after = retry_after

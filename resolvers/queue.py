@@ -17,6 +17,9 @@ class JobQueue(Protocol):
     async def announce(self, render: Render) -> None:
         """Tell subscribers that ``render`` was queued."""
 
+    async def admit(self, *, user_id: int, kind: str) -> None:
+        """Count one render of ``kind`` for a user; ``RateLimitedError`` when over the limit."""
+
 
 async def deliver(
     queue: JobQueue, job_id: str, function: str, *args: int, render: Render | None = None

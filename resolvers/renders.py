@@ -63,10 +63,17 @@ async def source_sha256(session: AsyncSession, project: Project) -> str:
 
 
 async def add_render(
-    session: AsyncSession, project: Project, version: Version, kind: str, preset: Preset
+    session: AsyncSession,
+    queue: JobQueue,
+    project: Project,
+    version: Version,
+    kind: str,
+    preset: Preset,
 ) -> Render:
-    """A QUEUED render of ``version``, inside the caller's transaction."""
+    """A QUEUED render of ``version``, inside the caller's transaction (within rate limits)."""
     assert project.id is not None
+    # Over the limit this raises, the transaction rolls back, and nothing is queued.
+    await queue.admit(user_id=project.owner_id, kind=kind)
     render = Render(
         project_id=project.id,
         kind=kind,
@@ -118,13 +125,14 @@ async def request_export(
             assert render is not None
             if render.status in (Status.FAILED, Status.CANCELLED):
                 # Asking again for an export that failed or was cancelled tries again.
+                await queue.admit(user_id=actor.id, kind=EXPORT)
                 render.status, render.error, render.progress = Status.QUEUED, None, 0.0
                 render.attempts, render.lease_until, render.finished_at = 0, None, None
                 session.add(render)
             elif render.status not in ACTIVE:
                 return export, render
         else:
-            render = await add_render(session, project, row, EXPORT, preset)
+            render = await add_render(session, queue, project, row, EXPORT, preset)
             assert render.id is not None
             export = Export(project_id=project_id, version=number, render_id=render.id)
             session.add(export)

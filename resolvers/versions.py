@@ -33,7 +33,7 @@ async def create_project(
         start = ops.Frame(video.width, video.height, video.duration)
         version = new_version(project.id, 0, None, actor, start, ops.ROOT_HASH)
         session.add(version)
-        proxy = await renders.add_render(session, project, version, renders.PROXY, PROXY)
+        proxy = await renders.add_render(session, queue, project, version, renders.PROXY, PROXY)
     await renders.enqueue(queue, proxy)
     return project
 
@@ -82,7 +82,7 @@ async def append_ops(
                     video_id=refs.get(op.video_id) if isinstance(op, ops.Concat) else None,
                 )
             )
-        proxy = await renders.add_render(session, project, version, renders.PROXY, PROXY)
+        proxy = await renders.add_render(session, queue, project, version, renders.PROXY, PROXY)
     await renders.enqueue(queue, proxy)
     return project, version, proxy
 
@@ -105,7 +105,7 @@ async def revert_to_version(
         new = new_version(project_id, number, version, actor, _frame(target), target.ops_hash)
         session.add(new)
         # Same ops hash as the target, so the worker reuses the target's finished proxy.
-        proxy = await renders.add_render(session, project, new, renders.PROXY, PROXY)
+        proxy = await renders.add_render(session, queue, project, new, renders.PROXY, PROXY)
     await renders.enqueue(queue, proxy)
     return project, new, proxy
 

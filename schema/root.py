@@ -1,11 +1,19 @@
 """The assembled schema, and its SDL as committed in ``schema/schema.graphql``."""
 
+from collections.abc import Callable
 from pathlib import Path
 
 import strawberry
-from strawberry.extensions import ParserCache, ValidationCache
+from strawberry.extensions import (
+    DisableIntrospection,
+    MaskErrors,
+    ParserCache,
+    SchemaExtension,
+    ValidationCache,
+)
+from strawberry.schema.config import StrawberryConfig
 
-from schema.extensions import ErrorCodes
+from schema.limits import QueryLimits, limits_extension, unexpected
 from schema.mutation import Mutation
 from schema.query import Query
 from schema.subscription import (
@@ -20,34 +28,43 @@ from schema.subscription import (
 from schema.types import Export, Project, Render, User, Video
 
 SDL_PATH = Path(__file__).parent / "schema.graphql"
+# Types reached only through an interface must be named for the schema to include them.
+TYPES = [
+    User,
+    Video,
+    Project,
+    Render,
+    Export,
+    RenderQueued,
+    RenderProgress,
+    ProxyReady,
+    ExportComplete,
+    RenderFailed,
+    RenderCancelled,
+]
 
-schema = strawberry.Schema(
-    query=Query,
-    mutation=Mutation,
-    subscription=Subscription,
-    types=[
-        User,
-        Video,
-        Project,
-        Render,
-        Export,
-        RenderQueued,
-        RenderProgress,
-        ProxyReady,
-        ExportComplete,
-        RenderFailed,
-        RenderCancelled,
-    ],
-    # Clients send the same few documents again and again: parse and validate each once
-    # (the caches are module-level, shared by the per-request extension instances).
-    extensions=[
-        ErrorCodes,
+
+def build_schema(limits: QueryLimits, *, production: bool, max_batch: int = 1) -> strawberry.Schema:
+    """The schema with these query limits; production also hides introspection and bugs."""
+    extensions: list[type[SchemaExtension] | Callable[[], SchemaExtension]] = [
+        limits_extension(limits),
+        # Clients send the same few documents again and again: parse and validate each once
+        # (the caches are module-level, shared by the per-request extension instances).
         lambda: ParserCache(maxsize=256),
         lambda: ValidationCache(maxsize=256),
-    ],
-)
+    ]
+    if production:
+        extensions += [DisableIntrospection, lambda: MaskErrors(should_mask_error=unexpected)]
+    return strawberry.Schema(
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        types=TYPES,
+        extensions=extensions,
+        config=StrawberryConfig(batching_config={"max_operations": max_batch}),
+    )
 
 
 def sdl() -> str:
     """The schema in SDL, as committed."""
-    return schema.as_str() + "\n"
+    return build_schema(QueryLimits(), production=False).as_str() + "\n"

@@ -21,6 +21,7 @@ def test_production_refuses_the_default_secret_and_graphiql(
     with pytest.raises(ValidationError, match="EDITGRAPH_SECRET_KEY"):
         Settings()
     monkeypatch.setenv("EDITGRAPH_SECRET_KEY", "x" * 40)
+    monkeypatch.setenv("EDITGRAPH_ALLOWED_ORIGINS", '["https://app.example.com"]')
     assert Settings().graphiql_enabled is False
     monkeypatch.setenv("EDITGRAPH_GRAPHIQL", "true")
     with pytest.raises(ValidationError, match="GRAPHIQL"):

@@ -1,0 +1,181 @@
+"""Abuse resistance: query limits, production mode, render rate limits, hostile uploads."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlmodel import select
+
+from editgraph.app import create_app
+from editgraph.settings import Settings
+from models.db import Database
+from models.tables import Export
+from resolvers import users
+from tests.conftest import Api
+from tests.schema.test_api import APPEND, CREATE, upload
+
+PRODUCTION = {"env": "production", "secret_key": "s" * 40, "allowed_origins": ["https://app.test"]}
+
+
+@asynccontextmanager
+async def api_with(
+    tmp_path: Path, redis_url: str, db: Database, **overrides: Any
+) -> AsyncIterator[Api]:
+    """The real app with some settings changed."""
+    values: dict[str, Any] = {"env": "test", "media_root": tmp_path / "m", "redis_url": redis_url}
+    settings = Settings.model_validate({**values, **overrides})
+    app = create_app(settings, db=db)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
+    ):
+        yield Api(client, app)
+
+
+def code(body: dict[str, Any]) -> str:
+    result: str = body["errors"][0]["extensions"]["code"]
+    return result
+
+
+async def test_queries_over_a_limit_are_refused_before_they_run(
+    tmp_path: Path, redis_url: str, db: Database, tokens: dict[str, str]
+) -> None:
+    alice = tokens["alice"]
+    async with api_with(
+        tmp_path, redis_url, db, max_query_depth=4, max_query_aliases=4, max_query_tokens=60
+    ) as api:
+        deep = "{ projects { edges { node { versions { nodes { ops { type } } } } } } }"
+        body = await api.query(alice, deep)
+        assert code(body) == "QUERY_TOO_COMPLEX" and "deep" in body["errors"][0]["message"]
+        assert body["data"] is None
+        assert "errors" not in await api.query(alice, "{ projects { nodes { name } } }")
+        # Aliases count wherever they are reached, fragments included, each time spread.
+        fragments = (
+            "fragment F on Query { a: me { id } b: me { id } } query { ...F ...F c: me { id } }"
+        )
+        body = await api.query(alice, fragments)
+        assert code(body) == "QUERY_TOO_COMPLEX" and "5 aliases" in body["errors"][0]["message"]
+        many = "{ " + " ".join(f"f{i}: __typename" for i in range(40)) + " }"
+        body = await api.query(alice, many)
+        assert code(body) == "QUERY_TOO_COMPLEX" and "tokens" in body["errors"][0]["message"]
+
+
+async def test_batches_are_limited(
+    tmp_path: Path, redis_url: str, db: Database, tokens: dict[str, str]
+) -> None:
+    auth = {"Authorization": f"Bearer {tokens['alice']}"}
+    async with api_with(tmp_path, redis_url, db, max_batch_operations=2) as api:
+        two = [{"query": "{ me { name } }"}] * 2
+        ok = await api.client.post("/graphql", json=two, headers=auth)
+        assert (
+            ok.status_code == 200 and [r["data"]["me"]["name"] for r in ok.json()] == ["alice"] * 2
+        )
+        refused = await api.client.post("/graphql", json=two + two[:1], headers=auth)
+        assert refused.status_code == 400
+        assert refused.json()["errors"][0]["extensions"]["code"] == "QUERY_TOO_COMPLEX"
+
+
+async def broken(**_: Any) -> list[Any]:
+    raise RuntimeError("SELECT secret FROM users failed at /srv/editgraph/db.py:12")
+
+
+async def test_production_hides_the_schema_and_masks_bugs(
+    tmp_path: Path,
+    redis_url: str,
+    db: Database,
+    tokens: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    alice = tokens["alice"]
+    async with api_with(tmp_path, redis_url, db, **PRODUCTION) as api:
+        page = await api.client.get("/graphql", headers={"Accept": "text/html"})
+        assert b"graphiql" not in page.content.lower()
+        body = await api.query(alice, "{ __schema { types { name } } }")
+        assert body["errors"] and "__schema" in body["errors"][0]["message"]
+        typo = await api.query(alice, "{ projcts { nodes { name } } }")
+        assert "Did you mean" not in typo["errors"][0]["message"]
+        # Expected errors keep their codes and messages.
+        assert code(await api.query(None, "{ me { id } }")) == "UNAUTHENTICATED"
+        # A bug is masked: no exception text, no SQL.
+        monkeypatch.setattr(users, "list_users", broken)
+        body = await api.query(tokens["root"], "{ users { name } }")
+        assert body["errors"][0]["message"] == "Unexpected error."
+        assert "SELECT" not in str(body)
+    async with api_with(tmp_path, redis_url, db) as dev:
+        dev_typo = await dev.query(alice, "{ projcts { nodes { name } } }")
+        assert "Did you mean" in dev_typo["errors"][0]["message"]
+
+
+def test_production_refuses_to_start_without_allowed_origins() -> None:
+    with pytest.raises(ValueError, match="EDITGRAPH_ALLOWED_ORIGINS"):
+        Settings.model_validate({**PRODUCTION, "allowed_origins": []})
+    assert Settings.model_validate(PRODUCTION).graphiql_enabled is False
+
+
+async def test_render_work_is_rate_limited_per_operation(
+    tmp_path: Path, redis_url: str, db: Database, tokens: dict[str, str], media: dict[str, Path]
+) -> None:
+    alice = tokens["alice"]
+    limits = {"rate_exports": 3, "rate_window_s": 3600}
+    async with api_with(tmp_path, redis_url, db, **limits) as api:
+        await api.app.state.services.queue.pool.flushdb()  # the throwaway Redis of this run
+        video = (await upload(api, alice, media["clip"]))["video"]["id"]
+        pid = (await api.data(alice, CREATE, {"v": video, "name": "p"}))["createProject"][
+            "project"
+        ]["id"]
+        for level in range(5):
+            await api.data(
+                alice, APPEND, {"p": pid, "ops": [{"brightness": {"brightness": level}}]}
+            )
+        # Five aliased exports in one request count as five.
+        fields = " ".join(
+            f"e{n}: requestExport(projectId: $p, version: {n}) {{ __typename }}"
+            for n in range(1, 6)
+        )
+        body = await api.query(alice, f"mutation($p: ID!) {{ {fields} }}", {"p": pid})
+        # The fourth is refused; mutation fields run in order and a refused one ends the request.
+        limited = [e for e in body["errors"] if e["extensions"]["code"] == "RATE_LIMITED"]
+        assert [e["path"] for e in limited] == [["e4"]]
+        assert all(0 < e["extensions"]["retryAfter"] <= 3601 for e in limited)
+        assert "at most 3 export renders" in limited[0]["message"]
+    async with db.read() as session:
+        assert len((await session.exec(select(Export))).all()) == 3
+    # The count lives in Redis: another server process sees the same budget.
+    async with api_with(tmp_path, redis_url, db, **limits) as other:
+        body = await other.query(
+            alice,
+            "mutation($p: ID!) { requestExport(projectId: $p, version: 0) { __typename } }",
+            {"p": pid},
+        )
+        assert code(body) == "RATE_LIMITED"
+        jobs = await other.app.state.services.queue.pool.keys("arq:job:export:*")
+    assert len(jobs) == 3
+
+
+@pytest.mark.parametrize(
+    ("fields", "files", "reason"),
+    [
+        ({f"f{n}": "x" for n in range(20)}, {}, "too many parts"),
+        ({"operations": "x" * (2 * 1024 * 1024), "map": "{}"}, {}, "over"),
+    ],
+)
+async def test_abusive_multipart_bodies_get_a_quick_400(
+    api: Api,
+    tokens: dict[str, str],
+    settings: Settings,
+    fields: dict[str, str],
+    files: dict[str, Any],
+    reason: str,
+) -> None:
+    response = await api.client.post(
+        "/graphql",
+        data=fields,
+        files={"0": ("a.mp4", b"0" * 10, "video/mp4")},
+        headers={"Authorization": f"Bearer {tokens['alice']}"},
+    )
+    assert response.status_code == 400
+    assert reason in response.text
+    assert list((settings.media_root / "temp").iterdir()) == []
