@@ -126,6 +126,12 @@ async def probe(path: Path) -> Probe:
             "accepts (MP4, MOV, MKV, WebM, AVI, MPEG-TS, FLV, Ogg or MPEG-PS)"
         )
     streams: list[dict[str, Any]] = info.get("streams", [])
+    if any(s.get("codec_type") in ("subtitle", "attachment") for s in streams):
+        # Subtitle tracks are where crafted files hide playlists; editgraph edits picture
+        # and sound only.
+        raise InvalidMediaError(
+            "the file carries subtitle or attachment tracks; upload it without them"
+        )
     video = next(
         (
             s
@@ -139,6 +145,9 @@ async def probe(path: Path) -> Probe:
     if video is None:
         raise InvalidMediaError("the file has no video stream (an image or audio-only file?)")
     width, height = int(video.get("width") or 0), int(video.get("height") or 0)
+    if width == 0 or height == 0:
+        # ffprobe reports 0x0 when the declared size is absurd (e.g. 100000x100000).
+        raise InvalidMediaError("the video declares no usable picture size (missing or impossible)")
     if not (MIN_DIMENSION <= width <= MAX_DIMENSION and MIN_DIMENSION <= height <= MAX_DIMENSION):
         raise InvalidMediaError(
             f"the video is {width}x{height}; editgraph accepts {MIN_DIMENSION} to {MAX_DIMENSION} "

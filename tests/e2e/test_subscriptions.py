@@ -13,13 +13,17 @@ from gql.transport.exceptions import TransportQueryError
 from gql.transport.websockets import WebsocketsTransport
 from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
-from websockets.typing import Subprotocol
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.typing import Origin, Subprotocol
 
+from bench.common import serve
+from editgraph.app import create_app
 from editgraph.redis_embed import EmbeddedRedis, free_port
 from jobs.bus import EventBus
+from models.db import Database
 from resolvers import ids
 from tests.conftest import Api
+from tests.e2e.conftest import settings_of
 from tests.e2e.rendering import project, server_process, until, worker_process
 from tests.schema.test_api import APPEND, CREATE, upload
 
@@ -310,3 +314,32 @@ async def test_a_thousand_connect_disconnect_cycles_leave_nothing_behind(
 
 async def _settled(baseline: int) -> bool:
     return len(asyncio.all_tasks()) <= baseline + 1
+
+
+async def test_a_foreign_origin_is_refused_when_origins_are_configured(
+    env: dict[str, str], db: Database, tokens: dict[str, str]
+) -> None:
+    settings = settings_of(env).model_copy(update={"allowed_origins": ["https://app.test"]})
+    async with serve(create_app(settings, db=db)) as base:
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(
+                ws_url(base),
+                subprotocols=[Subprotocol("graphql-transport-ws")],
+                origin=Origin("https://evil.test"),
+            ):
+                pass
+        assert refused.value.response.status_code == 403
+        async with connect(
+            ws_url(base),
+            subprotocols=[Subprotocol("graphql-transport-ws")],
+            origin=Origin("https://app.test"),
+        ) as ws:
+            await ws.send(
+                json.dumps(
+                    {
+                        "type": "connection_init",
+                        "payload": {"authorization": f"Bearer {tokens['alice']}"},
+                    }
+                )
+            )
+            assert json.loads(await ws.recv())["type"] == "connection_ack"

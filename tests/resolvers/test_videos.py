@@ -25,6 +25,12 @@ def stage(store: MediaStore, source: Path, filename: str | None = None) -> Stage
     return staging.finish()
 
 
+def host_file_leaked(root: Path) -> bool:
+    """Whether any byte run of a host file the crafted media point at landed under ``root``."""
+    secret = Path("/etc/passwd").read_bytes()[:32]
+    return any(secret in p.read_bytes() for p in root.rglob("*") if p.is_file())
+
+
 async def blobs(db: Database) -> list[Blob]:
     async with db.read() as s:
         return list((await s.exec(select(Blob))).all())
@@ -115,6 +121,8 @@ async def test_concurrent_uploads_of_the_same_bytes_end_with_one_blob(
         ("audio_only", "no video stream"),
         ("absurd_dimensions", "8208x16"),
         ("zero_duration", "no video stream"),
+        ("avi_with_playlist", "subtitle"),
+        ("claims_100000x100000", "impossible"),
     ],
 )
 async def test_bad_media_is_refused_and_leaves_nothing_behind(
@@ -134,6 +142,7 @@ async def test_bad_media_is_refused_and_leaves_nothing_behind(
     assert store.temp_entries() == []
     assert list((store.root / "videos").iterdir()) == []
     assert await blobs(db) == []
+    assert not host_file_leaked(store.root)
 
 
 async def test_delete_refuses_while_used_then_drops_the_reference_but_keeps_bytes(
