@@ -1,6 +1,7 @@
 """Harness for rendering tests: a private Redis, a real worker process, polling helpers."""
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -46,13 +47,20 @@ def worker_process(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[
                     proc.wait()
 
 
-def ffmpeg_children(proc: subprocess.Popen[bytes]) -> list[psutil.Process]:
-    """ffmpeg processes started by a worker (and still alive)."""
+def ffmpeg_children(proc: subprocess.Popen[bytes], rendering: str = "") -> list[psutil.Process]:
+    """ffmpeg processes started by a worker (and still alive), optionally only those whose
+    command line contains ``rendering`` (e.g. ``render-7-``, the temp file of render 7)."""
     try:
         children = psutil.Process(proc.pid).children(recursive=True)
     except psutil.NoSuchProcess:
         return []
-    return [c for c in children if c.is_running() and c.name() == "ffmpeg"]
+    found = []
+    for child in children:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            ffmpeg = child.is_running() and child.name() == "ffmpeg"
+            if ffmpeg and rendering in " ".join(child.cmdline()):
+                found.append(child)
+    return found
 
 
 def no_ffmpeg_left(media_root: Path) -> bool:

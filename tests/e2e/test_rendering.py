@@ -128,12 +128,13 @@ async def test_cancel_stops_ffmpeg_and_leaves_no_file(
             return found if found["status"] == "RUNNING" and found["progress"] > 0 else None
 
         state = await until(running, what="the export to make progress")
-        assert ffmpeg_children(worker)
+        own = f"render-{ids.decode(state['render']['id'], 'Render')}-"
+        assert ffmpeg_children(worker, own)
         result = (await api.data(alice, CANCEL, {"id": state["render"]["id"]}))["cancelRender"]
         assert result["render"]["status"] == "CANCELLED"
 
         async def stopped() -> bool:
-            return not ffmpeg_children(worker)
+            return not ffmpeg_children(worker, own)
 
         await until(stopped, within=5, what="ffmpeg to be killed")
     root = media_root(env)
@@ -200,6 +201,13 @@ async def test_a_killed_ffmpeg_is_retried(
     api, alice = app_api, tokens["alice"]
     pid = await start_project(api, alice, long_clip)
     with worker_process(env, tmp_path / "worker.log") as worker:
+
+        async def first_proxy() -> bool:
+            latest = (await project(api, alice, pid))["latestProxy"]
+            return bool(latest) and latest["status"] == "DONE"
+
+        # Let the 480p copy and the first proxy finish, so the only ffmpeg is the export's.
+        await until(first_proxy, what="version 0's proxy")
         await api.data(alice, EXPORT, {"p": pid})
 
         async def busy() -> bool:
