@@ -34,6 +34,19 @@ async def ensure_mezzanine(rt: Runtime, video: Video, blob: Blob) -> Path:
     return target
 
 
+def source_of(rt: Runtime, video: Video, blob: Blob) -> edl.Source:
+    """The uploaded original of a video, as ffmpeg reads it."""
+    return edl.Source(
+        path=rt.store.path(blob.key),
+        demuxer=video.format_name,
+        width=video.width,
+        height=video.height,
+        fps=video.fps,
+        duration=video.duration,
+        has_audio=video.has_audio,
+    )
+
+
 def mezzanine_key(blob: Blob) -> str:
     """Where a source's 480p copy lives, next to the original."""
     return f"videos/{blob.sha256}_480p.mp4"
@@ -41,15 +54,7 @@ def mezzanine_key(blob: Blob) -> str:
 
 async def _make_mezzanine(rt: Runtime, video: Video, blob: Blob, target: Path) -> None:
     temp = rt.store.path(f"temp/mezzanine-{blob.sha256[:16]}-{secrets.token_hex(6)}.mp4")
-    source = edl.Source(
-        rt.store.path(blob.key),
-        video.format_name,
-        video.width,
-        video.height,
-        video.fps,
-        video.duration,
-        video.has_audio,
-    )
+    source = source_of(rt, video, blob)
 
     async def keep_going(_: float) -> bool:
         return True

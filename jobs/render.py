@@ -1,6 +1,7 @@
 """Render jobs: the mezzanine of a source, and the proxy or export of a version."""
 
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
@@ -14,7 +15,7 @@ from sqlmodel import col, select
 
 from jobs import edl
 from jobs.errors import Permanent, Transient
-from jobs.mezzanine import ensure_mezzanine
+from jobs.mezzanine import ensure_mezzanine, source_of
 from jobs.runner import run_ffmpeg
 from jobs.runtime import Runtime
 from models.tables import Blob, Export, Project, Render, Version, Video, utcnow
@@ -199,26 +200,12 @@ async def _run(
 
 
 async def _source(rt: Runtime, video: Video, blob: Blob, preset: Preset) -> edl.Source:
-    if preset.from_mezzanine:
-        path = await ensure_mezzanine(rt, video, blob)
-        width, height = edl.mezzanine_size(video.width, video.height)
-        demuxer = "mov"
-    else:
-        path, width, height, demuxer = (
-            rt.store.path(blob.key),
-            video.width,
-            video.height,
-            video.format_name,
-        )
-    return edl.Source(
-        path=path,
-        demuxer=demuxer,
-        width=width,
-        height=height,
-        fps=video.fps,
-        duration=video.duration,
-        has_audio=video.has_audio,
-    )
+    original = source_of(rt, video, blob)
+    if not preset.from_mezzanine:
+        return original
+    width, height = edl.mezzanine_size(video.width, video.height)
+    path = await ensure_mezzanine(rt, video, blob)
+    return dataclasses.replace(original, path=path, demuxer="mov", width=width, height=height)
 
 
 async def _concat_rows(session: Any, op_list: list[ops.Op]) -> dict[str, tuple[Video, Blob]]:

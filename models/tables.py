@@ -206,5 +206,22 @@ class Export(SQLModel, table=True):
         sa_column=Column(Integer, ForeignKey("renders.id"), nullable=False, unique=True)
     )
     pinned: bool = Field(default=False)
-    gc_state: str = Field(default="none", max_length=10)  # none | marked | archived | deleted
+    gc_state: str = Field(default="none", max_length=10, index=True)  # none|marked|archived|deleted
+    archive_key: str | None = Field(default=None, max_length=200)
+    marked_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    archived_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    deleted_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
     created_at: datetime = _created()
+
+
+class GcAudit(SQLModel, table=True):
+    """One row per thing a GC action changed: who, when, what, and how many bytes."""
+
+    __tablename__ = "gc_audit"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _created()
+    actor_id: int | None = Field(default=None, foreign_key="users.id")
+    action: str = Field(max_length=20)  # mark | archive | delete | restore | pin
+    export_id: int | None = Field(default=None, index=True)
+    bytes: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))

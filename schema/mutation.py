@@ -16,6 +16,7 @@ from resolvers.errors import (
     VideoInUseError,
 )
 from schema.errors import InvalidMedia, InvalidOps, NotFound, TooLarge, VersionConflict, VideoInUse
+from schema.gc import GcMutation
 from schema.inputs import OpInput, to_raw
 from schema.permissions import IsAdmin
 from schema.types import Export, Info, Project, Render, User, Version, Video
@@ -85,7 +86,7 @@ def _appended(
 
 
 @strawberry.type
-class Mutation:
+class Mutation(GcMutation):
     @strawberry.mutation(description="Upload a video (GraphQL multipart request).")
     async def upload_video(self, info: Info, file: Upload) -> UploadVideoResult:
         actor = info.context.actor

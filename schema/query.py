@@ -4,6 +4,7 @@ import strawberry
 
 from resolvers import ids, projects, renders, users, videos
 from resolvers.errors import NotFoundError
+from schema.gc import GcQuery
 from schema.permissions import IsAdmin
 from schema.types import (
     Connection,
@@ -65,7 +66,7 @@ def _me(info: Info) -> User:
 
 
 @strawberry.type
-class Query:
+class Query(GcQuery):
     @strawberry.field(description="The signed-in user.")
     def me(self, info: Info) -> User:
         return _me(info)

@@ -1,0 +1,261 @@
+"""The safe GC: protected exports never move, stages are explicit, crashes converge."""
+
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import update
+from sqlmodel import col, select
+
+from jobs.queue import ArqQueue
+from models.db import Database
+from models.store import MediaStore
+from models.tables import Export, GcAudit, Project, Render, utcnow
+from resolvers import gc, renders, versions
+from resolvers.errors import NotFoundError
+from resolvers.presets import export_preset
+from resolvers.users import Actor
+from tests.resolvers.test_versions import new_project
+
+
+@dataclass
+class Setup:
+    project_id: int
+    exports: dict[int, Export]  # by version
+
+
+async def exports_on_disk(
+    db: Database, queue: ArqQueue, store: MediaStore, actor: Actor, source: Path, count: int = 4
+) -> Setup:
+    """A project with ``count`` finished exports (v1..vN, 40 days old), the last one latest."""
+    project = await new_project(db, queue, store, actor, source)
+    assert project.id is not None
+    made: dict[int, Export] = {}
+    for n in range(1, count + 1):
+        await versions.append_ops(
+            db=db,
+            queue=queue,
+            actor=actor,
+            project_id=project.id,
+            raw_ops=[{"type": "brightness", "params": {"brightness": n}}],
+            expected_version=None,
+        )
+        export, render = await renders.request_export(
+            db=db,
+            queue=queue,
+            actor=actor,
+            project_id=project.id,
+            version=n,
+            preset=export_preset(crf=20, x264_preset="fast"),
+        )
+        key = renders.output_key("export", project.id, n)
+        store.path(key).parent.mkdir(parents=True, exist_ok=True)
+        store.path(key).write_bytes(b"export-%d" % n * 100)
+        async with db.write() as s:
+            await s.exec(
+                update(Render)
+                .where(col(Render.id) == render.id)
+                .values(status="done", output_key=key, bytes=len(b"export-%d" % n * 100))
+            )
+            await s.exec(
+                update(Export)
+                .where(col(Export.id) == export.id)
+                .values(created_at=utcnow() - timedelta(days=40))
+            )
+            await s.exec(
+                update(Project)
+                .where(col(Project.id) == project.id)
+                .values(latest_export_id=export.id)
+            )
+        made[n] = export
+    return Setup(project.id, made)
+
+
+async def states(db: Database) -> dict[int, str]:
+    async with db.read() as s:
+        return {e.version: e.gc_state for e in (await s.exec(select(Export))).all()}
+
+
+def on_disk(store: MediaStore) -> set[str]:
+    return {
+        str(p.relative_to(store.root))
+        for a in ("export", "archive")
+        for p in (store.root / a).rglob("*")
+        if p.is_file()
+    }
+
+
+async def consistent(db: Database, store: MediaStore) -> None:
+    """No row points at a missing file, and no file is unreachable."""
+    expected: set[str] = set()
+    async with db.read() as s:
+        for export, render in (
+            await s.exec(select(Export, Render).join(Render, col(Render.id) == Export.render_id))
+        ).all():
+            if export.gc_state in ("none", "marked") and render.output_key:
+                expected.add(render.output_key)
+            elif export.gc_state == "archived":
+                expected.add(gc.archive_key(export))
+    assert on_disk(store) == expected
+
+
+async def test_mark_flags_old_unprotected_exports_and_moves_nothing(
+    db: Database, queue: ArqQueue, store: MediaStore, alice: Actor, media: dict[str, Path]
+) -> None:
+    setup = await exports_on_disk(db, queue, store, alice, media["clip"])
+    await gc.set_pinned(
+        db=db, store=store, actor=alice, project_id=setup.project_id, version=2, pinned=True
+    )
+    rows, count, size = await gc.candidates(db=db, days_old=30, keep_latest=1)
+    assert sorted(e.version for e in rows) == [1, 3] and count == 2 and size == 1600
+    assert (await gc.candidates(db=db, days_old=60, keep_latest=1))[1] == 0
+    before = on_disk(store)
+    outcome = await gc.mark(db=db, actor=alice, days_old=30, keep_latest=1)
+    assert (outcome.marked, outcome.bytes) == (2, 1600)
+    assert await states(db) == {1: "marked", 2: "none", 3: "marked", 4: "none"}
+    assert on_disk(store) == before
+    async with db.read() as s:
+        audit = (await s.exec(select(GcAudit).where(GcAudit.action == "mark"))).all()
+    assert sorted(a.export_id or 0 for a in audit) == sorted(
+        e.id or 0 for e in (setup.exports[1], setup.exports[3])
+    )
+    assert all(a.actor_id == alice.id for a in audit)
+
+
+async def test_archive_rechecks_pins_and_latest_then_delete_needs_confirm_and_age(
+    db: Database, queue: ArqQueue, store: MediaStore, alice: Actor, media: dict[str, Path]
+) -> None:
+    setup = await exports_on_disk(db, queue, store, alice, media["clip"])
+    await gc.mark(db=db, actor=alice, days_old=30, keep_latest=1)  # v1, v2, v3
+    # Between mark and archive: v2 is pinned and v3 becomes the latest export. Both win.
+    await gc.set_pinned(
+        db=db, store=store, actor=alice, project_id=setup.project_id, version=2, pinned=True
+    )
+    async with db.write() as s:
+        await s.exec(update(Project).values(latest_export_id=setup.exports[3].id))
+    archived = await gc.archive(db=db, store=store, actor=alice)
+    assert [e.version for e in archived.exports] == [1]
+    assert await states(db) == {1: "archived", 2: "none", 3: "none", 4: "none"}
+    assert store.path(gc.archive_key(setup.exports[1])).exists()
+    await consistent(db, store)
+
+    with pytest.raises(gc.ConfirmationRequired):
+        await gc.delete(db=db, store=store, actor=alice, days_in_archive=30, confirm=False)
+    assert (
+        await gc.delete(db=db, store=store, actor=alice, days_in_archive=30, confirm=True)
+    ).deleted == 0
+    async with db.write() as s:
+        await s.exec(
+            update(Export)
+            .values(archived_at=utcnow() - timedelta(days=31))
+            .where(col(Export.gc_state) == "archived")
+        )
+    deleted = await gc.delete(db=db, store=store, actor=alice, days_in_archive=30, confirm=True)
+    assert (deleted.deleted, deleted.bytes) == (1, 800)
+    assert await states(db) == {1: "deleted", 2: "none", 3: "none", 4: "none"}
+    await consistent(db, store)
+
+
+async def test_restore_and_pinning_an_archived_export_bring_it_back(
+    db: Database, queue: ArqQueue, store: MediaStore, alice: Actor, media: dict[str, Path]
+) -> None:
+    setup = await exports_on_disk(db, queue, store, alice, media["clip"])
+    await gc.mark(db=db, actor=alice, days_old=30, keep_latest=1)
+    await gc.archive(db=db, store=store, actor=alice)
+    assert await states(db) == {1: "archived", 2: "archived", 3: "archived", 4: "none"}
+    restored = await gc.restore(db=db, store=store, actor=alice, export_id=setup.exports[1].id or 0)
+    assert restored.gc_state == "none"
+    pinned = await gc.set_pinned(
+        db=db, store=store, actor=alice, project_id=setup.project_id, version=2, pinned=True
+    )
+    assert (pinned.gc_state, pinned.pinned) == ("none", True)
+    await consistent(db, store)
+    with pytest.raises(NotFoundError):
+        await gc.restore(db=db, store=store, actor=alice, export_id=setup.exports[1].id or 0)
+
+
+@pytest.mark.parametrize(
+    ("stage", "step"),
+    [
+        ("archive", "linked"),
+        ("archive", "recorded"),
+        ("archive", "unlinked"),
+        ("delete", "recorded"),
+        ("delete", "unlinked"),
+        ("restore", "linked"),
+        ("restore", "recorded"),
+    ],
+)
+async def test_a_crash_at_any_step_converges(
+    db: Database,
+    queue: ArqQueue,
+    store: MediaStore,
+    alice: Actor,
+    media: dict[str, Path],
+    stage: str,
+    step: str,
+) -> None:
+    setup = await exports_on_disk(db, queue, store, alice, media["clip"], count=2)
+
+    class Crash(Exception):
+        pass
+
+    def crash_at(where: str) -> None:
+        if where == step:
+            raise Crash(where)
+
+    await gc.mark(db=db, actor=alice, days_old=30, keep_latest=1)
+    if stage == "archive":
+        with pytest.raises(Crash):
+            await gc.archive(db=db, store=store, actor=alice, checkpoint=crash_at)
+    else:
+        await gc.archive(db=db, store=store, actor=alice)
+        async with db.write() as s:
+            await s.exec(
+                update(Export)
+                .values(archived_at=utcnow() - timedelta(days=31))
+                .where(col(Export.gc_state) == "archived")
+            )
+        attempt = (
+            gc.delete(
+                db=db,
+                store=store,
+                actor=alice,
+                days_in_archive=30,
+                confirm=True,
+                checkpoint=crash_at,
+            )
+            if stage == "delete"
+            else gc.restore(
+                db=db,
+                store=store,
+                actor=alice,
+                export_id=setup.exports[1].id or 0,
+                checkpoint=crash_at,
+            )
+        )
+        with pytest.raises(Crash):
+            await attempt
+    await gc.converge(db=db, store=store)
+    await consistent(db, store)
+    # And the next run finishes the job.
+    await gc.archive(db=db, store=store, actor=alice)
+    await consistent(db, store)
+    assert store.path(renders.output_key("export", setup.project_id, 2)).exists()  # the latest
+
+
+async def test_unused_videos_and_storage_usage(
+    db: Database, queue: ArqQueue, store: MediaStore, alice: Actor, media: dict[str, Path]
+) -> None:
+    from resolvers import videos
+    from tests.resolvers.test_videos import stage
+
+    await new_project(db, queue, store, alice, media["clip"])
+    spare, _ = await videos.upload_video(
+        db=db, store=store, queue=queue, actor=alice, staged=stage(store, media["other"])
+    )
+    assert [v.id for v in await gc.unused_videos(db=db)] == [spare.id]
+    usage = gc.storage_usage(store)
+    assert usage["videos"] == (media["clip"].stat().st_size + media["other"].stat().st_size, 2)
+    assert usage["archive"] == (0, 0)

@@ -1,0 +1,73 @@
+"""The GC over GraphQL: admins only, confirmation enforced, pins by their owner only."""
+
+from pathlib import Path
+
+from jobs.queue import ArqQueue
+from models.db import Database
+from models.store import MediaStore
+from resolvers.users import Actor
+from tests.conftest import Api
+from tests.resolvers.test_gc import exports_on_disk
+
+ADMIN_FIELDS = [
+    "{ gcCandidates { count bytes } }",
+    "{ unusedVideos { id } }",
+    "{ storageUsage { videos { bytes files } } }",
+    "mutation { gcMark { marked } }",
+    "mutation { gcArchive { archived } }",
+    "mutation { gcDelete(confirm: true) { deleted } }",
+    'mutation { gcRestore(exportId: "RXhwb3J0OjE") { __typename } }',
+    "mutation { gcFullCycle(confirm: true) { marked } }",
+]
+
+
+async def test_only_admins_run_the_gc(api: Api, tokens: dict[str, str]) -> None:
+    for query in ADMIN_FIELDS:
+        body = await api.query(tokens["alice"], query)
+        assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN", query
+        assert "errors" not in await api.query(tokens["root"], query), query
+
+
+async def test_permanent_deletion_needs_confirmation(api: Api, tokens: dict[str, str]) -> None:
+    for query in (
+        "mutation { gcDelete(confirm: false) { deleted } }",
+        "mutation { gcFullCycle(confirm: false) { deleted } }",
+    ):
+        body = await api.query(tokens["root"], query)
+        assert body["errors"][0]["extensions"]["code"] == "CONFIRMATION_REQUIRED"
+
+
+async def test_a_full_cycle_through_the_api_keeps_latest_and_pinned(
+    api: Api,
+    tokens: dict[str, str],
+    db: Database,
+    queue: ArqQueue,
+    media: dict[str, Path],
+) -> None:
+    from resolvers import ids, users
+
+    alice = Actor.of(next(u for u in await users.list_users(db=db) if u.name == "alice"))
+    store = api.app.state.services.store
+    assert isinstance(store, MediaStore)
+    setup = await exports_on_disk(db, queue, store, alice, media["clip"], count=3)
+    pid = ids.encode("Project", setup.project_id)
+    pin = """mutation($p: ID!) { setExportPinned(projectId: $p, version: 1, pinned: true) {
+               __typename ... on ExportPinned { export { version pinned } } } }"""
+    refused = await api.data(tokens["bob"], pin, {"p": pid})
+    assert refused["setExportPinned"]["__typename"] == "NotFound"
+    pinned = await api.data(tokens["alice"], pin, {"p": pid})
+    assert pinned["setExportPinned"]["export"] == {"version": 1, "pinned": True}
+    run = await api.data(
+        tokens["root"],
+        "mutation { gcFullCycle(confirm: true, daysInArchive: 0) { action marked archived deleted bytes exports { version } } }",
+    )
+    assert run["gcFullCycle"]["marked"] == 1 and run["gcFullCycle"]["archived"] == 1
+    listing = await api.data(
+        tokens["alice"],
+        "query($p: ID!) { project(id: $p) { exports { version gcState pinned latest url } } }",
+        {"p": pid},
+    )
+    by_version = {e["version"]: e for e in listing["project"]["exports"]}
+    assert by_version[3]["latest"] and by_version[3]["gcState"] == "NONE" and by_version[3]["url"]
+    assert by_version[1]["pinned"] and by_version[1]["gcState"] == "NONE"
+    assert by_version[2]["gcState"] in ("ARCHIVED", "DELETED") and by_version[2]["url"] is None
