@@ -59,6 +59,8 @@ class Blob(SQLModel, table=True):
     ref_count: int = Field(default=0)
     # A normalized 480p copy with a short GOP; proxies render from it, not the original.
     mezzanine_key: str | None = Field(default=None, max_length=200)
+    # When ref_count last dropped to 0; the GC deletes the bytes only after a grace period.
+    unreferenced_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
     created_at: datetime = _created()
 
 
@@ -224,4 +226,5 @@ class GcAudit(SQLModel, table=True):
     actor_id: int | None = Field(default=None, foreign_key="users.id")
     action: str = Field(max_length=20)  # mark | archive | delete | restore | pin
     export_id: int | None = Field(default=None, index=True)
+    blob_sha256: str | None = Field(default=None, max_length=64)
     bytes: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))

@@ -6,13 +6,15 @@ in an order a crash can interrupt safely (link, record, unlink), and `converge()
 whatever an interrupted run left half done.
 """
 
+import contextlib
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sqlalchemy import ColumnElement, Integer, Select, and_, func, insert, literal, or_, update
+from sqlalchemy import delete as delete_rows
 from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -20,6 +22,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from models.db import Database
 from models.store import AREAS, MediaStore
 from models.tables import (
+    Blob,
     EditOperation,
     Export,
     GcAudit,
@@ -34,11 +37,11 @@ from resolvers.renders import Status
 from resolvers.users import Actor
 
 NONE, MARKED, ARCHIVED, DELETED = "none", "marked", "archived", "deleted"
-# Test hook: called at every step boundary of a file move; production passes nothing.
-Checkpoint = Callable[[str], None]
+# Test hook: awaited at every step boundary of a file move; production passes nothing.
+Checkpoint = Callable[[str], Awaitable[None]]
 
 
-def _no_fault(_: str) -> None:
+async def _no_fault(_: str) -> None:
     return None
 
 
@@ -226,7 +229,7 @@ async def archive(
             export, render = found
             assert render.output_key is not None
             _link(store, render.output_key, archive_key(export))
-            checkpoint("linked")
+            await checkpoint("linked")
             export.gc_state, export.archive_key, export.archived_at = (
                 ARCHIVED,
                 archive_key(export),
@@ -234,9 +237,9 @@ async def archive(
             )
             session.add(export)
             await _audit(session, actor, "archive", export, render.bytes or 0)
-        checkpoint("recorded")
+        await checkpoint("recorded")
         store.path(render.output_key).unlink(missing_ok=True)
-        checkpoint("unlinked")
+        await checkpoint("unlinked")
         outcome.archived += 1
         outcome.bytes += render.bytes or 0
         outcome.exports.append(export)
@@ -250,9 +253,11 @@ async def delete(
     actor: Actor | None,
     days_in_archive: int,
     confirm: bool,
+    blob_grace_s: int = 24 * 3600,
     checkpoint: Checkpoint = _no_fault,
 ) -> GcOutcome:
-    """Permanently delete archived exports older than the retention; needs ``confirm``."""
+    """Permanently delete archived exports past the retention, and source bytes no video has
+    referenced for ``blob_grace_s``; needs ``confirm``."""
     if not confirm:
         raise ConfirmationRequired()
     outcome = GcOutcome("delete")
@@ -278,13 +283,63 @@ async def delete(
             export.gc_state, export.deleted_at = DELETED, utcnow()
             session.add(export)
             await _audit(session, actor, "delete", export, render.bytes or 0)
-        checkpoint("recorded")
+        await checkpoint("recorded")
         store.path(archive_key(export)).unlink(missing_ok=True)
-        checkpoint("unlinked")
+        await checkpoint("unlinked")
         outcome.deleted += 1
         outcome.bytes += render.bytes or 0
         outcome.exports.append(export)
+    outcome.bytes += await _delete_blobs(db, store, actor, blob_grace_s, checkpoint)
     return outcome
+
+
+async def _delete_blobs(
+    db: Database, store: MediaStore, actor: Actor | None, grace_s: int, checkpoint: Checkpoint
+) -> int:
+    """Delete source bytes unreferenced for longer than the grace period; returns bytes freed."""
+    cutoff = utcnow() - timedelta(seconds=grace_s)
+    async with db.read() as session:
+        due = list(
+            (
+                await session.exec(
+                    select(Blob).where(Blob.ref_count == 0, col(Blob.unreferenced_at) < cutoff)
+                )
+            ).all()
+        )
+    freed = 0
+    for blob in due:
+        async with db.write() as session:
+            gone = await session.exec(
+                delete_rows(Blob)
+                .where(col(Blob.id) == blob.id, col(Blob.ref_count) == 0)
+                .returning(col(Blob.id))
+            )
+            if gone.scalar_one_or_none() is None:
+                continue  # referenced again since the query above
+            session.add(
+                GcAudit(
+                    actor_id=actor.id if actor else None,
+                    action="delete-source",
+                    blob_sha256=blob.sha256,
+                    bytes=blob.bytes,
+                )
+            )
+        await checkpoint("recorded")
+        freed += blob.bytes
+        # Move the bytes aside first: an upload of the same bytes may have re-referenced them
+        # in the meantime (it commits its row before placing its file); then they go back.
+        keys = [blob.key, f"videos/{blob.sha256}_480p.mp4"]  # the original and its 480p copy
+        aside = {k: store.path(f"temp/gc-{secrets.token_hex(6)}") for k in keys}
+        for key, temp in aside.items():
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(store.path(key), temp)
+        async with db.read() as session:
+            again = (await session.exec(select(Blob).where(Blob.sha256 == blob.sha256))).first()
+        for key, temp in aside.items():
+            if again is not None and temp.exists() and not store.path(key).exists():
+                os.replace(temp, store.path(key))
+            temp.unlink(missing_ok=True)
+    return freed
 
 
 async def restore(
@@ -303,7 +358,7 @@ async def restore(
             raise NotFoundError("Archived export", export_id)
         assert render.output_key is not None
         _link(store, archive_key(export), render.output_key)
-        checkpoint("linked")
+        await checkpoint("linked")
         export.gc_state, export.archive_key, export.archived_at, export.marked_at = (
             NONE,
             None,
@@ -312,7 +367,7 @@ async def restore(
         )
         session.add(export)
         await _audit(session, actor, "restore", export, render.bytes or 0)
-    checkpoint("recorded")
+    await checkpoint("recorded")
     store.path(archive_key(export)).unlink(missing_ok=True)
     return export
 

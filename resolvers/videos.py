@@ -4,7 +4,7 @@ import re
 import unicodedata
 from collections.abc import Sequence
 
-from sqlalchemy import update
+from sqlalchemy import case, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
@@ -45,8 +45,6 @@ async def upload_video(
         staged.path.unlink(missing_ok=True)
         raise
     key = f"videos/{staged.sha256}.{info.extension}"
-    # Identical bytes land on the same key, so moving first is safe even when two uploads race.
-    store.adopt(staged, key)
     for _ in range(3):
         try:
             video, deduplicated = await _record_upload(db, actor, staged, key, info)
@@ -54,6 +52,9 @@ async def upload_video(
             # PostgreSQL: a concurrent upload of the same bytes by the same owner won the
             # unique (owner, blob) race; the retry finds its video.
             continue
+        # The reference is committed before the bytes are placed, so a GC deleting an
+        # unreferenced blob of the same bytes at this moment puts its file back (gc.py).
+        store.adopt(staged, key)
         # The 480p working copy is made now, so the first proxy does not wait for it.
         await deliver(queue, f"mezzanine:{video.blob_id}", "mezzanine", video.blob_id)
         return video, deduplicated
@@ -98,7 +99,8 @@ async def _reference_blob(db: Database, session: AsyncSession, staged: StagedFil
         sha256=staged.sha256, key=key, bytes=staged.bytes, ref_count=1, created_at=utcnow()
     )
     stmt = stmt.on_conflict_do_update(
-        index_elements=[Blob.sha256], set_={"ref_count": Blob.ref_count + 1}
+        index_elements=[Blob.sha256],
+        set_={"ref_count": Blob.ref_count + 1, "unreferenced_at": None},
     ).returning(col(Blob.id))
     return int((await session.exec(stmt)).scalar_one())
 
@@ -163,7 +165,13 @@ async def delete_video(*, db: Database, actor: Actor, video_id: int) -> Video:
         if users:
             raise VideoInUseError(sorted(u for u in users if u is not None))
         await session.exec(
-            update(Blob).where(col(Blob.id) == video.blob_id).values(ref_count=Blob.ref_count - 1)
+            update(Blob)
+            .where(col(Blob.id) == video.blob_id)
+            .values(
+                ref_count=Blob.ref_count - 1,
+                # When the last reference goes, the GC's grace period starts.
+                unreferenced_at=case((col(Blob.ref_count) == 1, utcnow()), else_=None),
+            )
         )
         await session.delete(video)
     return video

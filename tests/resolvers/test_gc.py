@@ -11,7 +11,7 @@ from sqlmodel import col, select
 from jobs.queue import ArqQueue
 from models.db import Database
 from models.store import MediaStore
-from models.tables import Export, GcAudit, Project, Render, utcnow
+from models.tables import Export, GcAudit, Project, Render, Video, utcnow
 from resolvers import gc, renders, versions
 from resolvers.errors import NotFoundError
 from resolvers.presets import export_preset
@@ -201,7 +201,7 @@ async def test_a_crash_at_any_step_converges(
     class Crash(Exception):
         pass
 
-    def crash_at(where: str) -> None:
+    async def crash_at(where: str) -> None:
         if where == step:
             raise Crash(where)
 
@@ -259,3 +259,53 @@ async def test_unused_videos_and_storage_usage(
     usage = gc.storage_usage(store)
     assert usage["videos"] == (media["clip"].stat().st_size + media["other"].stat().st_size, 2)
     assert usage["archive"] == (0, 0)
+
+
+async def test_source_bytes_go_only_unreferenced_and_after_the_grace_period(
+    db: Database, queue: ArqQueue, store: MediaStore, alice: Actor, media: dict[str, Path]
+) -> None:
+    from resolvers import videos
+    from tests.resolvers.test_videos import stage
+
+    video, _ = await videos.upload_video(
+        db=db, store=store, queue=queue, actor=alice, staged=stage(store, media["other"])
+    )
+    assert video.id is not None
+    await videos.delete_video(db=db, actor=alice, video_id=video.id)
+    original = next((store.root / "videos").iterdir())
+    # Unreferenced, but within the grace period: kept.
+    await gc.delete(db=db, store=store, actor=alice, days_in_archive=30, confirm=True)
+    assert original.exists()
+    # Past the grace period, an upload of the same bytes races the GC, right after the GC
+    # dropped the row and before it removed the file: the upload's file survives.
+    reuploaded: list[Video] = []
+
+    async def upload_meanwhile(step: str) -> None:
+        if step == "recorded" and not reuploaded:
+            again, _ = await videos.upload_video(
+                db=db, store=store, queue=queue, actor=alice, staged=stage(store, media["other"])
+            )
+            reuploaded.append(again)
+
+    outcome = await gc.delete(
+        db=db,
+        store=store,
+        actor=alice,
+        days_in_archive=30,
+        confirm=True,
+        blob_grace_s=0,
+        checkpoint=upload_meanwhile,
+    )
+    assert outcome.bytes == media["other"].stat().st_size
+    assert reuploaded and original.exists()
+    assert original.read_bytes() == media["other"].read_bytes()
+    assert await videos.get_video(db=db, actor=alice, video_id=reuploaded[0].id or 0)
+    # Once nothing references it again and the grace period passes, it goes for good.
+    await videos.delete_video(db=db, actor=alice, video_id=reuploaded[0].id or 0)
+    await gc.delete(
+        db=db, store=store, actor=alice, days_in_archive=30, confirm=True, blob_grace_s=0
+    )
+    assert not original.exists()
+    async with db.read() as s:
+        audit = (await s.exec(select(GcAudit).where(GcAudit.action == "delete-source"))).all()
+    assert [a.bytes for a in audit] == [media["other"].stat().st_size] * 2
