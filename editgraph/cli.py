@@ -11,6 +11,7 @@ from pathlib import Path
 
 import uvicorn
 
+from editgraph import gc_cli
 from editgraph.app import create_app
 from editgraph.redis_embed import EmbeddedRedis
 from editgraph.settings import Settings
@@ -177,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("name")
     create.add_argument("--admin", action="store_true", help="may run admin-only fields")
     create.set_defaults(handler=cmd_user_create)
+    gc_cli.add_parser(sub)
     schema = sub.add_parser("schema", help="write schema/schema.graphql from the code")
     schema.add_argument("--check", action="store_true", help="exit 1 if the file is stale")
     schema.set_defaults(handler=cmd_schema)

@@ -45,6 +45,14 @@ async def _no_fault(_: str) -> None:
     return None
 
 
+# Called with (done, total) as a long stage works through its exports.
+Progress = Callable[[int, int], None]
+
+
+def _quiet(done: int, total: int) -> None:
+    return None
+
+
 class ConfirmationRequired(DomainError):
     """Permanent deletion was asked for without ``confirm: true``."""
 
@@ -108,8 +116,9 @@ def _candidates(days_old: int, keep_latest: int) -> Select[int | None]:
 
 async def candidates(
     *, db: Database, days_old: int, keep_latest: int, first: int = 100
-) -> tuple[list[Export], int, int]:
-    """Dry run: (up to ``first`` exports the mark stage would flag, their count, their bytes)."""
+) -> tuple[list[tuple[Export, int]], int, int]:
+    """Dry run: (up to ``first`` exports the mark stage would flag with their bytes, how many
+    there are in all, and their bytes in all)."""
     ids = _candidates(days_old, keep_latest).subquery()
     async with db.read() as session:
         totals = await (await session.connection()).execute(
@@ -121,13 +130,37 @@ async def candidates(
         count, size = totals.one()
         rows = (
             await session.exec(
-                select(Export)
+                select(Export, Render)
+                .join(Render, col(Render.id) == col(Export.render_id))
                 .where(col(Export.id).in_(sa_select(ids.c.id)))
                 .order_by(col(Export.id))
                 .limit(first)
             )
         ).all()
-    return list(rows), int(count or 0), int(size or 0)
+    return [(e, r.bytes or 0) for e, r in rows], int(count or 0), int(size or 0)
+
+
+async def stale_proxies(*, db: Database, days_old: int) -> tuple[int, int]:
+    """Finished proxies of versions that are no longer current or latest: (count, bytes)."""
+    cutoff = utcnow() - timedelta(days=days_old)
+    query = (
+        sa_select(func.count(), func.coalesce(func.sum(col(Render.bytes)), 0))
+        .select_from(Render)
+        .join(Project, col(Project.id) == col(Render.project_id))
+        .where(
+            col(Render.kind) == "proxy",
+            col(Render.status) == Status.DONE,
+            col(Render.version) != col(Project.current_version),
+            or_(
+                col(Project.latest_proxy_id).is_(None),
+                col(Project.latest_proxy_id) != col(Render.id),
+            ),
+            col(Render.created_at) < cutoff,
+        )
+    )
+    async with db.read() as session:
+        count, size = (await (await session.connection()).execute(query)).one()
+    return int(count or 0), int(size or 0)
 
 
 async def mark(*, db: Database, actor: Actor | None, days_old: int, keep_latest: int) -> GcOutcome:
@@ -205,7 +238,12 @@ def _link(store: MediaStore, source_key: str, target_key: str) -> None:
 
 
 async def archive(
-    *, db: Database, store: MediaStore, actor: Actor | None, checkpoint: Checkpoint = _no_fault
+    *,
+    db: Database,
+    store: MediaStore,
+    actor: Actor | None,
+    checkpoint: Checkpoint = _no_fault,
+    progress: Progress = _quiet,
 ) -> GcOutcome:
     """Move MARKED exports to archive/; a pin or a newer latest export since marking wins."""
     outcome = GcOutcome("archive")
@@ -214,7 +252,8 @@ async def archive(
         marked = list(
             (await session.exec(select(Export.id).where(Export.gc_state == MARKED))).all()
         )
-    for export_id in marked:
+    for done, export_id in enumerate(marked, 1):
+        progress(done, len(marked))
         assert export_id is not None
         async with db.write() as session:
             found = await _guarded(session, export_id, MARKED)
@@ -255,6 +294,7 @@ async def delete(
     confirm: bool,
     blob_grace_s: int = 24 * 3600,
     checkpoint: Checkpoint = _no_fault,
+    progress: Progress = _quiet,
 ) -> GcOutcome:
     """Permanently delete archived exports past the retention, and source bytes no video has
     referenced for ``blob_grace_s``; needs ``confirm``."""
@@ -273,7 +313,8 @@ async def delete(
                 )
             ).all()
         )
-    for export_id in due:
+    for done, export_id in enumerate(due, 1):
+        progress(done, len(due))
         assert export_id is not None
         async with db.write() as session:
             found = await _guarded(session, export_id, ARCHIVED)
@@ -498,3 +539,20 @@ def storage_usage(store: MediaStore) -> dict[str, tuple[int, int]]:
         files = [p for p in store.path(area).rglob("*") if p.is_file()]
         usage[area] = (sum(p.stat().st_size for p in files), len(files))
     return usage
+
+
+async def in_state(
+    *, db: Database, state: str, older_than: timedelta | None = None
+) -> list[tuple[Export, int]]:
+    """Exports in a GC state (archived: optionally only those archived before a cutoff)."""
+    query = (
+        select(Export, Render)
+        .join(Render, col(Render.id) == col(Export.render_id))
+        .where(col(Export.gc_state) == state)
+        .order_by(col(Export.id))
+    )
+    if older_than is not None:
+        query = query.where(col(Export.archived_at) < utcnow() - older_than)
+    async with db.read() as session:
+        rows = (await session.exec(query)).all()
+    return [(export, render.bytes or 0) for export, render in rows]

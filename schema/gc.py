@@ -17,6 +17,10 @@ class GcReport:
     exports: list[Export] = strawberry.field(description="The first 100 of them.")
     count: int
     bytes: float
+    stale_proxies: int = strawberry.field(
+        description="Finished proxies of versions that are no longer current."
+    )
+    stale_proxy_bytes: float
 
 
 @strawberry.type(description="What one GC action did.")
@@ -88,7 +92,14 @@ class GcQuery:
         rows, count, size = await gc.candidates(
             db=info.context.db, days_old=days_old, keep_latest=keep_latest
         )
-        return GcReport(exports=[Export.from_row(r) for r in rows], count=count, bytes=float(size))
+        proxies, proxy_bytes = await gc.stale_proxies(db=info.context.db, days_old=days_old)
+        return GcReport(
+            exports=[Export.from_row(e) for e, _ in rows],
+            count=count,
+            bytes=float(size),
+            stale_proxies=proxies,
+            stale_proxy_bytes=float(proxy_bytes),
+        )
 
     @strawberry.field(permission_classes=[IsAdmin])
     async def unused_videos(self, info: Info) -> list[Video]:

@@ -108,8 +108,17 @@ async def test_mark_flags_old_unprotected_exports_and_moves_nothing(
         db=db, store=store, actor=alice, project_id=setup.project_id, version=2, pinned=True
     )
     rows, count, size = await gc.candidates(db=db, days_old=30, keep_latest=1)
-    assert sorted(e.version for e in rows) == [1, 3] and count == 2 and size == 1600
+    assert sorted((e.version, b) for e, b in rows) == [(1, 800), (3, 800)]
+    assert (count, size) == (2, 1600)
     assert (await gc.candidates(db=db, days_old=60, keep_latest=1))[1] == 0
+    # Old proxies of versions that are no longer current are reported with their bytes.
+    async with db.write() as session:
+        await session.exec(
+            update(Render)
+            .where(col(Render.kind) == "proxy")
+            .values(status="done", bytes=100, created_at=utcnow() - timedelta(days=40))
+        )
+    assert await gc.stale_proxies(db=db, days_old=30) == (4, 400)  # v0..v3, not v4 (current)
     before = on_disk(store)
     outcome = await gc.mark(db=db, actor=alice, days_old=30, keep_latest=1)
     assert (outcome.marked, outcome.bytes) == (2, 1600)

@@ -1,0 +1,151 @@
+"""`editgraph gc …`: the same GC, with the same rules, from a terminal."""
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Iterable
+from datetime import timedelta
+
+from editgraph.settings import Settings
+from models.db import Database
+from models.store import MediaStore
+from models.tables import Export
+from resolvers import gc
+from resolvers.errors import NotFoundError
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]  # becomes a float for display only
+    return str(n)
+
+
+def table(rows: Iterable[tuple[Export, int]]) -> str:
+    """A readable table of exports and their sizes."""
+    header = ("export", "project", "version", "state", "pinned", "size", "created")
+    lines = ["{:>8}  {:>8}  {:>7}  {:<9}  {:<6}  {:>10}  {}".format(*header)]
+    total = count = 0
+    for export, size in rows:
+        lines.append(
+            f"{export.id:>8}  {export.project_id:>8}  {export.version:>7}  "
+            f"{export.gc_state:<9}  {'yes' if export.pinned else 'no':<6}  "
+            f"{_size(size):>10}  {export.created_at:%Y-%m-%d %H:%M}"
+        )
+        total, count = total + size, count + 1
+    lines.append(f"{count} export(s), {_size(total)}")
+    return "\n".join(lines)
+
+
+def _progress(done: int, total: int) -> None:
+    if total >= 20 and (done % max(1, total // 20) == 0 or done == total):
+        print(f"  … {done}/{total}", file=sys.stderr, flush=True)
+
+
+async def _run(settings: Settings, args: argparse.Namespace) -> int:
+    db = Database(settings.database_url)
+    store = MediaStore(settings.media_root)
+    try:
+        return await _dispatch(db, store, args)
+    finally:
+        await db.dispose()
+
+
+async def _dispatch(db: Database, store: MediaStore, args: argparse.Namespace) -> int:
+    verb = args.gc_command
+    if verb == "candidates" or (verb == "mark" and args.dry_run):
+        rows, count, size = await gc.candidates(
+            db=db, days_old=args.days_old, keep_latest=args.keep_latest, first=10_000
+        )
+        print(table(rows) if rows else "nothing to mark")
+        print(f"would mark {count} export(s), {_size(size)}")
+        return 0
+    if verb == "mark":
+        outcome = await gc.mark(
+            db=db, actor=None, days_old=args.days_old, keep_latest=args.keep_latest
+        )
+        print(f"marked {outcome.marked} export(s), {_size(outcome.bytes)}; nothing was moved")
+        return 0
+    if verb == "archive":
+        if args.dry_run:
+            print(table(await gc.in_state(db=db, state=gc.MARKED)))
+            print("would archive these, unless pinned or latest by then")
+            return 0
+        outcome = await gc.archive(db=db, store=store, actor=None, progress=_progress)
+        print(f"archived {outcome.archived} export(s), {_size(outcome.bytes)}")
+        return 0
+    if verb in ("delete", "full-cycle"):
+        due = timedelta(days=args.days_in_archive)
+        if args.dry_run:
+            print(table(await gc.in_state(db=db, state=gc.ARCHIVED, older_than=due)))
+            print("would delete these permanently")
+            return 0
+        if not args.yes:
+            print("permanent deletion needs --yes (try --dry-run first)", file=sys.stderr)
+            return 2
+        if verb == "delete":
+            outcome = await gc.delete(
+                db=db,
+                store=store,
+                actor=None,
+                days_in_archive=args.days_in_archive,
+                confirm=True,
+                progress=_progress,
+            )
+        else:
+            outcome = await gc.full_cycle(
+                db=db,
+                store=store,
+                actor=None,
+                days_old=args.days_old,
+                days_in_archive=args.days_in_archive,
+                confirm=True,
+            )
+            print(f"marked {outcome.marked}, archived {outcome.archived}")
+        print(f"deleted {outcome.deleted} export(s); freed {_size(outcome.bytes)}")
+        return 0
+    if verb == "restore":
+        try:
+            export = await gc.restore(db=db, store=store, actor=None, export_id=args.export_id)
+        except NotFoundError as exc:
+            print(exc.message, file=sys.stderr)
+            return 1
+        print(
+            f"restored export {export.id} (version {export.version} of project {export.project_id})"
+        )
+        return 0
+    raise AssertionError(verb)
+
+
+def cmd_gc(settings: Settings, args: argparse.Namespace) -> int:
+    """Entry point of `editgraph gc`."""
+    return asyncio.run(_run(settings, args))
+
+
+def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Register `editgraph gc` and its verbs."""
+    parser = sub.add_parser(
+        "gc", help="garbage-collect old exports: candidates, mark, archive, delete"
+    )
+    verbs = parser.add_subparsers(dest="gc_command", required=True)
+    for name, text in (
+        ("candidates", "list what mark would flag (a dry run)"),
+        ("mark", "flag old, unpinned, non-latest exports; moves nothing"),
+        ("archive", "move marked exports to archive/ (pins and latest win)"),
+        ("delete", "permanently delete archived exports past the retention"),
+        ("full-cycle", "mark, archive and delete in one go"),
+        ("restore", "bring an archived export back"),
+    ):
+        verb = verbs.add_parser(name, help=text)
+        verb.set_defaults(handler=cmd_gc)
+        if name in ("candidates", "mark", "full-cycle"):
+            verb.add_argument("--days-old", type=int, default=30)
+            verb.add_argument("--keep-latest", type=int, default=1)
+        if name in ("delete", "full-cycle"):
+            verb.add_argument("--days-in-archive", type=int, default=30)
+            verb.add_argument("--yes", action="store_true", help="confirm permanent deletion")
+        if name in ("mark", "archive", "delete", "full-cycle"):
+            verb.add_argument("--dry-run", action="store_true", help="show, change nothing")
+        if name == "restore":
+            verb.add_argument("export_id", type=int)

@@ -1,0 +1,48 @@
+"""`editgraph gc` obeys the API's rules: a readable table, --dry-run, --yes for deletion."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from jobs.queue import ArqQueue
+from models.db import Database
+from models.store import MediaStore
+from resolvers.users import Actor
+from tests.resolvers.test_gc import exports_on_disk, states
+
+
+def gc_cli(db: Database, store: MediaStore, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDITGRAPH_")}
+    env.update(EDITGRAPH_DATABASE_URL=db.url, EDITGRAPH_MEDIA_ROOT=str(store.root))
+    return subprocess.run(
+        [sys.executable, "-m", "editgraph.cli", "gc", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+async def test_the_cli_runs_the_same_gc(
+    db: Database, queue: ArqQueue, store: MediaStore, alice: Actor, media: dict[str, Path]
+) -> None:
+    await exports_on_disk(db, queue, store, alice, media["clip"], count=3)
+    listed = gc_cli(db, store, "candidates")
+    assert listed.returncode == 0, listed.stderr
+    assert "export   project  version  state" in listed.stdout
+    assert "would mark 2 export(s), 1.6 KiB" in listed.stdout
+    dry = gc_cli(db, store, "mark", "--dry-run")
+    assert "would mark 2" in dry.stdout
+    assert await states(db) == {1: "none", 2: "none", 3: "none"}
+    assert "marked 2 export(s)" in gc_cli(db, store, "mark").stdout
+    assert "would archive these" in gc_cli(db, store, "archive", "--dry-run").stdout
+    assert "archived 2 export(s)" in gc_cli(db, store, "archive").stdout
+    refused = gc_cli(db, store, "delete", "--days-in-archive", "0")
+    assert refused.returncode == 2 and "--yes" in refused.stderr
+    assert await states(db) == {1: "archived", 2: "archived", 3: "none"}
+    deleted = gc_cli(db, store, "delete", "--days-in-archive", "0", "--yes")
+    assert "deleted 2 export(s)" in deleted.stdout
+    assert await states(db) == {1: "deleted", 2: "deleted", 3: "none"}
+    assert gc_cli(db, store, "restore", "1").returncode == 1
