@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     rate_window_s: int = Field(default=60, ge=1)
     rate_exports: int = Field(default=30, ge=1)  # exports a user may queue per window
     rate_proxies: int = Field(default=600, ge=1)  # edits (each queues a proxy) per window
+    # The weekly GC report never deletes; with gc_cron_mark it also marks.
+    gc_cron_weekday: int = Field(default=6, ge=0, le=6)
+    gc_cron_hour: int = Field(default=3, ge=0, le=23)
+    gc_cron_mark: bool = False
+    gc_days_old: int = Field(default=30, ge=0)
+    gc_keep_latest: int = Field(default=1, ge=0)
 
     def worker_config(self) -> WorkerConfig:
         """What a render worker needs from these settings."""
@@ -69,6 +75,11 @@ class Settings(BaseSettings):
             lease_s=self.render_lease_s,
             events_keep=self.events_keep,
             events_keep_s=self.events_keep_s,
+            gc_cron_weekday=self.gc_cron_weekday,
+            gc_cron_hour=self.gc_cron_hour,
+            gc_cron_mark=self.gc_cron_mark,
+            gc_days_old=self.gc_days_old,
+            gc_keep_latest=self.gc_keep_latest,
             export_crf=self.export_crf,
             export_x264_preset=self.export_x264_preset,
         )

@@ -28,6 +28,12 @@ class WorkerConfig:
     export_x264_preset: str = "medium"
     events_keep: int = 1000
     events_keep_s: int = 24 * 3600
+    # The weekly GC report (a cron): when, with which rules, and whether it also marks.
+    gc_cron_weekday: int = 6  # Sunday
+    gc_cron_hour: int = 3
+    gc_cron_mark: bool = False
+    gc_days_old: int = 30
+    gc_keep_latest: int = 1
 
     @property
     def export(self) -> Preset:

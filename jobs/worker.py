@@ -10,6 +10,7 @@ from arq.connections import RedisSettings
 from redis.exceptions import RedisError
 
 from jobs.events import EventLog
+from jobs.gc_report import gc_report
 from jobs.mezzanine import mezzanine
 from jobs.queue import deserialize, serialize
 from jobs.reconcile import reconcile
@@ -49,7 +50,15 @@ def create_worker(config: WorkerConfig, *, handle_signals: bool = True) -> Worke
             func(mezzanine, name="mezzanine", timeout=backstop, max_tries=2),
         ],
         cron_jobs=[
-            cron(reconcile, name="reconcile", second=set(range(0, 60, every)), run_at_startup=True)
+            cron(reconcile, name="reconcile", second=set(range(0, 60, every)), run_at_startup=True),
+            cron(
+                gc_report,
+                name="gc-report",
+                weekday=config.gc_cron_weekday,
+                hour=config.gc_cron_hour,
+                minute=0,
+                second=0,
+            ),
         ],
         redis_settings=RedisSettings.from_dsn(config.redis_url),
         job_serializer=serialize,

@@ -1,0 +1,340 @@
+"""Random interleavings of edits, exports, pins, GC stages, uploads and the passing of time.
+
+After every step: the latest and every pinned export exist and hold their bytes, blob
+reference counts equal the live references, nothing is deleted before its retention, every
+audit row matches a change that happened, and files and rows agree.
+"""
+
+import asyncio
+import secrets
+import shutil
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+from sqlalchemy import func, update
+from sqlmodel import col, select
+
+from jobs.queue import ArqQueue, connect
+from models.db import Database
+from models.store import MediaStore
+from models.tables import Blob, Export, GcAudit, Project, Render, Video, utcnow
+from resolvers import gc, renders, versions, videos
+from resolvers.presets import export_preset
+from resolvers.users import Actor, create_user
+from tests.resolvers.test_videos import stage
+
+pytestmark = pytest.mark.slow
+PRESET = export_preset(crf=20, x264_preset="fast")
+
+
+class GcMachine(RuleBasedStateMachine):
+    template: Path
+    workdir: Path
+    media: dict[str, Path]
+    redis_url: str
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loop = asyncio.new_event_loop()
+        self.root = Path(self.workdir) / f"run-{secrets.token_hex(6)}"
+        self.root.mkdir()
+        shutil.copyfile(self.template, self.root / "gc.db")
+        self.db = Database(f"sqlite+aiosqlite:///{self.root / 'gc.db'}")
+        self.store = MediaStore(self.root / "uploads")
+        self.store.ensure_layout()
+        self.queue = ArqQueue(connect(self.redis_url))
+        self.actor: Actor = self.run(self._start())
+        self.changes: Counter[str] = Counter()
+        self.contents: dict[int, bytes] = {}  # export id -> the bytes written for it
+        self.spares: list[int] = []
+
+    def run(self, coro: Any) -> Any:
+        return self.loop.run_until_complete(coro)
+
+    async def _start(self) -> Actor:
+        user, _ = await create_user(db=self.db, name="owner")
+        actor = Actor.of(user)
+        video, _ = await videos.upload_video(
+            db=self.db,
+            store=self.store,
+            queue=self.queue,
+            actor=actor,
+            staged=stage(self.store, self.media["clip"]),
+        )
+        assert video.id is not None
+        project = await versions.create_project(
+            db=self.db, queue=self.queue, actor=actor, video_id=video.id, name="p"
+        )
+        assert project.id is not None
+        self.project_id = project.id
+        return actor
+
+    def teardown(self) -> None:
+        self.run(self.queue.close())
+        self.run(self.db.dispose())
+        self.loop.close()
+
+    # --- what users do -------------------------------------------------------------------
+
+    @rule(level=st.integers(-50, 50))
+    def append(self, level: int) -> None:
+        self.run(
+            versions.append_ops(
+                db=self.db,
+                queue=self.queue,
+                actor=self.actor,
+                project_id=self.project_id,
+                raw_ops=[{"type": "brightness", "params": {"brightness": level}}],
+                expected_version=None,
+            )
+        )
+
+    @rule(pick=st.integers(0, 100))
+    def export(self, pick: int) -> None:
+        self.run(self._export(pick))
+
+    async def _export(self, pick: int) -> None:
+        async with self.db.read() as s:
+            project = await s.get(Project, self.project_id)
+        assert project is not None
+        version = pick % (project.current_version + 1)
+        export, render = await renders.request_export(
+            db=self.db,
+            queue=self.queue,
+            actor=self.actor,
+            project_id=self.project_id,
+            version=version,
+            preset=PRESET,
+        )
+        if export.gc_state != "none" or render.status == "done":
+            return
+        # What a worker does when the export finishes.
+        key = renders.output_key("export", self.project_id, version)
+        data = f"export {export.id} v{version}".encode() * 50
+        self.store.path(key).parent.mkdir(parents=True, exist_ok=True)
+        self.store.path(key).write_bytes(data)
+        async with self.db.write() as s:
+            await s.exec(
+                update(Render)
+                .where(col(Render.id) == render.id)
+                .values(status="done", output_key=key, bytes=len(data))
+            )
+            await s.exec(
+                update(Project)
+                .where(col(Project.id) == self.project_id)
+                .values(latest_export_id=export.id)
+            )
+        assert export.id is not None
+        self.contents[export.id] = data
+
+    @rule(pick=st.integers(0, 100), pinned=st.booleans())
+    def pin(self, pick: int, pinned: bool) -> None:
+        exports = self.run(self._exports())
+        live = [e for e in exports if e.gc_state != "deleted"]
+        if not live:
+            return
+        target = live[pick % len(live)]
+        was_archived = target.gc_state == "archived"
+        self.run(
+            gc.set_pinned(
+                db=self.db,
+                store=self.store,
+                actor=self.actor,
+                project_id=self.project_id,
+                version=target.version,
+                pinned=pinned,
+            )
+        )
+        if pinned and was_archived:
+            self.changes["restore"] += 1
+
+    @rule()
+    def upload_spare(self) -> None:
+        video, _ = self.run(
+            videos.upload_video(
+                db=self.db,
+                store=self.store,
+                queue=self.queue,
+                actor=self.actor,
+                staged=stage(self.store, self.media["other"]),
+            )
+        )
+        if video.id not in self.spares:
+            self.spares.append(video.id)
+
+    @precondition(lambda self: bool(self.spares))
+    @rule()
+    def delete_spare(self) -> None:
+        self.run(videos.delete_video(db=self.db, actor=self.actor, video_id=self.spares.pop()))
+
+    # --- what admins do ------------------------------------------------------------------
+
+    @rule(days_old=st.sampled_from([0, 30]), keep=st.integers(0, 2))
+    def mark(self, days_old: int, keep: int) -> None:
+        outcome = self.run(
+            gc.mark(db=self.db, actor=self.actor, days_old=days_old, keep_latest=keep)
+        )
+        self.changes["mark"] += outcome.marked
+
+    @rule()
+    def archive(self) -> None:
+        outcome = self.run(gc.archive(db=self.db, store=self.store, actor=self.actor))
+        self.changes["archive"] += outcome.archived
+
+    @rule(days=st.sampled_from([0, 30]))
+    def delete(self, days: int) -> None:
+        cutoff = utcnow() - timedelta(days=days)
+        eligible = {
+            e.id
+            for e in self.run(self._exports())
+            if e.gc_state == "archived" and e.archived_at is not None and e.archived_at < cutoff
+        }
+        outcome = self.run(
+            gc.delete(
+                db=self.db,
+                store=self.store,
+                actor=self.actor,
+                days_in_archive=days,
+                confirm=True,
+                blob_grace_s=3600,
+            )
+        )
+        # Nothing is deleted before its retention.
+        assert {e.id for e in outcome.exports} <= eligible
+        self.changes["delete"] += outcome.deleted
+
+    @rule(pick=st.integers(0, 100))
+    def restore(self, pick: int) -> None:
+        archived = [e for e in self.run(self._exports()) if e.gc_state == "archived"]
+        if archived:
+            target = archived[pick % len(archived)]
+            self.run(
+                gc.restore(db=self.db, store=self.store, actor=self.actor, export_id=target.id or 0)
+            )
+            self.changes["restore"] += 1
+
+    @rule(days=st.sampled_from([1, 31]))
+    def time_passes(self, days: int) -> None:
+        self.run(self._age(timedelta(days=days)))
+
+    async def _age(self, by: timedelta) -> None:
+        """Move every timestamp the GC reads back in time: the same as the clock moving on."""
+        async with self.db.write() as s:
+            for export in (await s.exec(select(Export))).all():
+                for name in ("created_at", "archived_at", "marked_at"):
+                    value = getattr(export, name)
+                    if value is not None:
+                        setattr(export, name, value - by)
+                s.add(export)
+            for blob in (await s.exec(select(Blob))).all():
+                if blob.unreferenced_at is not None:
+                    blob.unreferenced_at -= by
+                    s.add(blob)
+
+    # --- what must always hold -----------------------------------------------------------
+
+    async def _exports(self) -> list[Export]:
+        async with self.db.read() as s:
+            return list((await s.exec(select(Export).order_by(col(Export.id)))).all())
+
+    @invariant()
+    def protected_exports_exist_and_verify(self) -> None:
+        async def check() -> None:
+            async with self.db.read() as s:
+                project = await s.get(Project, self.project_id)
+                rows = (
+                    await s.exec(
+                        select(Export, Render).join(Render, col(Render.id) == Export.render_id)
+                    )
+                ).all()
+            assert project is not None
+            for export, render in rows:
+                if export.pinned or export.id == project.latest_export_id:
+                    assert export.gc_state == "none", export
+                    assert render.output_key is not None
+                    assert (
+                        self.store.path(render.output_key).read_bytes()
+                        == self.contents[export.id or 0]
+                    )
+
+        self.run(check())
+
+    @invariant()
+    def ref_counts_equal_live_references(self) -> None:
+        async def check() -> None:
+            async with self.db.read() as s:
+                for blob in (await s.exec(select(Blob))).all():
+                    live = (
+                        await s.exec(
+                            select(func.count()).select_from(Video).where(Video.blob_id == blob.id)
+                        )
+                    ).one()
+                    assert blob.ref_count == live, blob
+
+        self.run(check())
+
+    @invariant()
+    def audit_rows_match_the_changes(self) -> None:
+        async def check() -> None:
+            async with self.db.read() as s:
+                rows = (await s.exec(select(GcAudit.action))).all()
+            counted = Counter(rows)
+            for action in ("mark", "archive", "delete", "restore"):
+                assert counted[action] == self.changes[action], (action, counted, self.changes)
+
+        self.run(check())
+
+    @invariant()
+    def files_and_rows_agree(self) -> None:
+        async def check() -> None:
+            expected: set[str] = set()
+            async with self.db.read() as s:
+                rows = (
+                    await s.exec(
+                        select(Export, Render).join(Render, col(Render.id) == Export.render_id)
+                    )
+                ).all()
+            for export, render in rows:
+                if export.gc_state in ("none", "marked") and render.output_key:
+                    expected.add(render.output_key)
+                elif export.gc_state == "archived":
+                    expected.add(gc.archive_key(export))
+            found = {
+                str(p.relative_to(self.store.root))
+                for area in ("export", "archive")
+                for p in (self.store.root / area).rglob("*")
+                if p.is_file()
+            }
+            assert found == expected
+
+        self.run(check())
+
+
+def test_gc_invariants_hold_under_random_interleavings(
+    sqlite_template: Path, tmp_path: Path, media: dict[str, Path], redis_url: str
+) -> None:
+    GcMachine.template = sqlite_template
+    GcMachine.workdir = tmp_path
+    GcMachine.media = media
+    GcMachine.redis_url = redis_url
+    run_state_machine_as_test(
+        GcMachine,
+        settings=settings(
+            max_examples=12,
+            stateful_step_count=20,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+        ),
+    )
