@@ -2,10 +2,11 @@
 
 import asyncio
 
-from bench import append_ops, events, render, upload
+from bench import append_ops, events, gc, render, upload
 
 if __name__ == "__main__":
     asyncio.run(append_ops.main())
     asyncio.run(upload.main())
     asyncio.run(render.main())
     asyncio.run(events.main())
+    asyncio.run(gc.main())
