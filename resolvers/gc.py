@@ -172,6 +172,8 @@ async def mark(*, db: Database, actor: Actor | None, days_old: int, keep_latest:
             update(Export)
             .where(col(Export.id).in_(_candidates(days_old, keep_latest)))
             .values(gc_state=MARKED, marked_at=now)
+            # A bulk UPDATE: do not load the matched rows back into the session.
+            .execution_options(synchronize_session=False)
         )
         outcome.marked = marked.rowcount or 0
         await session.exec(
