@@ -23,8 +23,8 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from sqlalchemy import func, update
-from sqlmodel import col, select
+from sqlalchemy import func, text, update
+from sqlmodel import SQLModel, col, select
 
 from jobs.queue import ArqQueue, connect
 from models.db import Database
@@ -44,14 +44,19 @@ class GcMachine(RuleBasedStateMachine):
     workdir: Path
     media: dict[str, Path]
     redis_url: str
+    postgres_url: str | None = None  # set: run on PostgreSQL (emptied per example)
 
     def __init__(self) -> None:
         super().__init__()
         self.loop = asyncio.new_event_loop()
         self.root = Path(self.workdir) / f"run-{secrets.token_hex(6)}"
         self.root.mkdir()
-        shutil.copyfile(self.template, self.root / "gc.db")
-        self.db = Database(f"sqlite+aiosqlite:///{self.root / 'gc.db'}")
+        if self.postgres_url:
+            self.db = Database(self.postgres_url)
+            self.run(self._empty())
+        else:
+            shutil.copyfile(self.template, self.root / "gc.db")
+            self.db = Database(f"sqlite+aiosqlite:///{self.root / 'gc.db'}")
         self.store = MediaStore(self.root / "uploads")
         self.store.ensure_layout()
         self.queue = ArqQueue(connect(self.redis_url))
@@ -62,6 +67,11 @@ class GcMachine(RuleBasedStateMachine):
 
     def run(self, coro: Any) -> Any:
         return self.loop.run_until_complete(coro)
+
+    async def _empty(self) -> None:
+        tables = ", ".join(f'"{t.name}"' for t in SQLModel.metadata.sorted_tables)
+        async with self.db.engine.begin() as conn:
+            await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
 
     async def _start(self) -> Actor:
         user, _ = await create_user(db=self.db, name="owner")
@@ -323,8 +333,16 @@ class GcMachine(RuleBasedStateMachine):
 
 
 def test_gc_invariants_hold_under_random_interleavings(
-    sqlite_template: Path, tmp_path: Path, media: dict[str, Path], redis_url: str
+    backend: str,
+    request: pytest.FixtureRequest,
+    sqlite_template: Path,
+    tmp_path: Path,
+    media: dict[str, Path],
+    redis_url: str,
 ) -> None:
+    GcMachine.postgres_url = (
+        request.getfixturevalue("postgres_database") if backend == "postgres" else None
+    )
     GcMachine.template = sqlite_template
     GcMachine.workdir = tmp_path
     GcMachine.media = media
