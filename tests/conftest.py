@@ -194,9 +194,15 @@ class Api:
 
 @pytest.fixture
 def settings(tmp_path: Path, redis_url: str) -> Settings:
-    """Settings of a test server: its own media root, the throwaway Redis."""
+    """Settings of a test server: its own media root, the throwaway Redis, and render rate
+    limits out of the way (the Redis outlives a test; tests of the limits set their own)."""
     return Settings(
-        env="test", media_root=tmp_path / "uploads", redis_url=redis_url, data_dir=tmp_path / "data"
+        env="test",
+        media_root=tmp_path / "uploads",
+        redis_url=redis_url,
+        data_dir=tmp_path / "data",
+        rate_proxies=1_000_000,
+        rate_exports=1_000_000,
     )
 
 
