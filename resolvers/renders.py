@@ -3,6 +3,7 @@
 import hashlib
 from collections.abc import Sequence
 from enum import StrEnum
+from typing import TypeVar
 
 from sqlalchemy import tuple_, update
 from sqlmodel import col, select
@@ -158,24 +159,27 @@ async def cancel_render(*, db: Database, actor: Actor, render_id: int) -> Render
     return render
 
 
+OwnedRow = TypeVar("OwnedRow", Render, Export)
+
+
+async def _owned(db: Database, actor: Actor, model: type[OwnedRow], pk: int) -> OwnedRow:
+    """A render or export of one of the actor's projects, or ``NotFoundError``."""
+    async with db.read() as session:
+        row = await session.get(model, pk)
+        project = await session.get(Project, row.project_id) if row else None
+    if row is None or project is None or project.owner_id != actor.id:
+        raise NotFoundError(model.__name__, pk)
+    return row
+
+
 async def get_render(*, db: Database, actor: Actor, render_id: int) -> Render:
     """One render of the actor's projects, or ``NotFoundError``."""
-    async with db.read() as session:
-        render = await session.get(Render, render_id)
-        project = await session.get(Project, render.project_id) if render else None
-    if render is None or project is None or project.owner_id != actor.id:
-        raise NotFoundError("Render", render_id)
-    return render
+    return await _owned(db, actor, Render, render_id)
 
 
 async def get_export(*, db: Database, actor: Actor, export_id: int) -> Export:
     """One export of the actor's projects, or ``NotFoundError``."""
-    async with db.read() as session:
-        export = await session.get(Export, export_id)
-        project = await session.get(Project, export.project_id) if export else None
-    if export is None or project is None or project.owner_id != actor.id:
-        raise NotFoundError("Export", export_id)
-    return export
+    return await _owned(db, actor, Export, export_id)
 
 
 async def renders_by_ids(*, db: Database, ids: Sequence[int]) -> list[Render | None]:
