@@ -8,12 +8,14 @@ STAMP  := $(VENV)/.installed
 
 install: system-deps $(STAMP)
 
-# ffmpeg/ffprobe render and probe media; redis-server is the embedded default queue.
+# ffmpeg/ffprobe render and probe media; redis-server is the embedded default queue;
+# DejaVu Sans draws the text op.
 system-deps:
 	@missing=""; \
 	command -v ffmpeg >/dev/null 2>&1 || missing="$$missing ffmpeg"; \
 	command -v ffprobe >/dev/null 2>&1 || missing="$$missing ffmpeg"; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing="$$missing fonts-dejavu-core"; \
 	missing=$$(echo $$missing | tr ' ' '\n' | sort -u | tr '\n' ' '); \
 	if [ -n "$$(echo $$missing | tr -d ' ')" ]; then \
 	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
@@ -22,7 +24,7 @@ system-deps:
 	  else \
 	    echo "editgraph needs these programs on PATH: $$missing"; \
 	    echo "  Debian/Ubuntu (as root): apt-get install -y $$missing"; \
-	    echo "  macOS (Homebrew):        brew install ffmpeg redis"; \
+	    echo "  macOS (Homebrew):        brew install ffmpeg redis (and a TrueType font)"; \
 	    exit 1; \
 	  fi; \
 	fi
