@@ -156,6 +156,12 @@ class EditgraphGraphQL(GraphQL[Context, None]):
     async def parse_multipart(self, request: AsyncHTTPRequestAdapter) -> dict[str, Any]:
         assert isinstance(request, _RequestAdapter)
         starlette_request = request.starlette_request
+        # Nobody streams gigabytes to disk without a valid token.
+        if (
+            await authenticate(self.services.db, starlette_request.headers.get("authorization"))
+            is None
+        ):
+            raise HTTPException(401, "sign in: send 'Authorization: Bearer <token>'")
         try:
             parsed = await multipart.parse(
                 starlette_request,

@@ -89,6 +89,8 @@ async def parse(request: Request, store: MediaStore, *, max_file_bytes: int) -> 
     def on_headers_finished() -> None:
         _, disposition = parse_options_header(headers.get(b"content-disposition", b""))
         current.name = disposition.get(b"name", b"").decode(errors="replace")
+        if any(p.name == current.name for p in parts if p is not current):
+            raise MultipartError(400, f"the part {current.name!r} appears twice")
         raw_filename = disposition.get(b"filename")
         if raw_filename is not None:
             current.filename = raw_filename.decode(errors="replace")

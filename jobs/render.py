@@ -1,5 +1,6 @@
 """Render jobs: the mezzanine of a source, and the proxy or export of a version."""
 
+import asyncio
 import contextlib
 import dataclasses
 import logging
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from arq import Retry
-from sqlalchemy import or_, update
+from sqlalchemy import ColumnElement, and_, or_, update
 from sqlmodel import col, select
 
 from jobs import edl
@@ -39,25 +40,51 @@ async def render(ctx: dict[str, Any], render_id: int) -> str:
     if claimed is None:
         return "skipped"
     await rt.events.publish("progress", claimed)
+    # The lease is renewed for the whole attempt, also while it waits for the 480p copy.
+    keeper = asyncio.create_task(_keep_lease(rt, claimed))
     try:
         return await _produce(rt, claimed)
     except Transient as exc:
         if claimed.attempts < rt.config.max_attempts:
-            await _release(rt, render_id, f"retrying: {exc}")
+            await _release(rt, claimed, f"retrying: {exc}")
             raise Retry(defer=2**claimed.attempts) from exc
-        await _fail(rt, render_id, f"{exc} (gave up after {claimed.attempts} attempts)")
+        await _fail(rt, claimed, f"{exc} (gave up after {claimed.attempts} attempts)")
         return "failed"
     except Permanent as exc:
-        await _fail(rt, render_id, str(exc))
+        await _fail(rt, claimed, str(exc))
         return "failed"
     except Exception:
         # A bug or an outage (database, disk): never leave the render RUNNING.
         log.exception("render %s stopped unexpectedly", render_id)
         if claimed.attempts < rt.config.max_attempts:
-            await _release(rt, render_id, "retrying after an internal error")
+            await _release(rt, claimed, "retrying after an internal error")
             raise Retry(defer=2**claimed.attempts) from None
-        await _fail(rt, render_id, "an internal error stopped the render; see the worker log")
+        await _fail(rt, claimed, "an internal error stopped the render; see the worker log")
         return "failed"
+    finally:
+        keeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await keeper
+
+
+def _ours(render: Render) -> ColumnElement[bool]:
+    """The render is still running under this attempt (not cancelled, not taken over)."""
+    return and_(
+        col(Render.id) == render.id,
+        col(Render.status) == Status.RUNNING,
+        col(Render.attempts) == render.attempts,
+    )
+
+
+async def _keep_lease(rt: Runtime, render: Render) -> None:
+    while True:
+        await asyncio.sleep(rt.config.lease_s / 3)
+        async with rt.db.write() as session:
+            await session.exec(
+                update(Render)
+                .where(_ours(render))
+                .values(lease_until=utcnow() + timedelta(seconds=rt.config.lease_s))
+            )
 
 
 async def _claim(rt: Runtime, render_id: int) -> Render | None:
@@ -225,7 +252,7 @@ async def _heartbeat(rt: Runtime, render: Render, fraction: float) -> bool:
     async with rt.db.write() as session:
         result = await session.exec(
             update(Render)
-            .where(col(Render.id) == render.id, col(Render.status) == Status.RUNNING)
+            .where(_ours(render))
             .values(
                 progress=round(fraction, 4),
                 lease_until=utcnow() + timedelta(seconds=rt.config.lease_s),
@@ -243,7 +270,7 @@ async def _finish_done(rt: Runtime, render: Render, key: str, size: int, facts: 
     async with rt.db.write() as session:
         result = await session.exec(
             update(Render)
-            .where(col(Render.id) == render.id, col(Render.status) == Status.RUNNING)
+            .where(_ours(render))
             .values(
                 status=Status.DONE,
                 progress=1.0,
@@ -259,9 +286,12 @@ async def _finish_done(rt: Runtime, render: Render, key: str, size: int, facts: 
             .returning(col(Render.id))
         )
         if result.scalar_one_or_none() is None:
-            # Cancelled while the file was moved into place: a cancelled render has no file.
-            rt.store.path(key).unlink(missing_ok=True)
-            return "cancelled"
+            now = await session.get(Render, render.id, populate_existing=True)
+            if now is not None and now.status == Status.CANCELLED:
+                # Cancelled while the file was moved into place: a cancelled render has no file.
+                rt.store.path(key).unlink(missing_ok=True)
+                return "cancelled"
+            return "superseded"  # another attempt finished it; the file is the same
         export = None
         if render.kind == renders.PROXY:
             await _advance_latest_proxy(session, render)
@@ -300,20 +330,21 @@ async def _finish_cancelled(rt: Runtime, render: Render, reason: str) -> None:
     await rt.events.publish("cancelled", render)
 
 
-async def _release(rt: Runtime, render_id: int, note: str) -> None:
+async def _release(rt: Runtime, render: Render, note: str) -> None:
     async with rt.db.write() as session:
         await session.exec(
             update(Render)
-            .where(col(Render.id) == render_id, col(Render.status) == Status.RUNNING)
+            .where(_ours(render))
             .values(status=Status.QUEUED, lease_until=None, error=note)
         )
 
 
-async def _fail(rt: Runtime, render_id: int, reason: str) -> None:
+async def _fail(rt: Runtime, render: Render, reason: str) -> None:
+    render_id = render.id
     async with rt.db.write() as session:
         await session.exec(
             update(Render)
-            .where(col(Render.id) == render_id, col(Render.status) == Status.RUNNING)
+            .where(_ours(render))
             .values(
                 status=Status.FAILED, error=reason[:2000], finished_at=utcnow(), lease_until=None
             )

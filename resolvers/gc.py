@@ -9,6 +9,7 @@ whatever an interrupted run left half done.
 import contextlib
 import os
 import secrets
+import shutil
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -235,7 +236,7 @@ def _link(store: MediaStore, source_key: str, target_key: str) -> None:
         os.link(source, target)
     except OSError:
         temp = store.path(f"temp/gc-{secrets.token_hex(6)}")
-        temp.write_bytes(source.read_bytes())
+        shutil.copyfile(source, temp)  # streamed, never the whole file in memory
         os.replace(temp, target)
 
 
@@ -419,43 +420,37 @@ async def set_pinned(
     *, db: Database, store: MediaStore, actor: Actor, project_id: int, version: int, pinned: bool
 ) -> Export:
     """Pin or unpin an export of the actor's; pinning an archived one restores it first."""
-    async with db.read() as session:
-        project = await session.get(Project, project_id)
-        export = (
-            await session.exec(
-                select(Export).where(Export.project_id == project_id, Export.version == version)
-            )
-        ).first()
-    if (
-        project is None
-        or project.owner_id != actor.id
-        or export is None
-        or export.gc_state == DELETED
-    ):
-        raise NotFoundError(f"Export of version {version} of project", project_id)
-    assert export.id is not None
-    if pinned and export.gc_state == ARCHIVED:
-        await restore(db=db, store=store, actor=actor, export_id=export.id)
-    async with db.write() as session:
-        await session.exec(
-            update(Export)
-            .where(col(Export.id) == export.id)
-            .values(
-                pinned=pinned,
-                # A pin also takes a mark back.
-                **(
-                    {"gc_state": NONE, "marked_at": None}
-                    if pinned and export.gc_state == MARKED
-                    else {}
-                ),
-            )
-        )
-        session.add(
-            GcAudit(actor_id=actor.id, action="pin" if pinned else "unpin", export_id=export.id)
-        )
-        fresh = await session.get(Export, export.id, populate_existing=True)
-    assert fresh is not None
-    return fresh
+    for _ in range(3):
+        async with db.write() as session:
+            project = await session.get(Project, project_id)
+            export = (
+                await session.exec(
+                    select(Export)
+                    .where(Export.project_id == project_id, Export.version == version)
+                    .with_for_update()
+                )
+            ).first()
+            if project is None or project.owner_id != actor.id or export is None:
+                raise NotFoundError(f"Export of version {version} of project", project_id)
+            if export.gc_state == DELETED:
+                raise NotFoundError(f"Export of version {version} of project", project_id)
+            if not (pinned and export.gc_state == ARCHIVED):
+                export.pinned = pinned
+                if pinned and export.gc_state == MARKED:
+                    export.gc_state, export.marked_at = NONE, None  # a pin takes a mark back
+                session.add(export)
+                session.add(
+                    GcAudit(
+                        actor_id=actor.id, action="pin" if pinned else "unpin", export_id=export.id
+                    )
+                )
+                return export
+        assert export.id is not None
+        try:
+            await restore(db=db, store=store, actor=actor, export_id=export.id)
+        except NotFoundError:
+            continue  # restored or deleted meanwhile: look again
+    raise NotFoundError(f"Export of version {version} of project", project_id)
 
 
 async def full_cycle(

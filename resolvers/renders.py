@@ -6,6 +6,7 @@ from enum import StrEnum
 from typing import TypeVar
 
 from sqlalchemy import tuple_, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -104,6 +105,21 @@ async def request_export(
     preset: Preset,
 ) -> tuple[Export, Render]:
     """Queue a full-resolution export of a version (default: current); an existing one is reused."""
+    try:
+        return await _request_export(db, queue, actor, project_id, version, preset)
+    except IntegrityError:
+        # A concurrent request for the same export inserted it first: that one is ours too.
+        return await _request_export(db, queue, actor, project_id, version, preset)
+
+
+async def _request_export(
+    db: Database,
+    queue: JobQueue,
+    actor: Actor,
+    project_id: int,
+    version: int | None,
+    preset: Preset,
+) -> tuple[Export, Render]:
     async with db.write() as session:
         project = await session.get(Project, project_id)
         if project is None or project.owner_id != actor.id:
@@ -124,7 +140,16 @@ async def request_export(
         if export is not None:
             render = await session.get(Render, export.render_id)
             assert render is not None
-            if render.status in (Status.FAILED, Status.CANCELLED):
+            if export.gc_state == "deleted":
+                # The GC deleted its file for good: asking again renders it again.
+                await queue.admit(user_id=actor.id, kind=EXPORT)
+                export.gc_state, export.pinned = "none", False
+                export.marked_at = export.archived_at = export.deleted_at = None
+                session.add(export)
+                render.status, render.error, render.progress = Status.QUEUED, None, 0.0
+                render.attempts, render.lease_until, render.finished_at = 0, None, None
+                session.add(render)
+            elif render.status in (Status.FAILED, Status.CANCELLED):
                 # Asking again for an export that failed or was cancelled tries again.
                 await queue.admit(user_id=actor.id, kind=EXPORT)
                 render.status, render.error, render.progress = Status.QUEUED, None, 0.0

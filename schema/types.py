@@ -232,10 +232,10 @@ class Export(Node):
     @strawberry.field(description="A signed, expiring link to the file once it is DONE.")
     async def url(self, info: Info) -> str | None:
         render = await self._render(info)
-        # Archived or deleted exports have no link: their file left export/.
-        return _url(
-            info, render.output_key, render.status == "done" and self.row.gc_state == "none"
-        )
+        # Archived or deleted exports have no link: their file left export/ (marking moves
+        # nothing, so a marked export still has one).
+        live = self.row.gc_state in ("none", "marked")
+        return _url(info, render.output_key, render.status == "done" and live)
 
     @strawberry.field(description="Whether this is the project's latest export.")
     async def latest(self, info: Info) -> bool:

@@ -70,4 +70,13 @@ async def test_a_full_cycle_through_the_api_keeps_latest_and_pinned(
     by_version = {e["version"]: e for e in listing["project"]["exports"]}
     assert by_version[3]["latest"] and by_version[3]["gcState"] == "NONE" and by_version[3]["url"]
     assert by_version[1]["pinned"] and by_version[1]["gcState"] == "NONE"
-    assert by_version[2]["gcState"] in ("ARCHIVED", "DELETED") and by_version[2]["url"] is None
+    assert by_version[2]["gcState"] == "DELETED" and by_version[2]["url"] is None
+
+    # Asking again for an export the GC deleted renders it again.
+    if by_version[2]["gcState"] == "DELETED":
+        again = await api.data(
+            tokens["alice"],
+            "mutation($p: ID!) { requestExport(projectId: $p, version: 2) { ... on ExportQueued { export { status gcState } } } }",
+            {"p": pid},
+        )
+        assert again["requestExport"]["export"] == {"status": "QUEUED", "gcState": "NONE"}

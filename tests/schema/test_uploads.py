@@ -99,3 +99,36 @@ async def test_a_file_sent_as_json_is_invalid_media(api: Api, tokens: dict[str, 
         {"f": "AAAA"},
     )
     assert body["data"]["uploadVideo"]["__typename"] == "InvalidMedia"
+
+
+async def test_anonymous_uploads_are_refused_before_they_are_read(
+    api: Api, media: dict[str, Path], settings: Settings
+) -> None:
+    with media["clip"].open("rb") as fh:
+        response = await api.client.post(
+            "/graphql",
+            data={"operations": '{"query": "{ me { id } }"}', "map": '{"0": ["variables.f"]}'},
+            files={"0": ("clip.mp4", fh, "video/mp4")},
+        )
+    assert response.status_code == 401
+    assert list((settings.media_root / "temp").iterdir()) == []
+
+
+async def test_a_part_named_twice_is_refused(
+    api: Api, tokens: dict[str, str], settings: Settings
+) -> None:
+    body = (
+        b'--b\r\nContent-Disposition: form-data; name="0"; filename="a.mp4"\r\n\r\nxxxx\r\n'
+        b'--b\r\nContent-Disposition: form-data; name="0"; filename="b.mp4"\r\n\r\nyyyy\r\n'
+        b"--b--\r\n"
+    )
+    response = await api.client.post(
+        "/graphql",
+        content=body,
+        headers={
+            "Content-Type": "multipart/form-data; boundary=b",
+            "Authorization": f"Bearer {tokens['alice']}",
+        },
+    )
+    assert response.status_code == 400 and "twice" in response.text
+    assert list((settings.media_root / "temp").iterdir()) == []
