@@ -8,15 +8,13 @@ import time
 from pathlib import Path
 
 import httpx
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from bench.common import emit, percentile, serve
+from bench.common import emit, percentile, scratch_postgres, serve
 from editgraph.app import create_app
 from editgraph.redis_embed import EmbeddedRedis
 from editgraph.settings import Settings
@@ -117,24 +115,6 @@ async def one_backend(name: str, url: str, redis_url: str, workdir: Path, source
     )
 
 
-async def postgres_url() -> str | None:
-    """A scratch database on the local PostgreSQL, if one answers."""
-    admin = os.environ.get(
-        "EDITGRAPH_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-    )
-    db = Database(admin)
-    try:
-        async with db.engine.connect() as conn:
-            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            await conn.execute(text("DROP DATABASE IF EXISTS editgraph_bench WITH (FORCE)"))
-            await conn.execute(text("CREATE DATABASE editgraph_bench"))
-    except OSError:
-        return None
-    finally:
-        await db.dispose()
-    return make_url(admin).set(database="editgraph_bench").render_as_string(hide_password=False)
-
-
 async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, EmbeddedRedis(Path(tmp) / "redis") as redis:
         work = Path(tmp)
@@ -158,7 +138,7 @@ async def main() -> None:
         await one_backend(
             "sqlite", f"sqlite+aiosqlite:///{work / 'bench.db'}", redis.url, work, source
         )
-        pg = await postgres_url()
+        pg = await scratch_postgres("editgraph_bench")
         if pg:
             await one_backend("postgresql", pg, redis.url, work, source)
         else:

@@ -8,9 +8,8 @@ import time
 from pathlib import Path
 
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
-from bench.common import emit
+from bench.common import emit, scratch_postgres
 from bench.upload import PeakRss
 from models.db import Database
 from models.migrate import upgrade
@@ -90,24 +89,11 @@ async def one(name: str, url: str) -> None:
 async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         await one("sqlite", f"sqlite+aiosqlite:///{Path(tmp) / 'gc.db'}")
-    admin = os.environ.get(
-        "EDITGRAPH_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-    )
-    db = Database(admin)
-    try:
-        async with db.engine.connect() as conn:
-            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            await conn.execute(text("DROP DATABASE IF EXISTS editgraph_bench_gc WITH (FORCE)"))
-            await conn.execute(text("CREATE DATABASE editgraph_bench_gc"))
-    except OSError:
+    url = await scratch_postgres("editgraph_bench_gc")
+    if url is None:
         emit("GC bench (postgresql)", 0, "skipped", reason="no PostgreSQL on 127.0.0.1:5432")
         return
-    finally:
-        await db.dispose()
-    await one(
-        "postgresql",
-        make_url(admin).set(database="editgraph_bench_gc").render_as_string(hide_password=False),
-    )
+    await one("postgresql", url)
 
 
 if __name__ == "__main__":
