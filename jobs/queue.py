@@ -1,9 +1,11 @@
 """The arq side of the job queue: msgpack, never pickle; ids decided by the caller."""
 
+import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import msgpack
 from arq import ArqRedis
@@ -17,6 +19,16 @@ from resolvers.errors import RateLimitedError
 log = logging.getLogger(__name__)
 serialize = partial(msgpack.packb, use_bin_type=True)
 deserialize = partial(msgpack.unpackb, raw=False)
+T = TypeVar("T")
+# A request never waits longer than this on Redis for a rate-limit check or an enqueue.
+QUICK_TIMEOUT_S = 0.5
+# After Redis failed to answer, requests skip it this long (fail open), so a hung Redis
+# costs one short wait every few seconds instead of one on every request.
+SKIP_AFTER_FAILURE_S = 2.0
+
+
+class RedisUnavailable(ConnectionError):
+    """Redis did not answer in time (hung, stopped, unreachable); the database keeps the work."""
 
 
 def connect(redis_url: str) -> ArqRedis:
@@ -37,6 +49,7 @@ class ArqQueue:
         keep_s: int = 24 * 3600,
         limits: dict[str, int] | None = None,
         window_s: int = 60,
+        timeout_s: float = QUICK_TIMEOUT_S,
     ) -> None:
         self.pool = pool
         self.events = EventLog(pool, keep=keep, keep_s=keep_s)
@@ -44,10 +57,24 @@ class ArqQueue:
         # limit holds across server processes.
         self.limits = limits or {}
         self.window_s = window_s
+        self.timeout_s = timeout_s
+        self._skip_until = 0.0
+
+    async def _quick(self, call: Callable[[], Awaitable[T]]) -> T:
+        """One Redis round trip within ``timeout_s``, or ``RedisUnavailable``."""
+        if time.monotonic() < self._skip_until:
+            raise RedisUnavailable("Redis did not answer a moment ago; not waiting on it now")
+        try:
+            # A cancelled redis-py command drops its connection, so no reply is left behind.
+            async with asyncio.timeout(self.timeout_s):
+                return await call()
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._skip_until = time.monotonic() + SKIP_AFTER_FAILURE_S
+            raise RedisUnavailable(f"Redis did not answer: {type(exc).__name__}") from exc
 
     async def enqueue(self, job_id: str, function: str, *args: Any) -> None:
         """Queue once under ``job_id``; arq ignores a second enqueue of a live id."""
-        await self.pool.enqueue_job(function, *args, _job_id=job_id)
+        await self._quick(lambda: self.pool.enqueue_job(function, *args, _job_id=job_id))
 
     async def admit(self, *, user_id: int, kind: str) -> None:
         """Count one render against the user's window; over the limit, refuse it."""
@@ -57,23 +84,28 @@ class ArqQueue:
         now = time.time()
         window = int(now // self.window_s)
         key = f"editgraph:rate:{kind}:{user_id}:{window}"
-        try:
+
+        async def count() -> Any:
             async with self.pool.pipeline(transaction=True) as pipe:
                 pipe.incr(key)
                 pipe.expire(key, self.window_s + 1)
-                count, _ = await pipe.execute()
-        except (RedisError, OSError):
+                counted, _ = await pipe.execute()
+            return counted
+
+        try:
+            counted = await self._quick(count)
+        except RedisUnavailable as exc:
             # Redis is only the delivery: without it, edits still save (unlimited meanwhile),
             # and the reconciler queues their renders once Redis is back.
-            log.warning("rate limit not checked: Redis is unavailable")
+            log.warning("rate limit not checked: %s", exc)
             return
-        if int(count) > limit:
+        if int(counted) > limit:
             retry_after = max(1, int((window + 1) * self.window_s - now) + 1)
             raise RateLimitedError(f"{kind} renders", limit, self.window_s, retry_after)
 
     async def announce(self, render: Render) -> None:
         """Tell subscribers a render was queued."""
-        await self.events.publish("queued", render)
+        await self._quick(lambda: self.events.publish("queued", render))
 
     async def close(self) -> None:
         """Close the pool."""

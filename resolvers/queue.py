@@ -12,13 +12,16 @@ class JobQueue(Protocol):
     """Delivery only: the database says what must run; a reconciler repairs lost jobs."""
 
     async def enqueue(self, job_id: str, function: str, *args: int) -> None:
-        """Queue ``function(*args)`` once under ``job_id``; a second enqueue is a no-op."""
+        """Queue ``function(*args)`` once under ``job_id``; a second enqueue is a no-op.
+        Waits on Redis only briefly; call it after commit, never inside a transaction."""
 
     async def announce(self, render: Render) -> None:
         """Tell subscribers that ``render`` was queued."""
 
     async def admit(self, *, user_id: int, kind: str) -> None:
-        """Count one render of ``kind`` for a user; ``RateLimitedError`` when over the limit."""
+        """Count one render of ``kind`` for a user; ``RateLimitedError`` when over the limit.
+        Call it before the transaction that writes the render: a hung Redis must never hold
+        the database's write lock. Without an answer from Redis it admits (fails open)."""
 
 
 async def deliver(
@@ -29,5 +32,7 @@ async def deliver(
         await queue.enqueue(job_id, function, *args)
         if render is not None:
             await queue.announce(render)
-    except Exception:  # any transport failure: the row is committed, the reconciler retries
+    except ConnectionError as exc:  # Redis hung, stopped or unreachable: an expected outage
+        log.warning("could not enqueue %s now (%s); the reconciler will", job_id, exc)
+    except Exception:  # any other transport failure: the row is committed, the reconciler retries
         log.warning("could not enqueue %s now; the reconciler will", job_id, exc_info=True)

@@ -66,16 +66,14 @@ async def source_sha256(session: AsyncSession, project: Project) -> str:
 
 async def add_render(
     session: AsyncSession,
-    queue: JobQueue,
     project: Project,
     version: Version,
     kind: str,
     preset: Preset,
 ) -> Render:
-    """A QUEUED render of ``version``, inside the caller's transaction (within rate limits)."""
+    """A QUEUED render of ``version``, inside the caller's transaction. The caller asked
+    ``queue.admit`` before opening it: Redis is never waited on under the write lock."""
     assert project.id is not None
-    # Over the limit this raises, the transaction rolls back, and nothing is queued.
-    await queue.admit(user_id=project.owner_id, kind=kind)
     render = Render(
         project_id=project.id,
         kind=kind,
@@ -106,10 +104,21 @@ async def request_export(
 ) -> tuple[Export, Render]:
     """Queue a full-resolution export of a version (default: current); an existing one is reused."""
     try:
-        return await _request_export(db, queue, actor, project_id, version, preset)
+        return await _request_export(db, queue, actor, project_id, version, preset, False)
+    except _AdmitFirst:
+        pass
+    # A render is needed: count it against the rate limit outside any transaction, so a
+    # hung Redis never holds the write lock; over the limit nothing is written.
+    await queue.admit(user_id=actor.id, kind=EXPORT)
+    try:
+        return await _request_export(db, queue, actor, project_id, version, preset, True)
     except IntegrityError:
         # A concurrent request for the same export inserted it first: that one is ours too.
-        return await _request_export(db, queue, actor, project_id, version, preset)
+        return await _request_export(db, queue, actor, project_id, version, preset, True)
+
+
+class _AdmitFirst(Exception):
+    """The request needs a render that the rate limit has not counted yet."""
 
 
 async def _request_export(
@@ -119,6 +128,7 @@ async def _request_export(
     project_id: int,
     version: int | None,
     preset: Preset,
+    admitted: bool,
 ) -> tuple[Export, Render]:
     async with db.write() as session:
         project = await session.get(Project, project_id)
@@ -140,9 +150,14 @@ async def _request_export(
         if export is not None:
             render = await session.get(Render, export.render_id)
             assert render is not None
+            renders_again = export.gc_state == "deleted" or render.status in (
+                Status.FAILED,
+                Status.CANCELLED,
+            )
+            if renders_again and not admitted:
+                raise _AdmitFirst  # rolls back; nothing was written
             if export.gc_state == "deleted":
                 # The GC deleted its file for good: asking again renders it again.
-                await queue.admit(user_id=actor.id, kind=EXPORT)
                 export.gc_state, export.pinned = "none", False
                 export.marked_at = export.archived_at = export.deleted_at = None
                 session.add(export)
@@ -151,14 +166,15 @@ async def _request_export(
                 session.add(render)
             elif render.status in (Status.FAILED, Status.CANCELLED):
                 # Asking again for an export that failed or was cancelled tries again.
-                await queue.admit(user_id=actor.id, kind=EXPORT)
                 render.status, render.error, render.progress = Status.QUEUED, None, 0.0
                 render.attempts, render.lease_until, render.finished_at = 0, None, None
                 session.add(render)
             elif render.status not in ACTIVE:
                 return export, render
         else:
-            render = await add_render(session, queue, project, row, EXPORT, preset)
+            if not admitted:
+                raise _AdmitFirst  # rolls back; nothing was written
+            render = await add_render(session, project, row, EXPORT, preset)
             assert render.id is not None
             export = Export(project_id=project_id, version=number, render_id=render.id)
             session.add(export)

@@ -22,6 +22,7 @@ async def create_project(
 ) -> Project:
     """A new project at version 0 (the source, no ops), with its first proxy queued."""
     cleaned = clean_name(name)
+    await queue.admit(user_id=actor.id, kind=renders.PROXY)  # never inside the transaction
     async with db.write() as session:
         video = await session.get(Video, video_id)
         if video is None or video.owner_id != actor.id:
@@ -33,7 +34,7 @@ async def create_project(
         start = ops.Frame(video.width, video.height, video.duration)
         version = new_version(project.id, 0, None, actor, start, ops.ROOT_HASH)
         session.add(version)
-        proxy = await renders.add_render(session, queue, project, version, renders.PROXY, PROXY)
+        proxy = await renders.add_render(session, project, version, renders.PROXY, PROXY)
     await renders.enqueue(queue, proxy)
     return project
 
@@ -52,6 +53,7 @@ async def append_ops(
     if errors:
         await get_project(db=db, actor=actor, project_id=project_id)  # NotFound before InvalidOps
         raise InvalidOpsError(errors)
+    await queue.admit(user_id=actor.id, kind=renders.PROXY)  # never inside the transaction
     async with db.write() as session:
         project, number = await _bump(session, actor, project_id, expected_version)
         parent = number - 1
@@ -82,7 +84,7 @@ async def append_ops(
                     video_id=refs.get(op.video_id) if isinstance(op, ops.Concat) else None,
                 )
             )
-        proxy = await renders.add_render(session, queue, project, version, renders.PROXY, PROXY)
+        proxy = await renders.add_render(session, project, version, renders.PROXY, PROXY)
     await renders.enqueue(queue, proxy)
     return project, version, proxy
 
@@ -97,6 +99,7 @@ async def revert_to_version(
     expected_version: int | None,
 ) -> tuple[Project, Version, Render]:
     """Undo without losing history: a new version whose parent is the older one."""
+    await queue.admit(user_id=actor.id, kind=renders.PROXY)  # never inside the transaction
     async with db.write() as session:
         project, number = await _bump(session, actor, project_id, expected_version)
         target = await _version(session, project_id, version)
@@ -105,7 +108,7 @@ async def revert_to_version(
         new = new_version(project_id, number, version, actor, _frame(target), target.ops_hash)
         session.add(new)
         # Same ops hash as the target, so the worker reuses the target's finished proxy.
-        proxy = await renders.add_render(session, queue, project, new, renders.PROXY, PROXY)
+        proxy = await renders.add_render(session, project, new, renders.PROXY, PROXY)
     await renders.enqueue(queue, proxy)
     return project, new, proxy
 
