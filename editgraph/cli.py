@@ -15,9 +15,11 @@ from editgraph import gc_cli
 from editgraph.app import create_app
 from editgraph.redis_embed import EmbeddedRedis
 from editgraph.settings import Settings
+from jobs.reconcile import clean_temp
 from jobs.worker import run_forever
 from models.db import Database
 from models.migrate import upgrade
+from models.store import MediaStore
 from resolvers import users
 
 
@@ -28,6 +30,19 @@ async def _migrate(settings: Settings) -> None:
         await upgrade(db)
     finally:
         await db.dispose()
+
+
+async def _clean_temp(settings: Settings) -> None:
+    """What a crash left in temp/ (a killed upload, a render's partial files) goes at start-up."""
+    db = Database(settings.database_url)
+    try:
+        removed = await clean_temp(
+            db=db, store=MediaStore(settings.media_root), grace_s=settings.temp_grace_s
+        )
+    finally:
+        await db.dispose()
+    if removed:
+        print(f"removed {removed} stale temp entries left by a crash")
 
 
 def _ensure_sqlite_dir(settings: Settings) -> None:
@@ -90,6 +105,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     host = args.host or settings.host
     port = args.port or settings.port
     asyncio.run(_migrate(settings))
+    asyncio.run(_clean_temp(settings))
     token = asyncio.run(_first_admin(settings))
     embedded: EmbeddedRedis | None = None
     if settings.redis_url is None:
@@ -140,6 +156,7 @@ def cmd_worker(settings: Settings, _: argparse.Namespace) -> int:
         )
         return 2
     asyncio.run(_migrate(settings))
+    asyncio.run(_clean_temp(settings))
     config = settings.worker_config()
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

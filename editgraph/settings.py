@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     gc_cron_mark: bool = False
     gc_days_old: int = Field(default=30, ge=0)
     gc_keep_latest: int = Field(default=1, ge=0)
+    # Faults: temp/ entries untouched this long are removed (crash leftovers).
+    temp_grace_s: float = Field(default=3600.0, gt=0)
 
     def worker_config(self) -> WorkerConfig:
         """What a render worker needs from these settings."""
@@ -80,6 +82,7 @@ class Settings(BaseSettings):
             gc_cron_mark=self.gc_cron_mark,
             gc_days_old=self.gc_days_old,
             gc_keep_latest=self.gc_keep_latest,
+            temp_grace_s=self.temp_grace_s,
             export_crf=self.export_crf,
             export_x264_preset=self.export_x264_preset,
         )

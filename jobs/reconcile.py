@@ -1,6 +1,8 @@
 """The reconciler: the database says what must run; re-enqueue whatever Redis forgot."""
 
+import asyncio
 import logging
+import re
 from typing import Any
 
 from arq.constants import in_progress_key_prefix, result_key_prefix
@@ -10,12 +12,16 @@ from sqlmodel import col, select
 
 from jobs.queue import ArqQueue, deserialize
 from jobs.runtime import Runtime
+from models.db import Database
+from models.store import MediaStore
 from models.tables import Render, utcnow
 from resolvers import renders
 from resolvers.renders import Status
 
 log = logging.getLogger(__name__)
 LIVE = (JobStatus.queued, JobStatus.deferred, JobStatus.in_progress)
+# A render's files in temp/: render-{id}-{attempt}.mp4 and its work folder render-{id}-{attempt}.d
+RENDER_TEMP = re.compile(r"render-(\d+)-(\d+)(?:\.|$)")
 
 
 async def reconcile(ctx: dict[str, Any]) -> int:
@@ -58,7 +64,30 @@ async def reconcile(ctx: dict[str, Any]) -> int:
         repaired += 1
     if repaired:
         log.info("reconciler re-enqueued %d render(s)", repaired)
+    await clean_temp(db=rt.db, store=rt.store, grace_s=rt.config.temp_grace_s)
     return repaired
+
+
+async def clean_temp(*, db: Database, store: MediaStore, grace_s: float) -> int:
+    """Remove what crashed uploads and renders left in temp/: entries untouched for
+    ``grace_s``, except the files of a render still running under that attempt."""
+    async with db.read() as session:
+        running = set(
+            (
+                await session.exec(
+                    select(Render.id, Render.attempts).where(Render.status == Status.RUNNING)
+                )
+            ).all()
+        )
+
+    def live(name: str) -> bool:
+        match = RENDER_TEMP.match(name)
+        return match is not None and (int(match[1]), int(match[2])) in running
+
+    removed, freed = await asyncio.to_thread(store.clean_temp, grace_s=grace_s, live=live)
+    if removed:
+        log.info("removed %d stale temp entries (%d bytes) left by a crash", removed, freed)
+    return removed
 
 
 async def _give_up(rt: Runtime, render: Render) -> None:

@@ -34,6 +34,8 @@ class WorkerConfig:
     gc_cron_mark: bool = False
     gc_days_old: int = 30
     gc_keep_latest: int = 1
+    # temp/ entries untouched this long are left by a crash; the reconciler removes them.
+    temp_grace_s: float = 3600.0
 
     @property
     def export(self) -> Preset:

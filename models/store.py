@@ -3,6 +3,9 @@
 import hashlib
 import os
 import secrets
+import shutil
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,3 +97,43 @@ class MediaStore:
     def temp_entries(self) -> list[Path]:
         """What is left in ``temp/`` (tests and the GC look here)."""
         return sorted((self.root / "temp").iterdir())
+
+    def clean_temp(
+        self, *, grace_s: float, live: Callable[[str], bool] = lambda _name: False
+    ) -> tuple[int, int]:
+        """Remove ``temp/`` entries nothing touched for ``grace_s`` seconds (left by a crash),
+        except those ``live(name)`` claims; returns (entries, bytes) removed."""
+        folder = self.root / "temp"
+        if not folder.is_dir():
+            return 0, 0
+        cutoff = time.time() - grace_s
+        removed = freed = 0
+        for entry in folder.iterdir():
+            try:
+                touched, size = _last_touch(entry)
+                if touched >= cutoff or live(entry.name):
+                    continue
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+            except FileNotFoundError:
+                continue  # finished or cleaned by someone else meanwhile
+            removed, freed = removed + 1, freed + size
+        return removed, freed
+
+
+def _last_touch(entry: Path) -> tuple[float, int]:
+    """The newest change to an entry or anything under it, and its bytes. The inode change
+    time counts too: a rename or a hard link keeps the old mtime, and that is not age."""
+    stat = entry.lstat()
+    touched, size = max(stat.st_mtime, stat.st_ctime), stat.st_size
+    if entry.is_dir() and not entry.is_symlink():
+        for inner in entry.rglob("*"):
+            try:
+                inner_stat = inner.lstat()
+            except FileNotFoundError:
+                continue
+            touched = max(touched, inner_stat.st_mtime, inner_stat.st_ctime)
+            size += inner_stat.st_size
+    return touched, size

@@ -1,15 +1,22 @@
-"""Faults around Redis: a hung Redis never stalls a save."""
+"""Faults around Redis and crashes: a hung Redis, a killed upload."""
 
 import asyncio
+import json
 import os
 import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from arq.jobs import Job, JobStatus
 
-from editgraph.redis_embed import EmbeddedRedis
+from editgraph.redis_embed import EmbeddedRedis, free_port
 from jobs.events import EventLog
 from jobs.queue import connect, deserialize
 from jobs.reconcile import reconcile
@@ -19,6 +26,7 @@ from models.store import MediaStore
 from resolvers import ids
 from tests.conftest import Api
 from tests.e2e.conftest import settings_of
+from tests.e2e.rendering import until
 from tests.schema.test_api import APPEND, new_project
 
 pytestmark = pytest.mark.slow
@@ -98,3 +106,88 @@ async def test_edits_save_while_redis_hangs_and_the_reconciler_queues_their_rend
         assert await statuses() == [JobStatus.queued] * len(wanted)
     finally:
         await pool.aclose(close_connection_pool=True)
+
+
+@contextmanager
+def serve_process(
+    cwd: Path, env: dict[str, str], log: Path, port: int
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`editgraph serve` until uvicorn is up; SIGTERM on exit (if it still runs)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("EDITGRAPH_")}
+    argv = [sys.executable, "-m", "editgraph.cli", "serve", "--port", str(port)]
+    before = log.read_bytes().count(b"Uvicorn running") if log.exists() else 0
+    with (
+        log.open("ab") as out,
+        subprocess.Popen(
+            argv, cwd=cwd, env={**clean, **env}, stdout=out, stderr=subprocess.STDOUT
+        ) as proc,
+    ):
+        try:
+            deadline = time.monotonic() + 30
+            while log.read_bytes().count(b"Uvicorn running") <= before:
+                assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=20)
+
+
+def start_upload(port: int, token: str, declared: int, first: bytes) -> socket.socket:
+    """Open a multipart upload of ``declared`` body bytes and send only ``first`` of them."""
+    boundary = "editgraphfaults"
+    operations = json.dumps(
+        {
+            "query": "mutation($f: Upload!) { uploadVideo(file: $f) { __typename } }",
+            "variables": {"f": None},
+        }
+    )
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="operations"\r\n\r\n'
+        f'{operations}\r\n--{boundary}\r\nContent-Disposition: form-data; name="map"\r\n\r\n'
+        f'{{"0": ["variables.f"]}}\r\n--{boundary}\r\n'
+        'Content-Disposition: form-data; name="0"; filename="holiday.mp4"\r\n'
+        "Content-Type: video/mp4\r\n\r\n"
+    ).encode()
+    request = (
+        f"POST /graphql HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Authorization: Bearer {token}\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+        f"Content-Length: {len(head) + declared}\r\n\r\n"
+    ).encode()
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(request + head + first)
+    return sock
+
+
+async def test_a_kill_9_mid_upload_leaves_nothing_in_temp_after_the_next_start(
+    env: dict[str, str], tokens: dict[str, str], tmp_path: Path
+) -> None:
+    port = free_port()
+    log = tmp_path / "serve.log"
+    grace_s = 4  # longer than a server takes to start, so the fresh entry below stays fresh
+    settings = {
+        **env,
+        "EDITGRAPH_EMBEDDED_WORKER": "false",
+        "EDITGRAPH_TEMP_GRACE_S": str(grace_s),
+    }
+    temp = Path(env["EDITGRAPH_MEDIA_ROOT"]) / "temp"
+    with serve_process(tmp_path, settings, log, port) as server:
+        sock = start_upload(port, tokens["alice"], 50_000_000, b"\0" * 2_000_000)
+
+        async def staged() -> list[Path]:
+            return [p for p in temp.glob("upload-*.part") if p.stat().st_size > 0]
+
+        (partial,) = await until(staged, within=20, what="the upload to reach temp/")
+        server.kill()  # kill -9, mid-upload
+        server.wait()
+        sock.close()
+    assert partial.exists(), "a kill -9 leaves the partial upload behind"
+    await asyncio.sleep(grace_s + 0.5)  # older than the grace period now
+    # An upload another server is streaming right now: fresh, so it stays.
+    live = temp / "upload-another-server.part"
+    live.write_bytes(b"\0" * 1000)
+    with serve_process(tmp_path, settings, log, port):
+        assert "removed 1 stale temp entries" in log.read_text()
+    assert sorted(p.name for p in temp.iterdir()) == [live.name]
