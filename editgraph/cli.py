@@ -111,6 +111,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     if settings.redis_url is None:
         embedded = EmbeddedRedis(settings.data_dir / "redis")
         settings = settings.model_copy(update={"redis_url": embedded.start()})
+        # If it dies, it is restarted on the same port (with backoff), and each restart logged.
+        embedded.supervise()
         print(f"embedded redis-server on {settings.redis_url} (stops with the server)")
     try:
         where = f"http://{host}:{port}/graphql"

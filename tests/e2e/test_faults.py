@@ -1,8 +1,9 @@
-"""Faults around Redis and crashes: a hung Redis, a killed upload."""
+"""Faults around Redis and crashes: a hung Redis, a killed embedded Redis, a killed upload."""
 
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -13,6 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
+import psutil
 import pytest
 from arq.jobs import Job, JobStatus
 
@@ -27,6 +30,7 @@ from resolvers import ids
 from tests.conftest import Api
 from tests.e2e.conftest import settings_of
 from tests.e2e.rendering import until
+from tests.e2e.test_cli import edit_and_wait_for_proxy
 from tests.schema.test_api import APPEND, new_project
 
 pytestmark = pytest.mark.slow
@@ -132,6 +136,53 @@ def serve_process(
             if proc.poll() is None:
                 proc.terminate()
                 proc.wait(timeout=20)
+
+
+def redis_children(proc: subprocess.Popen[bytes]) -> list[psutil.Process]:
+    """The live redis-server children of a serve process."""
+    found = []
+    for child in psutil.Process(proc.pid).children(recursive=True):
+        try:
+            if child.name() == "redis-server" and child.status() != psutil.STATUS_ZOMBIE:
+                found.append(child)
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+def listening(proc: psutil.Process) -> set[int]:
+    """The TCP ports a process listens on."""
+    return {c.laddr.port for c in proc.net_connections("tcp") if c.status == psutil.CONN_LISTEN}
+
+
+async def test_serve_restarts_its_embedded_redis_after_a_kill_9(
+    tmp_path: Path, media: dict[str, Path]
+) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = tmp_path / "serve.log"
+    env = {"EDITGRAPH_RECONCILE_EVERY_S": "1"}
+    with serve_process(tmp_path, env, log, port) as server:
+        token = re.search(r"Bearer (eg_\S+)", log.read_text())
+        assert token is not None
+        (first,) = redis_children(server)
+        redis_port = listening(first)
+        first.kill()  # kill -9
+
+        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+
+            async def healthy() -> bool:
+                response = await client.get("/healthz")
+                return response.status_code == 200
+
+            await until(healthy, within=30, what="/healthz to answer 200 again")
+        (second,) = redis_children(server)
+        assert second.pid != first.pid
+        assert listening(second) == redis_port
+        assert "embedded redis-server restarted" in log.read_text()
+        # Renders go on: an edit made after the restart gets its proxy.
+        url = await asyncio.to_thread(edit_and_wait_for_proxy, base, token[1], media["clip"])
+        assert "/media/proxy/" in url
 
 
 def start_upload(port: int, token: str, declared: int, first: bytes) -> socket.socket:
