@@ -39,10 +39,14 @@ def create_app(settings: Settings, *, db: Database | None = None) -> Starlette:
             except Exception as exc:  # any failure means "not healthy"; say which and why
                 checks[name] = f"error: {type(exc).__name__}"
         healthy = all(v == "ok" for v in checks.values())
-        return JSONResponse(
-            {"status": "ok" if healthy else "unavailable", **checks},
-            status_code=200 if healthy else 503,
-        )
+        body: dict[str, object] = {"status": "ok" if healthy else "unavailable", **checks}
+        free = store.free_bytes()
+        if free < settings.min_free_bytes:
+            # A warning, not a 503: playback and edits still work, and every server on this
+            # media root would otherwise leave the load balancer at once.
+            body.update(disk="low", disk_free_bytes=free)
+            body["status"] = "degraded" if healthy else body["status"]
+        return JSONResponse(body, status_code=200 if healthy else 503)
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:

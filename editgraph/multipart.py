@@ -7,7 +7,7 @@ from typing import Any
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
-from models.store import MediaStore, StagedFile, StagingFile, UploadTooLarge
+from models.store import MediaStore, StagedFile, StagingFile, StorageFull, UploadTooLarge
 
 MAX_FIELD_BYTES = 1024 * 1024  # operations and map are small JSON documents
 MAX_PARTS = 16
@@ -134,6 +134,8 @@ async def parse(request: Request, store: MediaStore, *, max_file_bytes: int) -> 
         parser.finalize()
     except MultipartError as exc:
         failure.append(exc)
+    except StorageFull as exc:
+        failure.append(_storage_full(exc))
     except Exception as exc:  # the parser's own errors: malformed framing
         failure.append(MultipartError(400, f"malformed multipart body: {exc}"))
     if failure:
@@ -141,7 +143,18 @@ async def parse(request: Request, store: MediaStore, *, max_file_bytes: int) -> 
             if part.staging is not None:
                 part.staging.discard()
         raise failure[0]
-    return _collect(parts)
+    try:
+        return _collect(parts)
+    except StorageFull as exc:  # the last buffered bytes did not fit
+        for part in parts:
+            if part.staging is not None:
+                part.staging.discard()
+        raise _storage_full(exc) from exc
+
+
+def _storage_full(exc: StorageFull) -> MultipartError:
+    """HTTP 507 Insufficient Storage, with the code a client can act on."""
+    return MultipartError(507, f"STORAGE_FULL: {exc}")
 
 
 def _collect(parts: list[_Part]) -> ParsedMultipart:

@@ -59,8 +59,10 @@ class Settings(BaseSettings):
     gc_cron_mark: bool = False
     gc_days_old: int = Field(default=30, ge=0)
     gc_keep_latest: int = Field(default=1, ge=0)
-    # Faults: temp/ entries untouched this long are removed (crash leftovers).
+    # Faults: temp/ entries untouched this long are removed (crash leftovers); /healthz
+    # warns "disk": "low" when the media root has less free space than this.
     temp_grace_s: float = Field(default=3600.0, gt=0)
+    min_free_bytes: int = Field(default=GiB, ge=0)
 
     def worker_config(self) -> WorkerConfig:
         """What a render worker needs from these settings."""

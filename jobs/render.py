@@ -15,10 +15,11 @@ from sqlalchemy import ColumnElement, and_, or_, update
 from sqlmodel import col, select
 
 from jobs import edl
-from jobs.errors import Permanent, Transient
+from jobs.errors import Permanent, StorageFull, Transient, out_of_space
 from jobs.mezzanine import ensure_mezzanine, source_of
 from jobs.runner import run_ffmpeg
 from jobs.runtime import Runtime
+from models.store import is_storage_full
 from models.tables import Blob, Export, Project, Render, Version, Video, utcnow
 from resolvers import ids, ops, renders, versions
 from resolvers.presets import PROXY, Preset
@@ -44,6 +45,8 @@ async def render(ctx: dict[str, Any], render_id: int) -> str:
     keeper = asyncio.create_task(_keep_lease(rt, claimed))
     try:
         return await _produce(rt, claimed)
+    except StorageFull as exc:
+        raise await _wait_for_space(rt, claimed, ctx, exc) from exc
     except Transient as exc:
         if claimed.attempts < rt.config.max_attempts:
             await _release(rt, claimed, f"retrying: {exc}")
@@ -53,7 +56,9 @@ async def render(ctx: dict[str, Any], render_id: int) -> str:
     except Permanent as exc:
         await _fail(rt, claimed, str(exc))
         return "failed"
-    except Exception:
+    except Exception as exc:
+        if is_storage_full(exc):
+            raise await _wait_for_space(rt, claimed, ctx, StorageFull()) from exc
         # A bug or an outage (database, disk): never leave the render RUNNING.
         log.exception("render %s stopped unexpectedly", render_id)
         if claimed.attempts < rt.config.max_attempts:
@@ -220,6 +225,8 @@ async def _run(
         raise Permanent(f"the render took longer than {rt.config.timeout_s:g} s and was stopped")
     if outcome.returncode < 0:
         raise Transient(f"ffmpeg was stopped by signal {-outcome.returncode}")
+    if outcome.returncode != 0 and out_of_space(outcome.stderr):
+        raise StorageFull
     if outcome.returncode != 0:
         detail = outcome.stderr.strip().splitlines()[-1] if outcome.stderr.strip() else ""
         raise Permanent(f"ffmpeg could not render this edit: {detail}".strip())
@@ -337,6 +344,26 @@ async def _release(rt: Runtime, render: Render, note: str) -> None:
             .where(_ours(render))
             .values(status=Status.QUEUED, lease_until=None, error=note)
         )
+
+
+async def _wait_for_space(
+    rt: Runtime, render: Render, ctx: dict[str, Any], exc: StorageFull
+) -> Retry:
+    """A full disk is nobody's fault and passes: give the attempt back and try again later,
+    every reconcile at the latest once arq's own retries run out."""
+    log.warning("render %s: %s", render.id, exc)
+    async with rt.db.write() as session:
+        await session.exec(
+            update(Render)
+            .where(_ours(render))
+            .values(
+                status=Status.QUEUED,
+                lease_until=None,
+                error=str(exc),
+                attempts=col(Render.attempts) - 1,
+            )
+        )
+    return Retry(defer=min(30, 2 ** int(ctx.get("job_try", 1))))
 
 
 async def _fail(rt: Runtime, render: Render, reason: str) -> None:

@@ -1,5 +1,7 @@
 """The media store: files under the media root, addressed by keys like ``videos/{sha}.mp4``."""
 
+import contextlib
+import errno
 import hashlib
 import os
 import secrets
@@ -8,8 +10,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 AREAS = ("videos", "proxy", "export", "archive", "temp")
+# The errors a full disk (or a full quota) raises.
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,18 @@ class UploadTooLarge(Exception):
         self.limit = limit
 
 
+class StorageFull(Exception):
+    """The media root has no space left; what was being written is discarded."""
+
+    def __init__(self) -> None:
+        super().__init__("the server's media storage is full: nothing was kept, try again later")
+
+
+def is_storage_full(error: BaseException) -> bool:
+    """Whether an error is the disk (or quota) being full."""
+    return isinstance(error, OSError) and error.errno in NO_SPACE
+
+
 class StagingFile:
     """A file being streamed into ``temp/``: hashed as written, removed unless finished."""
 
@@ -39,7 +56,12 @@ class StagingFile:
         self.max_bytes = max_bytes
         self.size = 0
         self._hash = hashlib.sha256()
-        self._file = path.open("xb")
+        try:
+            self._file = path.open("xb")
+        except OSError as exc:
+            if is_storage_full(exc):
+                raise StorageFull from exc
+            raise
 
     def write(self, chunk: bytes) -> None:
         """Append a chunk; raise ``UploadTooLarge`` (and discard) once past the limit."""
@@ -48,17 +70,30 @@ class StagingFile:
             self.discard()
             raise UploadTooLarge(self.max_bytes)
         self._hash.update(chunk)
-        self._file.write(chunk)
+        try:
+            self._file.write(chunk)
+        except OSError as exc:
+            self._give_up(exc)
 
     def finish(self) -> StagedFile:
-        """Close the file and describe it."""
-        self._file.close()
+        """Close the file and describe it; ``StorageFull`` (and discard) if the disk is full."""
+        try:
+            self._file.close()  # flushes the last buffered bytes, which may not fit
+        except OSError as exc:
+            self._give_up(exc)
         return StagedFile(self.path, self._hash.hexdigest(), self.size, self.filename)
 
     def discard(self) -> None:
         """Close and delete the partial file."""
-        self._file.close()
+        with contextlib.suppress(OSError):  # unwritten bytes of a file deleted anyway
+            self._file.close()
         self.path.unlink(missing_ok=True)
+
+    def _give_up(self, exc: OSError) -> NoReturn:
+        self.discard()
+        if is_storage_full(exc):
+            raise StorageFull from exc
+        raise exc
 
 
 class MediaStore:
@@ -93,6 +128,10 @@ class MediaStore:
         target.parent.mkdir(parents=True, exist_ok=True)
         # Same filesystem, so the rename is atomic: readers see no file or the whole file.
         os.replace(staged.path, target)
+
+    def free_bytes(self) -> int:
+        """Space left for new files under the media root."""
+        return shutil.disk_usage(self.root).free
 
     def temp_entries(self) -> list[Path]:
         """What is left in ``temp/`` (tests and the GC look here)."""
