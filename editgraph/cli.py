@@ -13,8 +13,9 @@ import uvicorn
 
 from editgraph import gc_cli
 from editgraph.app import create_app
+from editgraph.media import SECRET_FILE, RedactMediaLinks, local_secret
 from editgraph.redis_embed import EmbeddedRedis
-from editgraph.settings import Settings
+from editgraph.settings import DEFAULT_SECRET, Settings
 from jobs.reconcile import clean_temp
 from jobs.worker import run_forever
 from models.db import Database
@@ -107,6 +108,10 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     asyncio.run(_migrate(settings))
     asyncio.run(_clean_temp(settings))
     token = asyncio.run(_first_admin(settings))
+    if settings.env == "development" and settings.secret_key == DEFAULT_SECRET:
+        # The shipped secret would let anyone mint media links; production refuses it.
+        settings = settings.model_copy(update={"secret_key": local_secret(settings.data_dir)})
+        print(f"media links are signed with the secret in {settings.data_dir / SECRET_FILE}")
     embedded: EmbeddedRedis | None = None
     if settings.redis_url is None:
         embedded = EmbeddedRedis(settings.data_dir / "redis")
@@ -135,7 +140,10 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _serve(settings: Settings, host: str, port: int, log_level: str) -> None:
     app = create_app(settings)
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level))
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level)
+    # After Config, which sets up uvicorn's loggers: signed media links stay out of the log.
+    logging.getLogger("uvicorn.access").addFilter(RedactMediaLinks())
+    server = uvicorn.Server(config)
     worker = (
         asyncio.create_task(run_forever(settings.worker_config()))
         if settings.embedded_worker
