@@ -60,10 +60,19 @@ def cursor_order(cursor: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
+# Redis stream ids are two unsigned 64-bit numbers; the very last id has no successor.
+_MAX_ID_PART = 2**64 - 1
+
+
 def valid_cursor(cursor: str) -> bool:
-    """Whether a string is a cursor this API hands out."""
+    """Whether a string is a cursor this API hands out (one Redis accepts to resume after)."""
     ms, _, seq = cursor.partition("-")
-    return ms.isdigit() and seq.isdigit()
+    parts = (ms, seq)
+    # Checked before int(): ASCII digits only, at most 20 of them (2**64 has 20).
+    if not all(p.isascii() and p.isdigit() and len(p) <= 20 for p in parts):
+        return False
+    numbers = (int(ms), int(seq))
+    return max(numbers) <= _MAX_ID_PART and numbers != (_MAX_ID_PART, _MAX_ID_PART)
 
 
 class SubscriptionLimit(DomainError):

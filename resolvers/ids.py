@@ -5,6 +5,19 @@ import binascii
 
 from resolvers.errors import NotFoundError
 
+# Row ids are INTEGER columns: 32-bit on PostgreSQL. A larger number names no row, and
+# handing it to the driver would fail there (and past 2**63 on SQLite) instead.
+MAX_KEY = 2**31 - 1
+
+
+def key(text: str) -> int | None:
+    """The row key an id or cursor spells in ASCII digits, or None if it cannot name a row."""
+    # Bounded before int(): no 5,000-digit conversions, no "²" or other Unicode digits.
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(MAX_KEY)):
+        return None
+    value = int(text)
+    return value if value <= MAX_KEY else None
+
 
 def encode(kind: str, pk: int) -> str:
     """The public id of row ``pk`` of ``kind``, e.g. ``encode("Video", 3)``."""
@@ -16,7 +29,8 @@ def decode_any(public_id: str) -> tuple[str, int] | None:
     try:
         padded = public_id + "=" * (-len(public_id) % 4)
         kind, _, pk = base64.urlsafe_b64decode(padded.encode()).decode().partition(":")
-        return (kind, int(pk)) if kind and pk.isdigit() else None
+        row = key(pk)
+        return (kind, row) if kind and row is not None else None
     except (binascii.Error, UnicodeDecodeError, ValueError):
         return None
 

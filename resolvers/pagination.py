@@ -9,6 +9,7 @@ from typing import Any, Generic, TypeVar
 from sqlmodel.sql.expression import SelectOfScalar
 
 from models.db import Database
+from resolvers import ids
 from resolvers.errors import BadInputError
 
 T = TypeVar("T")
@@ -38,9 +39,10 @@ def decode_cursor(cursor: str | None) -> int | None:
     if cursor is None:
         return None
     try:
-        prefix, _, key = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
-        if prefix == "k" and key.lstrip("-").isdigit():
-            return int(key)
+        prefix, _, text = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
+        key = ids.key(text)
+        if prefix == "k" and key is not None:
+            return key
     except (binascii.Error, UnicodeDecodeError, ValueError):
         pass
     raise BadInputError(f"{cursor!r} is not a cursor this API handed out")

@@ -1,0 +1,115 @@
+"""Ids, cursors and stream positions that cannot name anything: typed errors, never a
+driver's or Redis's."""
+
+import asyncio
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+from websockets.asyncio.client import connect
+from websockets.typing import Subprotocol
+
+from bench.common import serve
+from editgraph.app import create_app
+from editgraph.settings import Settings
+from models.db import Database
+from resolvers import ids
+from tests.conftest import Api
+from tests.schema.test_api import new_project
+
+
+def code_of(body: dict[str, Any]) -> str | None:
+    """The first error's code, if there is an error."""
+    errors = body.get("errors") or [{}]
+    found: str | None = (errors[0].get("extensions") or {}).get("code")
+    return found
+
+
+def cursor(key: int) -> str:
+    return base64.urlsafe_b64encode(f"k:{key}".encode()).decode()
+
+
+async def test_ids_and_cursors_past_any_row_are_not_found_or_bad_input(
+    api: Api, tokens: dict[str, str], media: dict[str, Path]
+) -> None:
+    alice = tokens["alice"]
+    pid = await new_project(api, alice, media["clip"])
+    lookups = """query($p: ID!, $r: ID!) {
+      project(id: $p) { id } node(id: $p) { id } render: node(id: $r) { id } }"""
+    for number in (2**31, 2**63, 2**64, 10**30):
+        found = await api.data(
+            alice, lookups, {"p": ids.encode("Project", number), "r": ids.encode("Render", number)}
+        )
+        assert found == {"project": None, "node": None, "render": None}
+        deleted = await api.data(
+            alice,
+            "mutation($v: ID!) { deleteVideo(id: $v) { __typename } }",
+            {"v": ids.encode("Video", number)},
+        )
+        assert deleted["deleteVideo"]["__typename"] == "NotFound"
+        for listing in (
+            "query($c: String) { projects(after: $c) { nodes { id } } }",
+            "query($c: String) { videos(after: $c) { nodes { id } } }",
+        ):
+            body = await api.query(alice, listing, {"c": cursor(number)})
+            assert code_of(body) == "BAD_USER_INPUT", body
+            assert "cursor" in body["errors"][0]["message"]
+        body = await api.query(
+            alice,
+            "query($p: ID!, $c: String) { project(id: $p) { versions(after: $c) { nodes { number } } } }",
+            {"p": pid, "c": cursor(number)},
+        )
+        assert code_of(body) == "BAD_USER_INPUT", body
+    # The largest key that can exist still pages normally.
+    page = await api.data(
+        alice,
+        "query($c: String) { projects(after: $c) { nodes { id } } }",
+        {"c": cursor(2**31 - 1)},
+    )
+    assert page["projects"]["nodes"] == [{"id": pid}]
+
+
+async def subscribe_once(base: str, token: str, document: str, variables: dict[str, Any]) -> Any:
+    """The first message a graphql-transport-ws server sends for one subscription."""
+    async with connect(
+        base.replace("http://", "ws://") + "/graphql",
+        subprotocols=[Subprotocol("graphql-transport-ws")],
+    ) as ws:
+        payload = {"authorization": f"Bearer {token}"}
+        await ws.send(json.dumps({"type": "connection_init", "payload": payload}))
+        assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "connection_ack"
+        await ws.send(
+            json.dumps(
+                {
+                    "id": "1",
+                    "type": "subscribe",
+                    "payload": {"query": document, "variables": variables},
+                }
+            )
+        )
+        return json.loads(await asyncio.wait_for(ws.recv(), 10))
+
+
+async def test_render_events_after_a_cursor_redis_cannot_resume_from_is_bad_input(
+    settings: Settings, db: Database, tokens: dict[str, str], media: dict[str, Path]
+) -> None:
+    alice = tokens["alice"]
+    app = create_app(settings, db=db)
+    document = (
+        "subscription($p: ID!, $a: String) { renderEvents(projectId: $p, after: $a) { cursor } }"
+    )
+    async with serve(app) as base, httpx.AsyncClient(base_url=base, timeout=30) as client:
+        pid = await new_project(Api(client, app), alice, media["clip"])
+        for after in (
+            "9" * 30 + "-0",  # past a 64-bit millisecond count
+            "0-" + "9" * 5000,
+            f"{2**64 - 1}-{2**64 - 1}",  # the last stream id: nothing can follow it
+            "²-0",
+        ):
+            message = await subscribe_once(base, alice, document, {"p": pid, "a": after})
+            assert message["type"] == "next" and message["payload"]["data"] is None, message
+            [error] = message["payload"]["errors"]
+            assert error["extensions"]["code"] == "BAD_USER_INPUT", error
+            assert "cursor" in error["message"] and "ERR" not in error["message"]
