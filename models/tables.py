@@ -45,6 +45,10 @@ class User(SQLModel, table=True):
     # Only the SHA-256 of the token is kept; the token itself is shown once at creation.
     token_hash: str = Field(max_length=64, unique=True, index=True)
     created_at: datetime = _created()
+    # A token expires EDITGRAPH_TOKEN_TTL_DAYS after it was issued (when that is set).
+    token_issued_at: datetime = _created()
+    # When the token was last used, to the minute (not written on every request).
+    last_used_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
 
 
 class Blob(SQLModel, table=True):
