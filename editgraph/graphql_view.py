@@ -1,12 +1,13 @@
 """Strawberry's ASGI view, with our context, auth and streamed multipart uploads."""
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
 from cross_web import AsyncHTTPRequestAdapter, HTTPException, StarletteRequestAdapter
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
@@ -23,8 +24,9 @@ from jobs.bus import EventBus
 from jobs.queue import ArqQueue
 from models.db import Database
 from models.store import MediaStore
+from resolvers.users import Actor
 from schema.context import Context
-from schema.limits import QueryLimits, classify
+from schema.limits import SIGN_IN, UNAUTHENTICATED, QueryLimits, classify
 from schema.root import build_schema
 
 # GraphiQL sends the Headers tab with HTTP requests only. This fetcher also passes its
@@ -51,6 +53,33 @@ def graphiql_with_connection_params(html: str) -> str:
     if _STOCK_FETCHER not in html:
         raise RuntimeError("Strawberry's GraphiQL page changed; update editgraph's fetcher patch")
     return html.replace(_STOCK_FETCHER, _FETCHER)
+
+
+class BodyTooLarge(Exception):
+    """A JSON request body went over ``EDITGRAPH_MAX_JSON_BYTES`` while it streamed in."""
+
+
+def capped(receive: Receive, limit: int) -> Receive:
+    """``receive``, counting body bytes: past ``limit`` it raises instead of buffering more."""
+    received = 0
+
+    async def counted() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise BodyTooLarge
+        return message
+
+    return counted
+
+
+def _json_body(value: object) -> bool:
+    """An operation object, or a batch of them."""
+    return isinstance(value, dict) or (
+        isinstance(value, list) and all(isinstance(item, dict) for item in value)
+    )
 
 
 class _RequestAdapter(StarletteRequestAdapter):
@@ -90,6 +119,8 @@ class EditgraphGraphQL(GraphQL[Context, None]):
             max_depth=settings.max_query_depth,
             max_aliases=settings.max_query_aliases,
             max_tokens=settings.max_query_tokens,
+            max_field_comparisons=settings.max_field_comparisons,
+            anonymous_introspection=settings.graphiql_enabled,
         )
         super().__init__(
             build_schema(
@@ -118,12 +149,9 @@ class EditgraphGraphQL(GraphQL[Context, None]):
         services = self.services
         assert services.queue is not None and services.bus is not None, "set up by the lifespan"
         websocket = isinstance(request, WebSocket)
-        # Websockets authenticate with their connection_init payload (on_ws_connect).
-        actor = (
-            None
-            if websocket
-            else await authenticate(services.db, request.headers.get("authorization"))
-        )
+        # Websockets authenticate with their connection_init payload (on_ws_connect);
+        # HTTP requests were authenticated in __call__, before their body was read.
+        actor = None if websocket else getattr(request.state, "actor", None)
         return Context(
             db=services.db,
             store=services.store,
@@ -147,7 +175,7 @@ class EditgraphGraphQL(GraphQL[Context, None]):
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         """Accept a websocket only with a valid token in its connection_init payload."""
         value = context.connection_params.get("authorization")
-        actor = await authenticate(self.services.db, value if isinstance(value, str) else None)
+        actor = await self._authenticate(value if isinstance(value, str) else None)
         if actor is None:
             raise ConnectionRejectionError({"message": "a valid bearer token is required"})
         context.sign_in(actor)
@@ -157,11 +185,8 @@ class EditgraphGraphQL(GraphQL[Context, None]):
         assert isinstance(request, _RequestAdapter)
         starlette_request = request.starlette_request
         # Nobody streams gigabytes to disk without a valid token.
-        if (
-            await authenticate(self.services.db, starlette_request.headers.get("authorization"))
-            is None
-        ):
-            raise HTTPException(401, "sign in: send 'Authorization: Bearer <token>'")
+        if getattr(starlette_request.state, "actor", None) is None:
+            raise HTTPException(401, SIGN_IN)
         try:
             parsed = await multipart.parse(
                 starlette_request,
@@ -176,6 +201,10 @@ class EditgraphGraphQL(GraphQL[Context, None]):
         if not isinstance(operations, dict) or not isinstance(files_map, dict):
             parsed.discard()
             raise HTTPException(400, "a multipart request needs JSON 'operations' and 'map' fields")
+        # A file is adopted (moved into place) by the one variable it stands for.
+        if any(not isinstance(paths, list) or len(paths) != 1 for paths in files_map.values()):
+            parsed.discard()
+            raise HTTPException(400, "the multipart 'map' must name exactly one variable per file")
         try:
             return replace_placeholders_with_files(operations, files_map, parsed.files)
         except (KeyError, IndexError, TypeError, ValueError) as exc:
@@ -184,13 +213,58 @@ class EditgraphGraphQL(GraphQL[Context, None]):
                 400, "the multipart 'map' names files or paths that are missing"
             ) from exc
 
+    def decode_json(self, data: str | bytes) -> object:
+        """A JSON body: an operation or a batch; anything else is a 400, not a 500."""
+        try:
+            value = json.loads(data)
+        except RecursionError:
+            raise HTTPException(400, "the JSON body is nested too deeply") from None
+        except ValueError:  # not JSON, or not UTF-8
+            raise HTTPException(400, "Unable to parse request body as JSON") from None
+        if not _json_body(value):
+            raise HTTPException(400, "the JSON body must be an object, or a list of them")
+        return value
+
+    async def _authenticate(self, authorization: str | None) -> Actor | None:
+        settings = self.services.settings
+        return await authenticate(
+            self.services.db, authorization, token_ttl_days=settings.token_ttl_days
+        )
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
-        request = Request(scope=scope, receive=receive)
+        settings = self.services.settings
+        headers = Request(scope).headers
+        content_type = headers.get("content-type", "").strip().lower()
+        multipart_body = content_type.startswith("multipart/form-data")
+        body = receive
+        if not multipart_body:
+            # Uploads have their own limits (multipart.py); every other body is small JSON,
+            # refused by its declared length before it is read, or as soon as it runs over.
+            if multipart.declared_over(headers.get("content-length"), settings.max_json_bytes):
+                await _too_large(settings.max_json_bytes)(scope, receive, send)
+                return
+            body = capped(receive, settings.max_json_bytes)
+        request = Request(scope=scope, receive=body)
+        # Who is asking is settled before any body is read, parsed or validated.
+        request.state.actor = await self._authenticate(headers.get("authorization"))
+        # Without a token only GraphiQL's schema query may run, and only where GraphiQL is
+        # served (schema/limits.py); elsewhere the body is not even read.
+        if (
+            request.state.actor is None
+            and request.method == "POST"
+            and not multipart_body
+            and not settings.graphiql_enabled
+        ):
+            refusal = {"message": SIGN_IN, "extensions": UNAUTHENTICATED}
+            await JSONResponse({"data": None, "errors": [refusal]})(scope, receive, send)
+            return
         try:
             response = await self.run(request)
+        except BodyTooLarge:
+            response = _too_large(settings.max_json_bytes)
         except HTTPException as exc:
             if exc.reason == "Too many operations":
                 limit = self.services.settings.max_batch_operations
@@ -213,3 +287,10 @@ class EditgraphGraphQL(GraphQL[Context, None]):
             if isinstance(uploads, multipart.ParsedMultipart):
                 uploads.discard()
         await response(scope, receive, send)
+
+
+def _too_large(limit: int) -> Response:
+    return PlainTextResponse(
+        f"the request body is over the {limit} byte limit (EDITGRAPH_MAX_JSON_BYTES)",
+        status_code=413,
+    )

@@ -47,11 +47,18 @@ class ParsedMultipart:
                 f.path.unlink(missing_ok=True)
 
 
+def declared_over(content_length: str | None, limit: int) -> bool:
+    """Whether a Content-Length header declares more than ``limit`` bytes."""
+    if content_length is None or not (content_length.isascii() and content_length.isdigit()):
+        return False  # absent or malformed: the bytes are counted as they arrive
+    # No int() of a 5,000-digit header: any length past 18 digits is over every limit.
+    return len(content_length) > 18 or int(content_length) > limit
+
+
 async def parse(request: Request, store: MediaStore, *, max_file_bytes: int) -> ParsedMultipart:
     """Stream a multipart body; memory stays flat whatever the file size."""
     max_body = max_file_bytes + BODY_SLACK
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_body:
+    if declared_over(request.headers.get("content-length"), max_body):
         raise MultipartError(
             413, f"the request body is over the {max_file_bytes} byte upload limit"
         )
@@ -168,6 +175,6 @@ def _collect(parts: list[_Part]) -> ParsedMultipart:
         else:
             try:
                 fields[part.name] = json.loads(part.data.decode())
-            except (UnicodeDecodeError, json.JSONDecodeError):
+            except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
                 fields[part.name] = part.data.decode(errors="replace")
     return ParsedMultipart(fields, files)

@@ -1,4 +1,5 @@
-"""Query limits (depth, aliases through fragments, tokens) and the codes of expected errors."""
+"""Query limits (who may send a document, depth, aliases through fragments, tokens, validation
+work) and the codes of expected errors."""
 
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,13 +14,25 @@ from graphql import (
     OperationDefinitionNode,
     SelectionSetNode,
 )
-from graphql.language import DocumentNode
-from graphql.validation import ASTValidationRule, ValidationContext
+from graphql.language import DocumentNode, OperationType
+from graphql.validation import (
+    ASTValidationRule,
+    OverlappingFieldsCanBeMergedRule,
+    ValidationContext,
+)
+from graphql.validation.validate import ValidationAbortedError
 from strawberry.extensions import SchemaExtension
 
 from resolvers.errors import DomainError, RateLimitedError
+from schema.context import Context
 
 TOO_COMPLEX = {"code": "QUERY_TOO_COMPLEX"}
+UNAUTHENTICATED = {"code": "UNAUTHENTICATED"}
+SIGN_IN = "sign in: send 'Authorization: Bearer <token>'"
+# Without a token, a document may only ask for the schema. GraphiQL's introspection
+# query is about 200 tokens; this leaves room and keeps a stranger's parse small.
+ANONYMOUS_MAX_TOKENS = 1000
+INTROSPECTION_FIELDS = frozenset({"__schema", "__type", "__typename"})
 
 
 @dataclass(frozen=True)
@@ -29,6 +42,11 @@ class QueryLimits:
     max_depth: int = 12
     max_aliases: int = 30
     max_tokens: int = 2000
+    # graphql-core's overlapping-fields rule compares same-named fields pairwise (quadratic);
+    # past this many comparisons the document is refused instead of checked.
+    max_field_comparisons: int = 5000
+    # Where GraphiQL is served, it may load the schema before the Headers tab has a token.
+    anonymous_introspection: bool = False
 
 
 def _measure(
@@ -99,15 +117,80 @@ def limit_rule(limits: QueryLimits) -> type[ASTValidationRule]:
     return QueryLimitRule
 
 
+def bounded_overlap_rule(max_comparisons: int) -> type[ASTValidationRule]:
+    """graphql-core's overlapping-fields rule with a work budget of ``max_comparisons``."""
+
+    class BoundedOverlappingFieldsRule(OverlappingFieldsCanBeMergedRule):
+        def __init__(self, context: ValidationContext) -> None:
+            super().__init__(context)
+            # graphql-core charges two units per field comparison and aborts past its budget
+            # (500,000 units by default: about a second of CPU on one document).
+            self.rule_context.remaining_complexity_budget = 2 * max_comparisons
+
+        def enter_selection_set(self, *args: Any) -> None:
+            try:
+                super().enter_selection_set(*args)
+            except ValidationAbortedError:
+                raise ValidationAbortedError(
+                    "the query repeats the same fields too often to check (over "
+                    f"{max_comparisons} comparisons of same-named fields); select each field "
+                    "once per selection set",
+                    extensions=TOO_COMPLEX,
+                ) from None
+
+    return BoundedOverlappingFieldsRule
+
+
+def introspection_only(document: DocumentNode) -> bool:
+    """Whether every operation is a query that asks only for the schema."""
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    return bool(operations) and all(
+        op.operation == OperationType.QUERY
+        and all(
+            isinstance(s, FieldNode) and s.name.value in INTROSPECTION_FIELDS
+            for s in op.selection_set.selections
+        )
+        for op in operations
+    )
+
+
+def _anonymous(context: object) -> bool:
+    return isinstance(context, Context) and context.caller is None
+
+
 def limits_extension(limits: QueryLimits) -> type[SchemaExtension]:
     """An extension enforcing ``limits`` on every operation."""
     rule = limit_rule(limits)
+    overlap = bounded_overlap_rule(limits.max_field_comparisons)
+
+    def sign_in() -> GraphQLError:
+        return GraphQLError(SIGN_IN, extensions=UNAUTHENTICATED)
 
     class Limits(SchemaExtension):
         def on_operation(self) -> Iterator[None]:
             context = self.execution_context
-            context.parse_options["max_tokens"] = limits.max_tokens
-            context.validation_rules = (*context.validation_rules, rule)
+            tokens = limits.max_tokens
+            if _anonymous(context.context):
+                if not limits.anonymous_introspection:
+                    raise sign_in()  # before graphql-core parses anything
+                tokens = min(tokens, ANONYMOUS_MAX_TOKENS)
+            context.parse_options["max_tokens"] = tokens
+            context.validation_rules = (
+                *(
+                    overlap if r is OverlappingFieldsCanBeMergedRule else r
+                    for r in context.validation_rules
+                ),
+                rule,
+            )
+            yield
+
+        def on_validate(self) -> Iterator[None]:
+            context = self.execution_context
+            # Parsed within the anonymous token limit; refused before graphql-core's rules.
+            if _anonymous(context.context) and not (
+                context.graphql_document and introspection_only(context.graphql_document)
+            ):
+                raise sign_in()
             yield
 
     return Limits

@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
+from graphql import get_introspection_query
 from sqlmodel import select
 
 from editgraph.app import create_app
@@ -179,3 +180,94 @@ async def test_abusive_multipart_bodies_get_a_quick_400(
     assert response.status_code == 400
     assert reason in response.text
     assert list((settings.media_root / "temp").iterdir()) == []
+
+
+# What GraphiQL sends to load the schema (graphql-js's getIntrospectionQuery, every option on).
+INTROSPECTION = get_introspection_query(
+    descriptions=True,
+    specified_by_url=True,
+    directive_is_repeatable=True,
+    schema_description=True,
+    input_value_deprecation=True,
+    one_of=True,
+)
+# About 1,960 tokens under the 2,000 limit; graphql-core's overlapping-fields rule compares
+# the 489 `me` fields pairwise (over a second of CPU on the old code).
+REPEATED_ME = "{ " + "me { name } " * 489 + "}"
+
+
+def code_of(body: dict[str, Any]) -> str | None:
+    """The first error's code, or None when it has none (or there is no error)."""
+    errors = body.get("errors") or [{}]
+    found: str | None = (errors[0].get("extensions") or {}).get("code")
+    return found
+
+
+async def test_without_a_token_production_reads_no_document(
+    tmp_path: Path, redis_url: str, db: Database
+) -> None:
+    async with api_with(tmp_path, redis_url, db, **PRODUCTION) as api:
+        # A syntax error, an over-long document or a body that is not even JSON all get
+        # the same answer: graphql-core never saw them.
+        for document in (REPEATED_ME, "{ me {", "{ " + "a " * 5000 + "}", INTROSPECTION):
+            body = await api.query(None, document)
+            assert code_of(body) == "UNAUTHENTICATED" and body["data"] is None, document[:20]
+        garbage = await api.client.post(
+            "/graphql", content=b"not json", headers={"Content-Type": "application/json"}
+        )
+        assert garbage.status_code == 200 and code_of(garbage.json()) == "UNAUTHENTICATED"
+
+
+async def test_without_a_token_development_answers_only_the_schema_query(
+    tmp_path: Path, redis_url: str, db: Database
+) -> None:
+    async with api_with(tmp_path, redis_url, db) as api:
+        # GraphiQL loads the schema before its Headers tab holds a token.
+        schema = await api.data(None, INTROSPECTION)
+        assert "Project" in {t["name"] for t in schema["__schema"]["types"]}
+        assert (await api.data(None, "{ __typename }")) == {"__typename": "Query"}
+        # Anything else is refused before validation: no "Cannot query field", no CPU spent.
+        for document in (
+            "{ " + "me { name } " * 200 + "}",
+            "{ nope }",
+            "{ __typename me { name } }",
+            "mutation { __typename }",
+            "query A { __typename } query B { me { name } }",
+        ):
+            body = await api.query(None, document)
+            assert code_of(body) == "UNAUTHENTICATED", document[:30]
+        # A stranger's document is parsed within a smaller token budget than a user's.
+        for document in (REPEATED_ME, "{ __schema { types { " + "name " * 1200 + "} } }"):
+            body = await api.query(None, document)
+            assert code_of(body) == "QUERY_TOO_COMPLEX", document[:30]
+            assert "more than 1000 tokens" in body["errors"][0]["message"]
+        # Within it, repeating schema fields is bounded like any other repetition.
+        body = await api.query(None, "{ __schema { types { " + "name " * 900 + "} } }")
+        assert (
+            code_of(body) == "QUERY_TOO_COMPLEX" and "comparisons" in body["errors"][0]["message"]
+        )
+
+
+async def test_validation_work_is_bounded(
+    tmp_path: Path, redis_url: str, db: Database, tokens: dict[str, str]
+) -> None:
+    alice = tokens["alice"]
+    repeated = "{ " + "me { name } " * 300 + "}"  # within graphql-core's own budget
+    async with api_with(tmp_path, redis_url, db) as api:
+        for document in (repeated, REPEATED_ME):
+            body = await api.query(alice, document)
+            assert code_of(body) == "QUERY_TOO_COMPLEX", body
+            assert "comparisons" in body["errors"][0]["message"] and body["data"] is None
+        # Ordinary overlap (fragments sharing fields, a field asked twice) is still merged,
+        # and a real conflict is still found.
+        merged = await api.data(
+            alice,
+            "fragment A on User { name } fragment B on User { id name } "
+            "{ me { ...A ...B name } me { id } }",
+        )
+        assert merged["me"]["name"] == "alice" and merged["me"]["id"]
+        conflict = await api.query(alice, "{ me { x: name x: id } }")
+        assert "conflict" in conflict["errors"][0]["message"]
+        assert (await api.data(alice, INTROSPECTION))["__schema"]["queryType"]["name"] == "Query"
+    async with api_with(tmp_path, redis_url, db, max_field_comparisons=1_000_000) as roomy:
+        assert (await roomy.data(alice, repeated))["me"]["name"] == "alice"
