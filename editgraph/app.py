@@ -67,6 +67,7 @@ def create_app(settings: Settings, *, db: Database | None = None) -> Starlette:
         try:
             yield
         finally:
+            await services.background.stop()
             await services.bus.stop()
             await listener.aclose()
             await services.queue.close()

@@ -2,16 +2,18 @@
 
 import argparse
 import asyncio
+import socket
 import sys
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import timedelta
 
 from editgraph.settings import Settings
 from models.db import Database
 from models.store import MediaStore
-from models.tables import Export
-from resolvers import gc
-from resolvers.errors import NotFoundError
+from models.tables import Export, GcRun
+from resolvers import gc, gc_runs
+from resolvers.errors import GcBusyError, MediaMissingError, NotFoundError
+from resolvers.gc_runs import Reporter
 
 
 def _size(n: int) -> str:
@@ -38,9 +40,9 @@ def table(rows: Iterable[tuple[Export, int]]) -> str:
     return "\n".join(lines)
 
 
-def _progress(done: int, total: int) -> None:
-    if total >= 20 and (done % max(1, total // 20) == 0 or done == total):
-        print(f"  … {done}/{total}", file=sys.stderr, flush=True)
+def _progress(tally: gc_runs.Tally) -> None:
+    if tally.total >= 20:
+        print(f"  … {tally.done}/{tally.total}", file=sys.stderr, flush=True)
 
 
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
@@ -48,8 +50,31 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
     store = MediaStore(settings.media_root)
     try:
         return await _dispatch(db, store, args)
+    except GcBusyError as exc:
+        print(f"editgraph gc: {exc.message}", file=sys.stderr)
+        return 3
+    except MediaMissingError as exc:
+        print(f"editgraph gc: {exc.message}", file=sys.stderr)
+        return 1
     finally:
         await db.dispose()
+
+
+async def _locked(
+    db: Database,
+    action: str,
+    params: dict[str, int],
+    stage: Callable[[Reporter], Awaitable[object]],
+) -> GcRun:
+    """Run one stage under the cluster-wide GC lock, recorded like any other run."""
+    run = await gc_runs.acquire(
+        db=db, action=action, actor=None, holder=f"cli on {socket.gethostname()}", params=params
+    )
+
+    async def work(reporter: Reporter) -> None:
+        await stage(reporter)
+
+    return await gc_runs.execute(db, run, work, echo=_progress)
 
 
 async def _dispatch(db: Database, store: MediaStore, args: argparse.Namespace) -> int:
@@ -62,18 +87,25 @@ async def _dispatch(db: Database, store: MediaStore, args: argparse.Namespace) -
         print(f"would mark {count} export(s), {_size(size)}")
         return 0
     if verb == "mark":
-        outcome = await gc.mark(
-            db=db, actor=None, days_old=args.days_old, keep_latest=args.keep_latest
+        run = await _locked(
+            db,
+            "mark",
+            {"daysOld": args.days_old, "keepLatest": args.keep_latest},
+            lambda r: gc.mark(
+                db=db, actor=None, days_old=args.days_old, keep_latest=args.keep_latest, reporter=r
+            ),
         )
-        print(f"marked {outcome.marked} export(s), {_size(outcome.bytes)}; nothing was moved")
+        print(f"marked {run.marked} export(s), {_size(run.bytes)}; nothing was moved")
         return 0
     if verb == "archive":
         if args.dry_run:
             print(table(await gc.in_state(db=db, state=gc.MARKED)))
             print("would archive these, unless pinned or latest by then")
             return 0
-        outcome = await gc.archive(db=db, store=store, actor=None, progress=_progress)
-        print(f"archived {outcome.archived} export(s), {_size(outcome.bytes)}")
+        run = await _locked(
+            db, "archive", {}, lambda r: gc.archive(db=db, store=store, actor=None, reporter=r)
+        )
+        print(f"archived {run.archived} export(s), {_size(run.bytes)}")
         return 0
     if verb in ("delete", "full-cycle"):
         due = timedelta(days=args.days_in_archive)
@@ -85,25 +117,41 @@ async def _dispatch(db: Database, store: MediaStore, args: argparse.Namespace) -
             print("permanent deletion needs --yes (try --dry-run first)", file=sys.stderr)
             return 2
         if verb == "delete":
-            outcome = await gc.delete(
-                db=db,
-                store=store,
-                actor=None,
-                days_in_archive=args.days_in_archive,
-                confirm=True,
-                progress=_progress,
+            run = await _locked(
+                db,
+                "delete",
+                {"daysInArchive": args.days_in_archive},
+                lambda r: gc.delete(
+                    db=db,
+                    store=store,
+                    actor=None,
+                    days_in_archive=args.days_in_archive,
+                    confirm=True,
+                    reporter=r,
+                ),
             )
         else:
-            outcome = await gc.full_cycle(
-                db=db,
-                store=store,
-                actor=None,
-                days_old=args.days_old,
-                days_in_archive=args.days_in_archive,
-                confirm=True,
+            run = await _locked(
+                db,
+                "full-cycle",
+                {
+                    "daysOld": args.days_old,
+                    "keepLatest": args.keep_latest,
+                    "daysInArchive": args.days_in_archive,
+                },
+                lambda r: gc.full_cycle(
+                    db=db,
+                    store=store,
+                    actor=None,
+                    days_old=args.days_old,
+                    keep_latest=args.keep_latest,
+                    days_in_archive=args.days_in_archive,
+                    confirm=True,
+                    reporter=r,
+                ),
             )
-            print(f"marked {outcome.marked}, archived {outcome.archived}")
-        print(f"deleted {outcome.deleted} export(s); freed {_size(outcome.bytes)}")
+            print(f"marked {run.marked}, archived {run.archived}")
+        print(f"deleted {run.deleted} export(s); freed {_size(run.bytes)}")
         return 0
     if verb == "restore":
         try:

@@ -1,7 +1,7 @@
 """Strawberry's ASGI view, with our context, auth and streamed multipart uploads."""
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cross_web import AsyncHTTPRequestAdapter, HTTPException, StarletteRequestAdapter
@@ -25,7 +25,7 @@ from jobs.queue import ArqQueue
 from models.db import Database
 from models.store import MediaStore
 from resolvers.users import Actor
-from schema.context import Context
+from schema.context import Background, Context
 from schema.limits import SIGN_IN, UNAUTHENTICATED, QueryLimits, classify
 from schema.root import build_schema
 
@@ -100,6 +100,8 @@ class Services:
     signer: MediaSigner
     queue: ArqQueue | None = None
     bus: EventBus | None = None
+    # Long GC stages started over GraphQL run here; the lifespan stops them at shutdown.
+    background: Background = field(default_factory=Background)
 
     async def ping_redis(self) -> None:
         """Raise unless Redis answers."""
@@ -161,6 +163,7 @@ class EditgraphGraphQL(GraphQL[Context, None]):
             media_url=services.signer.url,
             caller=actor,
             long_lived=websocket,
+            background=services.background,
         )
 
     async def process_result(

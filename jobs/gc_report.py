@@ -4,7 +4,8 @@ import logging
 from typing import Any
 
 from jobs.runtime import Runtime
-from resolvers import gc
+from resolvers import gc, gc_runs
+from resolvers.errors import GcBusyError
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +27,27 @@ async def gc_report(ctx: dict[str, Any]) -> dict[str, int]:
     )
     marked = 0
     if config.gc_cron_mark and count:
-        outcome = await gc.mark(
-            db=rt.db, actor=None, days_old=config.gc_days_old, keep_latest=config.gc_keep_latest
-        )
-        marked = outcome.marked
+        try:
+            run = await gc_runs.acquire(
+                db=rt.db,
+                action="mark",
+                actor=None,
+                holder="weekly cron",
+                params={"daysOld": config.gc_days_old, "keepLatest": config.gc_keep_latest},
+            )
+        except GcBusyError as exc:
+            log.warning("GC report: not marking now: %s", exc.message)
+            return {"candidates": count, "bytes": size, "marked": 0}
+
+        async def work(reporter: gc_runs.Reporter) -> None:
+            await gc.mark(
+                db=rt.db,
+                actor=None,
+                days_old=config.gc_days_old,
+                keep_latest=config.gc_keep_latest,
+                reporter=reporter,
+            )
+
+        marked = (await gc_runs.execute(rt.db, run, work)).marked
         log.info("GC report: marked %d export(s); an admin archives and deletes them", marked)
     return {"candidates": count, "bytes": size, "marked": marked}

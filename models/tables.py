@@ -217,6 +217,9 @@ class Export(SQLModel, table=True):
     marked_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
     archived_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
     deleted_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    # Set when a GC step changed gc_state and its files may not agree yet; the step that
+    # makes them agree (under this row's lock) clears it, and so does the next run's converge.
+    files_pending: bool = Field(default=False, index=True)
     created_at: datetime = _created()
 
 
@@ -229,6 +232,40 @@ class GcAudit(SQLModel, table=True):
     at: datetime = _created()
     actor_id: int | None = Field(default=None, foreign_key="users.id")
     action: str = Field(max_length=20)  # mark | archive | delete | restore | pin
+    run_id: int | None = Field(default=None, index=True)  # the GC run that made the change
     export_id: int | None = Field(default=None, index=True)
     blob_sha256: str | None = Field(default=None, max_length=64)
     bytes: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+
+
+class GcRun(SQLModel, table=True):
+    """One GC stage (or full cycle) an admin, the CLI or the cron started, and its progress."""
+
+    __tablename__ = "gc_runs"
+
+    id: int | None = Field(default=None, primary_key=True)
+    action: str = Field(max_length=20)  # mark | archive | delete | full-cycle
+    status: str = Field(default="running", max_length=12)  # running|done|failed|interrupted
+    actor_id: int | None = Field(default=None, foreign_key="users.id")
+    holder: str = Field(max_length=200)  # who started it: "admin alice", "cli on host", "cron"
+    params: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    done: int = Field(default=0)
+    total: int = Field(default=0)
+    marked: int = Field(default=0)
+    archived: int = Field(default=0)
+    deleted: int = Field(default=0)
+    bytes: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    error: str | None = Field(default=None, max_length=2000)
+    started_at: datetime = _created()
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+
+
+class GcLock(SQLModel, table=True):
+    """The single row that lets one GC run at a time, cluster-wide: a lease, renewed while
+    the run works; a run whose process died frees it when the lease runs out."""
+
+    __tablename__ = "gc_lock"
+
+    id: int = Field(default=1, primary_key=True)
+    run_id: int | None = Field(default=None)
+    lease_until: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)

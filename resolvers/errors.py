@@ -1,14 +1,22 @@
 """Expected failures. The schema turns each into a typed union member with its message."""
 
 from dataclasses import dataclass
+from datetime import datetime
 
 
 class DomainError(Exception):
-    """A failure the caller can act on; ``message`` is written for a person."""
+    """A failure the caller can act on; ``message`` is written for a person, ``code`` for
+    a program (it becomes the GraphQL error's ``extensions.code``)."""
+
+    code = "BAD_USER_INPUT"
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+    def extensions(self) -> dict[str, object]:
+        """What a client receives beside the message."""
+        return {"code": self.code}
 
 
 class NotFoundError(DomainError):
@@ -76,6 +84,47 @@ class BadInputError(DomainError):
 class RateLimitedError(DomainError):
     """Too much render work asked for in the current window; nothing was queued."""
 
+    code = "RATE_LIMITED"
+
     def __init__(self, what: str, limit: int, window_s: int, retry_after: int) -> None:
         super().__init__(f"at most {limit} {what} per {window_s} s; try again in {retry_after} s")
         self.retry_after = retry_after
+
+    def extensions(self) -> dict[str, object]:
+        return {"code": self.code, "retryAfter": self.retry_after}
+
+
+class ConfirmationRequiredError(DomainError):
+    """Permanent deletion was asked for without ``confirm: true``."""
+
+    code = "CONFIRMATION_REQUIRED"
+
+    def __init__(self) -> None:
+        super().__init__("permanent deletion needs confirm: true; nothing was deleted")
+
+
+class GcBusyError(DomainError):
+    """Another GC run holds the cluster-wide GC lock."""
+
+    code = "GC_BUSY"
+
+    def __init__(self, run_id: int, holder: str, since: datetime) -> None:
+        super().__init__(
+            f"GC run {run_id} ({holder}) has been running since {since:%Y-%m-%d %H:%M:%S} UTC; "
+            "wait for it to finish"
+        )
+        self.run_id, self.holder, self.since = run_id, holder, since
+
+    def extensions(self) -> dict[str, object]:
+        return {
+            "code": self.code,
+            "runId": self.run_id,
+            "holder": self.holder,
+            "since": self.since.isoformat(),
+        }
+
+
+class MediaMissingError(DomainError):
+    """A file the database says exists is gone; nothing was changed."""
+
+    code = "MEDIA_MISSING"

@@ -1,18 +1,19 @@
 """The garbage collector: mark, archive, delete (and restore), never on its own.
 
 The latest export of a project and every pinned export are protected, and that is checked
-again at every stage, inside the transaction that changes the row. Every file move happens
-in an order a crash can interrupt safely (link, record, unlink), and `converge()` finishes
-whatever an interrupted run left half done.
+again at every stage, inside the transaction that changes the row, with the row locked. Files
+move only in ``gc_files.settle``, under the row's lock, after the new state is committed; an
+interrupted step is finished by ``converge()``. One run at a time holds the lock in
+``gc_runs``.
 """
 
+import asyncio
 import contextlib
+import logging
 import os
 import secrets
-import shutil
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, Integer, Select, and_, func, insert, literal, or_, update
 from sqlalchemy import delete as delete_rows
@@ -33,32 +34,30 @@ from models.tables import (
     Video,
     utcnow,
 )
-from resolvers.errors import DomainError, NotFoundError
+from resolvers.errors import ConfirmationRequiredError, MediaMissingError, NotFoundError
+from resolvers.gc_files import (
+    ARCHIVED,
+    BATCH,
+    DELETED,
+    MARKED,
+    NONE,
+    Checkpoint,
+    archive_key,
+    converge,
+    has_bytes,
+    locked,
+    no_fault,
+    settle_locked,
+)
+from resolvers.gc_runs import Reporter
 from resolvers.renders import Status
 from resolvers.users import Actor
 
-NONE, MARKED, ARCHIVED, DELETED = "none", "marked", "archived", "deleted"
-# Test hook: awaited at every step boundary of a file move; production passes nothing.
-Checkpoint = Callable[[str], Awaitable[None]]
+__all__ = ["ARCHIVED", "DELETED", "MARKED", "NONE", "archive_key", "converge"]
 
-
-async def _no_fault(_: str) -> None:
-    return None
-
-
-# Called with (done, total) as a long stage works through its exports.
-Progress = Callable[[int, int], None]
-
-
-def _quiet(done: int, total: int) -> None:
-    return None
-
-
-class ConfirmationRequired(DomainError):
-    """Permanent deletion was asked for without ``confirm: true``."""
-
-    def __init__(self) -> None:
-        super().__init__("permanent deletion needs confirm: true; nothing was deleted")
+log = logging.getLogger(__name__)
+MAX_LISTED = 100  # exports an outcome lists (the audit table has every one)
+PAUSE_S = 0.02  # between batches
 
 
 @dataclass
@@ -74,10 +73,12 @@ class GcOutcome:
     bytes: int = 0
     exports: list[Export] = field(default_factory=list)
 
-
-def archive_key(export: Export) -> str:
-    """Where an archived export lives, in the seed's layout."""
-    return f"archive/{export.id}_v{export.version}_final.mp4"
+    def add(self, action: str, export: Export, size: int) -> None:
+        """Count one export an action changed (the first ``MAX_LISTED`` are listed)."""
+        setattr(self, action + "d", getattr(self, action + "d") + 1)
+        self.bytes += size
+        if len(self.exports) < MAX_LISTED:
+            self.exports.append(export)
 
 
 def _unprotected() -> ColumnElement[bool]:
@@ -164,14 +165,27 @@ async def stale_proxies(*, db: Database, days_old: int) -> tuple[int, int]:
     return int(count or 0), int(size or 0)
 
 
-async def mark(*, db: Database, actor: Actor | None, days_old: int, keep_latest: int) -> GcOutcome:
+async def mark(
+    *,
+    db: Database,
+    actor: Actor | None,
+    days_old: int,
+    keep_latest: int,
+    reporter: Reporter | None = None,
+) -> GcOutcome:
     """Flag the candidates MARKED (and audit each); nothing is moved or deleted."""
     outcome = GcOutcome("mark")
     now = utcnow()
     async with db.write() as session:
         marked = await session.exec(
             update(Export)
-            .where(col(Export.id).in_(_candidates(days_old, keep_latest)))
+            .where(
+                col(Export.id).in_(_candidates(days_old, keep_latest)),
+                # Re-checked on the row itself: PostgreSQL re-evaluates these on a row a
+                # concurrent pin changed, where the subquery above sees its snapshot.
+                col(Export.pinned).is_(False),
+                col(Export.gc_state) == NONE,
+            )
             .values(gc_state=MARKED, marked_at=now)
             # A bulk UPDATE: do not load the matched rows back into the session.
             .execution_options(synchronize_session=False)
@@ -179,10 +193,11 @@ async def mark(*, db: Database, actor: Actor | None, days_old: int, keep_latest:
         outcome.marked = marked.rowcount or 0
         await session.exec(
             insert(GcAudit).from_select(
-                ["at", "actor_id", "action", "export_id", "bytes"],
+                ["at", "actor_id", "run_id", "action", "export_id", "bytes"],
                 sa_select(
                     literal(now, UTCDateTime()),
                     literal(actor.id if actor else None, Integer()),
+                    literal(reporter.run_id if reporter else None, Integer()),
                     literal("mark"),
                     col(Export.id),
                     func.coalesce(col(Render.bytes), 0),
@@ -197,47 +212,116 @@ async def mark(*, db: Database, actor: Actor | None, days_old: int, keep_latest:
             )
         )
         outcome.bytes = int(marked_bytes.scalar_one())
+    if reporter:
+        reporter.tally.marked += outcome.marked
+        if reporter.action == "mark":
+            reporter.tally.bytes += outcome.bytes
     return outcome
 
 
-async def _guarded(
-    session: AsyncSession, export_id: int, state: str
-) -> tuple[Export, Render] | None:
-    """The export if it is still in ``state`` and unprotected, re-read inside the transaction."""
-    row = (
-        await session.exec(
-            select(Export, Render)
-            .join(Render, col(Render.id) == Export.render_id)
-            .join(Project, col(Project.id) == Export.project_id)
-            .where(Export.id == export_id, Export.gc_state == state, _unprotected())
-            .with_for_update()
-        )
-    ).first()
-    return (row[0], row[1]) if row else None
+def _protected(export: Export, project: Project) -> bool:
+    """Pinned, or its project's latest export: never moved, whatever a stage was told."""
+    return export.pinned or project.latest_export_id == export.id
 
 
 async def _audit(
-    session: AsyncSession, actor: Actor | None, action: str, export: Export, size: int
+    session: AsyncSession,
+    actor: Actor | None,
+    action: str,
+    export: Export,
+    size: int,
+    reporter: Reporter | None,
 ) -> None:
     session.add(
         GcAudit(
-            actor_id=actor.id if actor else None, action=action, export_id=export.id, bytes=size
+            actor_id=actor.id if actor else None,
+            action=action,
+            export_id=export.id,
+            bytes=size,
+            run_id=reporter.run_id if reporter else None,
         )
     )
 
 
-def _link(store: MediaStore, source_key: str, target_key: str) -> None:
-    """Make ``target`` hold the bytes of ``source`` (a hard link; a copy across filesystems)."""
-    source, target = store.path(source_key), store.path(target_key)
-    if target.exists() or not source.exists():
-        return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(source, target)
-    except OSError:
-        temp = store.path(f"temp/gc-{secrets.token_hex(6)}")
-        shutil.copyfile(source, temp)  # streamed, never the whole file in memory
-        os.replace(temp, target)
+async def _ids_in_state(
+    db: Database, state: str, after: int, cutoff: datetime | None = None
+) -> list[int]:
+    """The next batch of export ids in ``state``, by id (keyset: flat memory at any size)."""
+    query = select(Export.id).where(col(Export.gc_state) == state, col(Export.id) > after)
+    if cutoff is not None:
+        query = query.where(col(Export.archived_at) < cutoff)
+    async with db.read() as session:
+        rows = await session.exec(query.order_by(col(Export.id)).limit(BATCH))
+        return [i for i in rows.all() if i is not None]
+
+
+async def _count_in_state(db: Database, state: str, cutoff: datetime | None = None) -> int:
+    query = sa_select(func.count()).select_from(Export).where(col(Export.gc_state) == state)
+    if cutoff is not None:
+        query = query.where(col(Export.archived_at) < cutoff)
+    async with db.read() as session:
+        return int((await (await session.connection()).execute(query)).scalar_one())
+
+
+async def _stage(
+    *,
+    db: Database,
+    store: MediaStore,
+    actor: Actor | None,
+    action: str,
+    source: str,
+    target: str,
+    cutoff: datetime | None,
+    outcome: GcOutcome,
+    checkpoint: Checkpoint,
+    reporter: Reporter | None,
+) -> None:
+    """Move every export in ``source`` to ``target``, a batch at a time: commit the new state
+    (re-checked under the rows' locks), then settle the files under the locks again."""
+    if reporter:
+        reporter.tally.total += await _count_in_state(db, source, cutoff)
+    after = 0
+    while ids := await _ids_in_state(db, source, after, cutoff):
+        after = ids[-1]
+        await checkpoint("listed")
+        moved: list[int] = []
+        async with db.write() as session:
+            for export, render, project in (await session.exec(locked(ids))).all():
+                if export.gc_state != source:
+                    continue  # changed since the batch was listed
+                if _protected(export, project):
+                    if source == MARKED:
+                        # Pinned or latest since it was marked: it stays, unmarked.
+                        export.gc_state, export.marked_at = NONE, None
+                        session.add(export)
+                    continue
+                if target == ARCHIVED and not has_bytes(store, export, render):
+                    log.error("export %s: its file is missing; it is not archived", export.id)
+                    continue
+                size = render.bytes or 0
+                now = utcnow()
+                export.gc_state, export.files_pending = target, True
+                if target == ARCHIVED:
+                    export.archive_key, export.archived_at = archive_key(export), now
+                else:
+                    export.deleted_at = now
+                session.add(export)
+                await _audit(session, actor, action, export, size, reporter)
+                moved.append(export.id or 0)
+                outcome.add(action, export, size)
+                if reporter:
+                    setattr(reporter.tally, action + "d", getattr(reporter.tally, action + "d") + 1)
+                    reporter.tally.bytes += size
+        await checkpoint("recorded")
+        if moved:
+            async with db.write() as session:
+                await settle_locked(session, store, moved)
+        await checkpoint("settled")
+        if reporter:
+            await reporter.step(len(ids))
+        # Background work: leave the write lock free for a moment, so users' edits that
+        # wait for it (SQLite's writers poll) are not starved by batch after batch.
+        await asyncio.sleep(PAUSE_S)
 
 
 async def archive(
@@ -245,46 +329,24 @@ async def archive(
     db: Database,
     store: MediaStore,
     actor: Actor | None,
-    checkpoint: Checkpoint = _no_fault,
-    progress: Progress = _quiet,
+    checkpoint: Checkpoint = no_fault,
+    reporter: Reporter | None = None,
 ) -> GcOutcome:
     """Move MARKED exports to archive/; a pin or a newer latest export since marking wins."""
     outcome = GcOutcome("archive")
-    await converge(db=db, store=store)
-    async with db.read() as session:
-        marked = list(
-            (await session.exec(select(Export.id).where(Export.gc_state == MARKED))).all()
-        )
-    for done, export_id in enumerate(marked, 1):
-        progress(done, len(marked))
-        assert export_id is not None
-        async with db.write() as session:
-            found = await _guarded(session, export_id, MARKED)
-            if found is None:
-                # Protected since it was marked: it stays where it is, unmarked.
-                await session.exec(
-                    update(Export)
-                    .where(col(Export.id) == export_id, col(Export.gc_state) == MARKED)
-                    .values(gc_state=NONE, marked_at=None)
-                )
-                continue
-            export, render = found
-            assert render.output_key is not None
-            _link(store, render.output_key, archive_key(export))
-            await checkpoint("linked")
-            export.gc_state, export.archive_key, export.archived_at = (
-                ARCHIVED,
-                archive_key(export),
-                utcnow(),
-            )
-            session.add(export)
-            await _audit(session, actor, "archive", export, render.bytes or 0)
-        await checkpoint("recorded")
-        store.path(render.output_key).unlink(missing_ok=True)
-        await checkpoint("unlinked")
-        outcome.archived += 1
-        outcome.bytes += render.bytes or 0
-        outcome.exports.append(export)
+    await converge(db=db, store=store, checkpoint=checkpoint)
+    await _stage(
+        db=db,
+        store=store,
+        actor=actor,
+        action="archive",
+        source=MARKED,
+        target=ARCHIVED,
+        cutoff=None,
+        outcome=outcome,
+        checkpoint=checkpoint,
+        reporter=reporter,
+    )
     return outcome
 
 
@@ -296,44 +358,31 @@ async def delete(
     days_in_archive: int,
     confirm: bool,
     blob_grace_s: int = 24 * 3600,
-    checkpoint: Checkpoint = _no_fault,
-    progress: Progress = _quiet,
+    checkpoint: Checkpoint = no_fault,
+    reporter: Reporter | None = None,
 ) -> GcOutcome:
     """Permanently delete archived exports past the retention, and source bytes no video has
     referenced for ``blob_grace_s``; needs ``confirm``."""
     if not confirm:
-        raise ConfirmationRequired()
+        raise ConfirmationRequiredError()
     outcome = GcOutcome("delete")
-    await converge(db=db, store=store)
-    cutoff = utcnow() - timedelta(days=days_in_archive)
-    async with db.read() as session:
-        due = list(
-            (
-                await session.exec(
-                    select(Export.id).where(
-                        Export.gc_state == ARCHIVED, col(Export.archived_at) < cutoff
-                    )
-                )
-            ).all()
-        )
-    for done, export_id in enumerate(due, 1):
-        progress(done, len(due))
-        assert export_id is not None
-        async with db.write() as session:
-            found = await _guarded(session, export_id, ARCHIVED)
-            if found is None:
-                continue
-            export, render = found
-            export.gc_state, export.deleted_at = DELETED, utcnow()
-            session.add(export)
-            await _audit(session, actor, "delete", export, render.bytes or 0)
-        await checkpoint("recorded")
-        store.path(archive_key(export)).unlink(missing_ok=True)
-        await checkpoint("unlinked")
-        outcome.deleted += 1
-        outcome.bytes += render.bytes or 0
-        outcome.exports.append(export)
-    outcome.bytes += await _delete_blobs(db, store, actor, blob_grace_s, checkpoint)
+    await converge(db=db, store=store, checkpoint=checkpoint)
+    await _stage(
+        db=db,
+        store=store,
+        actor=actor,
+        action="delete",
+        source=ARCHIVED,
+        target=DELETED,
+        cutoff=utcnow() - timedelta(days=days_in_archive),
+        outcome=outcome,
+        checkpoint=checkpoint,
+        reporter=reporter,
+    )
+    freed = await _delete_blobs(db, store, actor, blob_grace_s, checkpoint)
+    outcome.bytes += freed
+    if reporter:
+        reporter.tally.bytes += freed
     return outcome
 
 
@@ -392,27 +441,27 @@ async def restore(
     store: MediaStore,
     actor: Actor | None,
     export_id: int,
-    checkpoint: Checkpoint = _no_fault,
+    checkpoint: Checkpoint = no_fault,
 ) -> Export:
-    """Bring an archived export back to export/, as long as its archive file is still there."""
+    """Bring an archived export back to export/. Refuses, changing nothing, if its bytes are
+    gone (``MediaMissingError``)."""
     async with db.write() as session:
-        export = await session.get(Export, export_id, with_for_update=True)
-        render = await session.get(Render, export.render_id) if export else None
-        if export is None or render is None or export.gc_state != ARCHIVED:
+        row = (await session.exec(locked([export_id]))).first()
+        if row is None or row[0].gc_state != ARCHIVED:
             raise NotFoundError("Archived export", export_id)
-        assert render.output_key is not None
-        _link(store, archive_key(export), render.output_key)
-        await checkpoint("linked")
-        export.gc_state, export.archive_key, export.archived_at, export.marked_at = (
-            NONE,
-            None,
-            None,
-            None,
-        )
+        export, render, _ = row
+        if not has_bytes(store, export, render):
+            raise MediaMissingError(
+                f"the archived file of export {export_id} is missing; nothing was changed"
+            )
+        export.gc_state, export.files_pending = NONE, True
+        export.archived_at = export.marked_at = None
         session.add(export)
-        await _audit(session, actor, "restore", export, render.bytes or 0)
+        await _audit(session, actor, "restore", export, render.bytes or 0, None)
     await checkpoint("recorded")
-    store.path(archive_key(export)).unlink(missing_ok=True)
+    async with db.write() as session:
+        await settle_locked(session, store, [export_id])
+    await checkpoint("settled")
     return export
 
 
@@ -459,59 +508,35 @@ async def full_cycle(
     store: MediaStore,
     actor: Actor | None,
     days_old: int,
+    keep_latest: int,
     days_in_archive: int,
     confirm: bool,
+    reporter: Reporter | None = None,
 ) -> GcOutcome:
     """Mark, archive and delete, in that order, as one report."""
     if not confirm:
-        raise ConfirmationRequired()
-    marked = await mark(db=db, actor=actor, days_old=days_old, keep_latest=1)
-    archived = await archive(db=db, store=store, actor=actor)
-    deleted = await delete(
-        db=db, store=store, actor=actor, days_in_archive=days_in_archive, confirm=True
+        raise ConfirmationRequiredError()
+    marked = await mark(
+        db=db, actor=actor, days_old=days_old, keep_latest=keep_latest, reporter=reporter
     )
-    return GcOutcome(
+    archived = await archive(db=db, store=store, actor=actor, reporter=reporter)
+    deleted = await delete(
+        db=db,
+        store=store,
+        actor=actor,
+        days_in_archive=days_in_archive,
+        confirm=True,
+        reporter=reporter,
+    )
+    outcome = GcOutcome(
         "full-cycle",
         marked=marked.marked,
         archived=archived.archived,
         deleted=deleted.deleted,
         bytes=archived.bytes + deleted.bytes,
-        exports=archived.exports + deleted.exports,
     )
-
-
-async def converge(*, db: Database, store: MediaStore) -> int:
-    """Finish what an interrupted run left: no row points at a missing file, no stray copies."""
-    fixed = 0
-    async with db.read() as session:
-        rows = (
-            await session.exec(
-                select(Export, Render)
-                .join(Render, col(Render.id) == Export.render_id)
-                .where(
-                    col(Export.gc_state).in_([NONE, MARKED, ARCHIVED, DELETED]),
-                    Render.status == Status.DONE,
-                )
-            )
-        ).all()
-    for export, render in rows:
-        if render.output_key is None:
-            continue
-        live, kept = store.path(render.output_key), store.path(archive_key(export))
-        if export.gc_state in (NONE, MARKED) and kept.exists():
-            if not live.exists():
-                _link(store, archive_key(export), render.output_key)
-            kept.unlink()
-            fixed += 1
-        elif export.gc_state == ARCHIVED and live.exists():
-            _link(store, render.output_key, archive_key(export))
-            live.unlink()
-            fixed += 1
-        elif export.gc_state == DELETED and (kept.exists() or live.exists()):
-            kept.unlink(missing_ok=True)
-            live.unlink(missing_ok=True)
-            fixed += 1
-    return fixed
+    outcome.exports = (archived.exports + deleted.exports)[:MAX_LISTED]
+    return outcome
 
 
 async def unused_videos(*, db: Database) -> list[Video]:

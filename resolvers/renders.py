@@ -144,7 +144,10 @@ async def _request_export(
             raise NotFoundError(f"Version {number} of project", project_id)
         export = (
             await session.exec(
-                select(Export).where(Export.project_id == project_id, Export.version == number)
+                select(Export)
+                .where(Export.project_id == project_id, Export.version == number)
+                # Its GC state is decided here: wait for a GC step that holds the row.
+                .with_for_update()
             )
         ).first()
         if export is not None:

@@ -5,6 +5,7 @@ import unicodedata
 from collections.abc import Sequence
 
 from sqlalchemy import case, update
+from sqlalchemy import delete as delete_rows
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
@@ -147,7 +148,7 @@ async def list_videos(
 async def delete_video(*, db: Database, actor: Actor, video_id: int) -> Video:
     """Delete a video no project uses and drop its blob reference; the bytes stay for the GC."""
     async with db.write() as session:
-        video = await session.get(Video, video_id)
+        video = await session.get(Video, video_id, with_for_update=True)
         if video is None or video.owner_id != actor.id:
             raise NotFoundError("Video", video_id)
         users = set(
@@ -164,6 +165,13 @@ async def delete_video(*, db: Database, actor: Actor, video_id: int) -> Video:
         )
         if users:
             raise VideoInUseError(sorted(u for u in users if u is not None))
+        # Only the request that really deletes the row drops its reference: concurrent
+        # deletes of one video wait on the row lock, then find nothing to delete.
+        gone = await session.exec(
+            delete_rows(Video).where(col(Video.id) == video_id).returning(col(Video.blob_id))
+        )
+        if gone.scalar_one_or_none() is None:
+            raise NotFoundError("Video", video_id)
         await session.exec(
             update(Blob)
             .where(col(Blob.id) == video.blob_id)
@@ -173,5 +181,4 @@ async def delete_video(*, db: Database, actor: Actor, video_id: int) -> Video:
                 unreferenced_at=case((col(Blob.ref_count) == 1, utcnow()), else_=None),
             )
         )
-        await session.delete(video)
     return video

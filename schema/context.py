@@ -1,8 +1,11 @@
 """The per-request context: database, media store, the caller and the request's loaders."""
 
-from collections.abc import AsyncIterator, Callable
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from graphql import GraphQLError
 from strawberry.dataloader import DataLoader
@@ -15,6 +18,32 @@ from resolvers.events import EventSource, RenderEvent, SubscriptionLimit
 from resolvers.presets import Preset
 from resolvers.queue import JobQueue
 from resolvers.users import Actor
+
+log = logging.getLogger(__name__)
+
+
+class Background:
+    """Work that outlives the request that started it (long GC stages); stopped at shutdown."""
+
+    def __init__(self) -> None:
+        self.tasks: set[asyncio.Task[Any]] = set()
+
+    def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+        """Run ``work`` on its own; a failure is logged (and recorded by the work itself)."""
+        task = asyncio.create_task(work)
+        self.tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background work failed", exc_info=task.exception())
+
+    async def stop(self) -> None:
+        """Cancel what still runs and wait for it to record that it stopped."""
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
 @dataclass
@@ -88,6 +117,7 @@ class Context:
     # A websocket's context lives as long as the socket: its loaders must not cache.
     long_lived: bool = False
     connection_params: dict[str, object] = field(default_factory=dict)
+    background: Background = field(default_factory=Background)
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:

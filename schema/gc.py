@@ -1,12 +1,16 @@
 """Export pinning and the admin GC fields: candidates, mark, archive, delete, restore, usage."""
 
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from enum import Enum
+from typing import Annotated, Any
 
 import strawberry
-from graphql import GraphQLError
 
-from resolvers import gc, ids
-from resolvers.errors import NotFoundError
+from models import tables
+from resolvers import gc, gc_runs, ids
+from resolvers.errors import ConfirmationRequiredError, NotFoundError
+from resolvers.gc_runs import Reporter
 from schema.errors import NotFound
 from schema.permissions import IsAdmin
 from schema.types import Export, Info, Video
@@ -23,29 +27,60 @@ class GcReport:
     stale_proxy_bytes: float
 
 
-@strawberry.type(description="What one GC action did.")
+@strawberry.enum(description="Where a GC run is: it holds the GC lock while RUNNING.")
+class GcRunStatus(Enum):
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+
+@strawberry.type(
+    description="One GC stage or full cycle. Long ones run in the background: follow "
+    "`status` and `done`/`total` with `gcRun(id)`."
+)
 class GcRun:
+    row: strawberry.Private[tables.GcRun]
     id: strawberry.ID
     action: str
+    status: GcRunStatus
+    holder: str = strawberry.field(description="Who started it.")
+    done: int = strawberry.field(description="Exports worked through so far.")
+    total: int = strawberry.field(description="Exports this run will work through.")
     marked: int
     archived: int
     deleted: int
     restored: int
     bytes: float
-    exports: list[Export]
+    error: str | None
+    started_at: datetime
+    finished_at: datetime | None
 
     @classmethod
-    def of(cls, outcome: gc.GcOutcome) -> "GcRun":
+    def of(cls, row: tables.GcRun) -> "GcRun":
+        assert row.id is not None
         return cls(
-            id=strawberry.ID(outcome.run_id),
-            action=outcome.action,
-            marked=outcome.marked,
-            archived=outcome.archived,
-            deleted=outcome.deleted,
-            restored=outcome.restored,
-            bytes=float(outcome.bytes),
-            exports=[Export.from_row(e) for e in outcome.exports[:100]],
+            row=row,
+            id=strawberry.ID(str(row.id)),
+            action=row.action,
+            status=GcRunStatus(row.status),
+            holder=row.holder,
+            done=row.done,
+            total=row.total,
+            marked=row.marked,
+            archived=row.archived,
+            deleted=row.deleted,
+            restored=0,
+            bytes=float(row.bytes),
+            error=row.error,
+            started_at=row.started_at,
+            finished_at=row.finished_at,
         )
+
+    @strawberry.field(description="The first 100 exports it changed (the audit has them all).")
+    async def exports(self, info: Info) -> list[Export]:
+        rows = await gc_runs.exports_of_run(db=info.context.db, run_id=int(self.id))
+        return [Export.from_row(e) for e in rows]
 
 
 @strawberry.type
@@ -79,10 +114,27 @@ GcRestoreResult = Annotated[ExportRestored | NotFound, strawberry.union("GcResto
 
 def _confirmed(confirm: bool) -> None:
     if not confirm:
-        raise GraphQLError(
-            "permanent deletion needs confirm: true; nothing was deleted",
-            extensions={"code": "CONFIRMATION_REQUIRED"},
-        )
+        raise ConfirmationRequiredError()
+
+
+async def _start(
+    info: Info, action: str, params: dict[str, Any], stage: Callable[[Reporter], Awaitable[object]]
+) -> GcRun:
+    """Take the GC lock (``GC_BUSY`` if held) and run the stage in the background."""
+    context = info.context
+    run = await gc_runs.acquire(
+        db=context.db,
+        action=action,
+        actor=context.actor,
+        holder=gc_runs.holder_of(context.actor, "api"),
+        params=params,
+    )
+
+    async def work(reporter: Reporter) -> None:
+        await stage(reporter)
+
+    context.background.spawn(gc_runs.execute(context.db, run, work))
+    return GcRun.of(run)
 
 
 @strawberry.type
@@ -100,6 +152,21 @@ class GcQuery:
             stale_proxies=proxies,
             stale_proxy_bytes=float(proxy_bytes),
         )
+
+    @strawberry.field(permission_classes=[IsAdmin], description="One GC run, to follow it.")
+    async def gc_run(self, info: Info, id: strawberry.ID) -> GcRun | None:
+        try:
+            run_id = int(id)
+        except ValueError:
+            return None
+        try:
+            return GcRun.of(await gc_runs.get_run(db=info.context.db, run_id=run_id))
+        except NotFoundError:
+            return None
+
+    @strawberry.field(permission_classes=[IsAdmin], description="Recent GC runs, newest first.")
+    async def gc_runs(self, info: Info, first: int = 20) -> list[GcRun]:
+        return [GcRun.of(r) for r in await gc_runs.recent_runs(db=info.context.db, first=first)]
 
     @strawberry.field(permission_classes=[IsAdmin])
     async def unused_videos(self, info: Info) -> list[Video]:
@@ -135,34 +202,64 @@ class GcMutation:
             return NotFound.of(e)
         return ExportPinned(export=Export.from_row(export))
 
-    @strawberry.mutation(permission_classes=[IsAdmin])
+    @strawberry.mutation(
+        permission_classes=[IsAdmin],
+        description="Flag old, unpinned, non-latest exports MARKED; answers when done.",
+    )
     async def gc_mark(self, info: Info, days_old: int = 30, keep_latest: int = 1) -> GcRun:
-        return GcRun.of(
+        context = info.context
+        run = await gc_runs.acquire(
+            db=context.db,
+            action="mark",
+            actor=context.actor,
+            holder=gc_runs.holder_of(context.actor, "api"),
+            params={"daysOld": days_old, "keepLatest": keep_latest},
+        )
+
+        async def work(reporter: Reporter) -> None:
             await gc.mark(
-                db=info.context.db,
-                actor=info.context.actor,
+                db=context.db,
+                actor=context.actor,
                 days_old=days_old,
                 keep_latest=keep_latest,
+                reporter=reporter,
             )
-        )
 
-    @strawberry.mutation(permission_classes=[IsAdmin])
+        return GcRun.of(await gc_runs.execute(context.db, run, work))
+
+    @strawberry.mutation(
+        permission_classes=[IsAdmin],
+        description="Move MARKED exports to archive/, in the background.",
+    )
     async def gc_archive(self, info: Info) -> GcRun:
-        return GcRun.of(
-            await gc.archive(db=info.context.db, store=info.context.store, actor=info.context.actor)
-        )
+        context = info.context
 
-    @strawberry.mutation(permission_classes=[IsAdmin])
+        async def stage(reporter: Reporter) -> object:
+            return await gc.archive(
+                db=context.db, store=context.store, actor=context.actor, reporter=reporter
+            )
+
+        return await _start(info, "archive", {}, stage)
+
+    @strawberry.mutation(
+        permission_classes=[IsAdmin],
+        description="Delete archived exports past the retention, in the background.",
+    )
     async def gc_delete(self, info: Info, confirm: bool, days_in_archive: int = 30) -> GcRun:
         _confirmed(confirm)
-        outcome = await gc.delete(
-            db=info.context.db,
-            store=info.context.store,
-            actor=info.context.actor,
-            days_in_archive=days_in_archive,
-            confirm=confirm,
-        )
-        return GcRun.of(outcome)
+        context = info.context
+
+        async def stage(reporter: Reporter) -> object:
+            return await gc.delete(
+                db=context.db,
+                store=context.store,
+                actor=context.actor,
+                days_in_archive=days_in_archive,
+                confirm=confirm,
+                reporter=reporter,
+            )
+
+        return await _start(info, "delete", {"daysInArchive": days_in_archive}, stage)
 
     @strawberry.mutation(permission_classes=[IsAdmin])
     async def gc_restore(self, info: Info, export_id: strawberry.ID) -> GcRestoreResult:
@@ -177,17 +274,32 @@ class GcMutation:
             return NotFound.of(e)
         return ExportRestored(export=Export.from_row(export))
 
-    @strawberry.mutation(permission_classes=[IsAdmin])
+    @strawberry.mutation(
+        permission_classes=[IsAdmin],
+        description="Mark, archive and delete in one run, in the background.",
+    )
     async def gc_full_cycle(
-        self, info: Info, confirm: bool, days_old: int = 30, days_in_archive: int = 30
+        self,
+        info: Info,
+        confirm: bool,
+        days_old: int = 30,
+        keep_latest: int = 1,
+        days_in_archive: int = 30,
     ) -> GcRun:
         _confirmed(confirm)
-        outcome = await gc.full_cycle(
-            db=info.context.db,
-            store=info.context.store,
-            actor=info.context.actor,
-            days_old=days_old,
-            days_in_archive=days_in_archive,
-            confirm=confirm,
-        )
-        return GcRun.of(outcome)
+        context = info.context
+
+        async def stage(reporter: Reporter) -> object:
+            return await gc.full_cycle(
+                db=context.db,
+                store=context.store,
+                actor=context.actor,
+                days_old=days_old,
+                keep_latest=keep_latest,
+                days_in_archive=days_in_archive,
+                confirm=confirm,
+                reporter=reporter,
+            )
+
+        params = {"daysOld": days_old, "keepLatest": keep_latest, "daysInArchive": days_in_archive}
+        return await _start(info, "full-cycle", params, stage)

@@ -23,7 +23,7 @@ from graphql.validation import (
 from graphql.validation.validate import ValidationAbortedError
 from strawberry.extensions import SchemaExtension
 
-from resolvers.errors import DomainError, RateLimitedError
+from resolvers.errors import DomainError
 from schema.context import Context
 
 TOO_COMPLEX = {"code": "QUERY_TOO_COMPLEX"}
@@ -199,10 +199,9 @@ def limits_extension(limits: QueryLimits) -> type[SchemaExtension]:
 def classify(error: GraphQLError, *, production: bool) -> None:
     """Give an expected error its code; in production, drop field suggestions."""
     original = error.original_error
-    if isinstance(original, RateLimitedError):
-        error.extensions = {"code": "RATE_LIMITED", "retryAfter": original.retry_after}
-    elif isinstance(original, DomainError):
-        error.extensions = {**(error.extensions or {}), "code": "BAD_USER_INPUT"}
+    if isinstance(original, DomainError):
+        # Each domain error names its own code (RATE_LIMITED, GC_BUSY, …) and extras.
+        error.extensions = {**(error.extensions or {}), **original.extensions()}
     elif original is None and "Document contains more than" in error.message:
         error.message = error.message.removeprefix("Syntax Error: ").split(" Parsing")[0]
         error.message = "the query is too long: " + error.message.lower()

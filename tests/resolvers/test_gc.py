@@ -13,7 +13,7 @@ from models.db import Database
 from models.store import MediaStore
 from models.tables import Export, GcAudit, Project, Render, Video, utcnow
 from resolvers import gc, renders, versions
-from resolvers.errors import NotFoundError
+from resolvers.errors import ConfirmationRequiredError, NotFoundError
 from resolvers.presets import export_preset
 from resolvers.users import Actor
 from tests.resolvers.test_versions import new_project
@@ -149,7 +149,7 @@ async def test_archive_rechecks_pins_and_latest_then_delete_needs_confirm_and_ag
     assert store.path(gc.archive_key(setup.exports[1])).exists()
     await consistent(db, store)
 
-    with pytest.raises(gc.ConfirmationRequired):
+    with pytest.raises(ConfirmationRequiredError):
         await gc.delete(db=db, store=store, actor=alice, days_in_archive=30, confirm=False)
     assert (
         await gc.delete(db=db, store=store, actor=alice, days_in_archive=30, confirm=True)
@@ -187,13 +187,12 @@ async def test_restore_and_pinning_an_archived_export_bring_it_back(
 @pytest.mark.parametrize(
     ("stage", "step"),
     [
-        ("archive", "linked"),
         ("archive", "recorded"),
-        ("archive", "unlinked"),
+        ("archive", "settled"),
         ("delete", "recorded"),
-        ("delete", "unlinked"),
-        ("restore", "linked"),
+        ("delete", "settled"),
         ("restore", "recorded"),
+        ("restore", "settled"),
     ],
 )
 async def test_a_crash_at_any_step_converges(

@@ -31,6 +31,7 @@ from models.db import Database
 from models.store import MediaStore
 from models.tables import Blob, Export, GcAudit, Project, Render, Video, utcnow
 from resolvers import gc, renders, versions, videos
+from resolvers.errors import NotFoundError
 from resolvers.presets import export_preset
 from resolvers.users import Actor, create_user
 from tests.resolvers.test_videos import stage
@@ -64,6 +65,7 @@ class GcMachine(RuleBasedStateMachine):
         self.changes: Counter[str] = Counter()
         self.contents: dict[int, bytes] = {}  # export id -> the bytes written for it
         self.spares: list[int] = []
+        self.mid_stage = False
 
     def run(self, coro: Any) -> Any:
         return self.loop.run_until_complete(coro)
@@ -151,14 +153,16 @@ class GcMachine(RuleBasedStateMachine):
 
     @rule(pick=st.integers(0, 100), pinned=st.booleans())
     def pin(self, pick: int, pinned: bool) -> None:
-        exports = self.run(self._exports())
+        self.run(self._pin(pick, pinned))
+
+    async def _pin(self, pick: int, pinned: bool) -> None:
+        exports = await self._exports()
         live = [e for e in exports if e.gc_state != "deleted"]
         if not live:
             return
         target = live[pick % len(live)]
-        was_archived = target.gc_state == "archived"
-        self.run(
-            gc.set_pinned(
+        try:
+            await gc.set_pinned(
                 db=self.db,
                 store=self.store,
                 actor=self.actor,
@@ -166,8 +170,11 @@ class GcMachine(RuleBasedStateMachine):
                 version=target.version,
                 pinned=pinned,
             )
-        )
-        if pinned and was_archived:
+        except NotFoundError:
+            # Only a GC stage running at this moment may delete it first.
+            assert self.mid_stage, target
+            return
+        if pinned and target.gc_state == "archived":
             self.changes["restore"] += 1
 
     @rule()
@@ -187,7 +194,55 @@ class GcMachine(RuleBasedStateMachine):
     @precondition(lambda self: bool(self.spares))
     @rule()
     def delete_spare(self) -> None:
-        self.run(videos.delete_video(db=self.db, actor=self.actor, video_id=self.spares.pop()))
+        self.run(self._delete_spare())
+
+    async def _delete_spare(self) -> None:
+        if self.spares:
+            await videos.delete_video(db=self.db, actor=self.actor, video_id=self.spares.pop())
+
+    # --- a GC stage meets a user: the action lands at one step boundary of the stage -----
+
+    @rule(
+        stage=st.sampled_from(["archive", "delete"]),
+        at=st.integers(0, 5),
+        action=st.sampled_from(["pin", "unpin", "export", "delete-video"]),
+        pick=st.integers(0, 100),
+    )
+    def gc_stage_meets_a_user(self, stage: str, at: int, action: str, pick: int) -> None:
+        seen: list[str] = []
+
+        async def user_acts(where: str) -> None:
+            seen.append(where)
+            if len(seen) - 1 != at:
+                return
+            if action in ("pin", "unpin"):
+                await self._pin(pick, action == "pin")
+            elif action == "export":
+                await self._export(pick)
+            else:
+                await self._delete_spare()
+
+        self.mid_stage = True
+        try:
+            if stage == "archive":
+                outcome = self.run(
+                    gc.archive(db=self.db, store=self.store, actor=self.actor, checkpoint=user_acts)
+                )
+            else:
+                outcome = self.run(
+                    gc.delete(
+                        db=self.db,
+                        store=self.store,
+                        actor=self.actor,
+                        days_in_archive=0,
+                        confirm=True,
+                        blob_grace_s=3600,
+                        checkpoint=user_acts,
+                    )
+                )
+        finally:
+            self.mid_stage = False
+        self.changes[stage] += outcome.archived if stage == "archive" else outcome.deleted
 
     # --- what admins do ------------------------------------------------------------------
 

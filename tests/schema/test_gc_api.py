@@ -1,6 +1,8 @@
 """The GC over GraphQL: admins only, confirmation enforced, pins by their owner only."""
 
+import asyncio
 from pathlib import Path
+from typing import Any
 
 from jobs.queue import ArqQueue
 from models.db import Database
@@ -9,15 +11,33 @@ from resolvers.users import Actor
 from tests.conftest import Api
 from tests.resolvers.test_gc import exports_on_disk
 
+
+async def finished(api: Api, token: str, run_id: str) -> dict[str, Any]:
+    """Follow a background GC run with gcRun(id) until it stops running."""
+    for _ in range(600):
+        run = (
+            await api.data(
+                token,
+                "query($id: ID!) { gcRun(id: $id) { status done total marked archived deleted bytes error exports { version } } }",
+                {"id": run_id},
+            )
+        )["gcRun"]
+        if run["status"] != "RUNNING":
+            return dict(run)
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"GC run {run_id} still running after 30 s")
+
+
 ADMIN_FIELDS = [
     "{ gcCandidates { count bytes } }",
     "{ unusedVideos { id } }",
     "{ storageUsage { videos { bytes files } } }",
-    "mutation { gcMark { marked } }",
-    "mutation { gcArchive { archived } }",
-    "mutation { gcDelete(confirm: true) { deleted } }",
+    "mutation { gcMark { id marked } }",
+    "mutation { gcArchive { id archived } }",
+    "mutation { gcDelete(confirm: true) { id deleted } }",
     'mutation { gcRestore(exportId: "RXhwb3J0OjE") { __typename } }',
-    "mutation { gcFullCycle(confirm: true) { marked } }",
+    "mutation { gcFullCycle(confirm: true) { id marked } }",
+    "{ gcRuns { id status } }",
 ]
 
 
@@ -25,7 +45,11 @@ async def test_only_admins_run_the_gc(api: Api, tokens: dict[str, str]) -> None:
     for query in ADMIN_FIELDS:
         body = await api.query(tokens["alice"], query)
         assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN", query
-        assert "errors" not in await api.query(tokens["root"], query), query
+        answer = await api.query(tokens["root"], query)
+        assert "errors" not in answer, query
+        for run in answer["data"].values():
+            if isinstance(run, dict) and "id" in run:
+                assert (await finished(api, tokens["root"], run["id"]))["status"] == "DONE"
 
 
 async def test_permanent_deletion_needs_confirmation(api: Api, tokens: dict[str, str]) -> None:
@@ -57,11 +81,15 @@ async def test_a_full_cycle_through_the_api_keeps_latest_and_pinned(
     assert refused["setExportPinned"]["__typename"] == "NotFound"
     pinned = await api.data(tokens["alice"], pin, {"p": pid})
     assert pinned["setExportPinned"]["export"] == {"version": 1, "pinned": True}
-    run = await api.data(
+    started = await api.data(
         tokens["root"],
-        "mutation { gcFullCycle(confirm: true, daysInArchive: 0) { action marked archived deleted bytes exports { version } } }",
+        "mutation { gcFullCycle(confirm: true, daysInArchive: 0) { id action status holder } }",
     )
-    assert run["gcFullCycle"]["marked"] == 1 and run["gcFullCycle"]["archived"] == 1
+    assert started["gcFullCycle"]["action"] == "full-cycle"
+    assert started["gcFullCycle"]["holder"] == "api (root)"
+    run = await finished(api, tokens["root"], started["gcFullCycle"]["id"])
+    assert (run["status"], run["marked"], run["archived"], run["deleted"]) == ("DONE", 1, 1, 1)
+    assert [e["version"] for e in run["exports"]] == [2]
     listing = await api.data(
         tokens["alice"],
         "query($p: ID!) { project(id: $p) { exports { version gcState pinned latest url } } }",

@@ -1,0 +1,333 @@
+"""A GC full cycle over many exports while users edit and watch: does the server stay
+responsive, is anything a user keeps lost, and does memory come back after clients leave?
+
+One `editgraph serve` process (its embedded Redis and worker) over SQLite; the load
+generator runs in its own process: websocket subscribers on renderEvents, users appending
+ops, and a /healthz probe every 20 ms. The baseline is the same probe with the same load and
+no GC, measured in the same run.
+"""
+
+import asyncio
+import json
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+from sqlalchemy import text
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.typing import Subprotocol
+
+from bench.common import emit, percentile
+from editgraph.redis_embed import free_port
+from models.db import Database
+from models.migrate import upgrade
+from models.store import MediaStore
+from resolvers import ids, users, versions, videos
+from tests.media import make_video
+
+ROWS = int(os.environ.get("EDITGRAPH_BENCH_GC_LOAD_ROWS", "100000"))
+SUBSCRIBERS = int(os.environ.get("EDITGRAPH_BENCH_GC_LOAD_SUBSCRIBERS", "200"))
+EDITORS = 10
+PER_PROJECT = 100
+MiB = 1024 * 1024
+SUBSCRIBE = "subscription($p: ID!) { renderEvents(projectId: $p) { cursor } }"
+APPEND = """mutation($p: ID!) { appendOps(projectId: $p, ops: [{brightness: {brightness: 5}}])
+  { __typename } }"""
+
+
+class Nothing:
+    """No worker is needed to set up the editors' projects."""
+
+    async def enqueue(self, job_id: str, function: str, *args: int) -> None:
+        return None
+
+    async def announce(self, render: object) -> None:
+        return None
+
+    async def admit(self, *, user_id: int, kind: str) -> None:
+        return None
+
+
+async def prepare(root: Path, url: str) -> dict[str, Any]:
+    """The database with ``ROWS`` old exports (each with its own small file), editors with
+    projects, and an admin."""
+    db = Database(url)
+    await upgrade(db)
+    store = MediaStore(root / "uploads")
+    store.ensure_layout()
+    old = "2020-01-01 00:00:00"
+    projects = ROWS // PER_PROJECT
+    numbers = (
+        f"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {ROWS}) "
+        "SELECT i FROM n"
+    )
+    admin, admin_token = await users.create_user(db=db, name="admin", is_admin=True)
+    assert admin.id is not None
+    statements = [
+        "INSERT INTO blobs (id, sha256, key, bytes, ref_count, created_at) VALUES"
+        f" (1000000, 'x', 'videos/x.mp4', 1, 1, '{old}')",
+        "INSERT INTO videos (id, owner_id, blob_id, filename, format_name, duration, width,"
+        " height, fps, video_codec, created_at) VALUES (1000000, "
+        f"{admin.id}, 1000000, 'x.mp4', 'mov', 10, 640, 360, 25, 'h264', '{old}')",
+        "INSERT INTO projects (id, owner_id, name, source_video_id, current_version,"
+        " latest_export_id, created_at)"
+        f" SELECT i + 1000000, {admin.id}, 'p', 1000000, {PER_PROJECT},"
+        f" 1000000 + i * {PER_PROJECT}, '{old}' FROM ({numbers}) AS s WHERE i <= {projects}",
+        "INSERT INTO renders (id, project_id, kind, version, preset, status, progress,"
+        " content_key, job_id, output_key, bytes, attempts, created_at)"
+        f" SELECT 1000000 + i, 1000001 + (i - 1) / {PER_PROJECT}, 'export',"
+        f" (i - 1) % {PER_PROJECT} + 1, 'export', 'done', 1, 'k', 'j' || i,"
+        f" 'export/' || (1000001 + (i - 1) / {PER_PROJECT}) || '/v'"
+        f" || ((i - 1) % {PER_PROJECT} + 1) || '_final.mp4', 1024, 1, '{old}'"
+        f" FROM ({numbers}) AS s",
+        "INSERT INTO exports (id, project_id, version, render_id, pinned, gc_state, created_at)"
+        f" SELECT 1000000 + i, 1000001 + (i - 1) / {PER_PROJECT}, (i - 1) % {PER_PROJECT} + 1,"
+        f" 1000000 + i, (i % 50 = 0), 'none', '{old}' FROM ({numbers}) AS s",
+    ]
+    async with db.engine.begin() as conn:
+        for sql in statements:
+            await conn.execute(text(sql))
+    payload = b"x" * 1024
+    for i in range(1, ROWS + 1):
+        owner, version = 1_000_001 + (i - 1) // PER_PROJECT, (i - 1) % PER_PROJECT + 1
+        path = store.path(f"export/{owner}/v{version}_final.mp4")
+        if version == 1:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(payload)
+    clip = make_video(root / "clip.mp4", seconds=2, size="160x120")
+    editors: list[tuple[str, str]] = []
+    for n in range(EDITORS):
+        user, token = await users.create_user(db=db, name=f"editor{n}")
+        actor = users.Actor.of(user)
+        staged = store.stage("clip.mp4", max_bytes=1 << 30)
+        staged.write(clip.read_bytes())
+        video, _ = await videos.upload_video(
+            db=db, store=store, queue=Nothing(), actor=actor, staged=staged.finish()
+        )
+        assert video.id is not None
+        project = await versions.create_project(
+            db=db, queue=Nothing(), actor=actor, video_id=video.id, name="edit"
+        )
+        assert project.id is not None
+        editors.append((token, ids.encode("Project", project.id)))
+    await db.dispose()
+    return {"admin": admin_token, "editors": editors}
+
+
+async def protected_missing(url: str, root: Path) -> int:
+    """Pinned or latest exports whose file is not there."""
+    db = Database(url)
+    store = MediaStore(root / "uploads")
+    async with db.engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                text(
+                    "SELECT r.output_key FROM exports e JOIN renders r ON r.id = e.render_id"
+                    " JOIN projects p ON p.id = e.project_id"
+                    " WHERE (e.pinned OR p.latest_export_id = e.id) AND r.status = 'done'"
+                )
+            )
+        ).all()
+    await db.dispose()
+    return sum(1 for (key,) in rows if not store.path(key).exists())
+
+
+async def load(base: str, plan: dict[str, Any], seconds: float, out: Any) -> None:
+    """The load generator: subscribers, editors and the /healthz probe, for ``seconds`` or
+    until told to stop."""
+    ws_url = base.replace("http", "ws") + "/graphql"
+    sockets: list[ClientConnection] = []
+    editors = plan["editors"]
+    for n in range(SUBSCRIBERS):
+        token, pid = editors[n % len(editors)]
+        ws = await connect(ws_url, subprotocols=[Subprotocol("graphql-transport-ws")])
+        await ws.send(
+            json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}})
+        )
+        await ws.recv()
+        await ws.send(
+            json.dumps(
+                {
+                    "id": "1",
+                    "type": "subscribe",
+                    "payload": {"query": SUBSCRIBE, "variables": {"p": pid}},
+                }
+            )
+        )
+        sockets.append(ws)
+    out.send("subscribed")
+    deadline = time.monotonic() + seconds
+    probes: list[float] = []
+    appends: list[float] = []
+
+    def running() -> bool:
+        return time.monotonic() < deadline and not out.poll()
+
+    async def drain(ws: ClientConnection) -> None:
+        while True:
+            await ws.recv()
+
+    async def edit(client: httpx.AsyncClient, token: str, pid: str) -> None:
+        while running():
+            start = time.perf_counter()
+            await client.post(
+                "/graphql",
+                json={"query": APPEND, "variables": {"p": pid}},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            appends.append(time.perf_counter() - start)
+            await asyncio.sleep(0.5)
+
+    async def probe(client: httpx.AsyncClient) -> None:
+        while running():
+            start = time.perf_counter()
+            await client.get("/healthz")
+            probes.append(time.perf_counter() - start)
+            await asyncio.sleep(0.02)
+
+    drains = [asyncio.create_task(drain(ws)) for ws in sockets]
+    async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+        await asyncio.gather(probe(client), *(edit(client, t, p) for t, p in editors))
+    for task in drains:
+        task.cancel()
+    for ws in sockets:
+        await ws.close()
+    out.send({"probes": probes, "appends": appends})
+
+
+def load_process(base: str, plan: dict[str, Any], seconds: float, out: Any) -> None:
+    asyncio.run(load(base, plan, seconds, out))
+
+
+def gql(base: str, token: str, query: str, variables: dict[str, Any] | None = None) -> Any:
+    request = urllib.request.Request(  # noqa: S310 (loopback server this bench started)
+        base + "/graphql",
+        data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+        return json.loads(response.read())["data"]
+
+
+def rss_mib(process: psutil.Process) -> float:
+    return float(process.memory_info().rss) / MiB
+
+
+def phase(base: str, plan: dict[str, Any], seconds: float) -> tuple[Any, Any]:
+    """Start the load generator; returns (process, pipe) once its subscribers are in."""
+    ours, theirs = multiprocessing.Pipe()
+    child = multiprocessing.get_context("spawn").Process(
+        target=load_process, args=(base, plan, seconds, theirs)
+    )
+    child.start()
+    assert ours.recv() == "subscribed"
+    return child, ours
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        url = f"sqlite+aiosqlite:///{root / 'load.db'}"
+        start = time.perf_counter()
+        plan = asyncio.run(prepare(root, url))
+        emit(f"GC load: generate {ROWS} exports with files", time.perf_counter() - start, "s")
+        port = free_port()
+        env = {
+            **os.environ,
+            "EDITGRAPH_DATABASE_URL": url,
+            "EDITGRAPH_MEDIA_ROOT": str(root / "uploads"),
+            "EDITGRAPH_DATA_DIR": str(root / "data"),
+            "EDITGRAPH_RATE_PROXIES": "100000",
+            "EDITGRAPH_SUBSCRIPTIONS_PER_USER": "1000",
+        }
+        env.pop("EDITGRAPH_REDIS_URL", None)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "editgraph.cli", "serve", "--port", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(200):
+                try:
+                    with urllib.request.urlopen(base + "/healthz", timeout=1):  # noqa: S310
+                        break
+                except OSError:
+                    time.sleep(0.1)
+            process = psutil.Process(server.pid)
+            rss_start = rss_mib(process)
+
+            # Baseline: the same load, no GC.
+            child, pipe = phase(base, plan, 10.0)
+            baseline = pipe.recv()
+            child.join()
+            time.sleep(2)
+            rss_after_baseline = rss_mib(process)
+
+            child, pipe = phase(base, plan, 600.0 if ROWS > 0 else 5.0)
+            started = time.perf_counter()
+            run = gql(
+                base,
+                plan["admin"],
+                "mutation { gcFullCycle(confirm: true, daysInArchive: 0) { id } }",
+            )["gcFullCycle"]
+            answered = time.perf_counter() - started
+            status = "RUNNING"
+            while status == "RUNNING":
+                time.sleep(0.5)
+                done = gql(
+                    base,
+                    plan["admin"],
+                    "query($id: ID!) { gcRun(id: $id) { status marked archived deleted } }",
+                    {"id": run["id"]},
+                )["gcRun"]
+                status = done["status"]
+            gc_seconds = time.perf_counter() - started
+            pipe.send("stop")
+            during = pipe.recv()
+            child.join()
+            time.sleep(2)
+            rss_after_gc = rss_mib(process)
+        finally:
+            server.send_signal(signal.SIGINT)
+            server.wait(timeout=60)
+        emit("gcFullCycle mutation answered", answered, "s", run=done)
+        emit(f"GC full cycle over {ROWS} exports under load", gc_seconds, "s")
+        emit(
+            f"/healthz p99 during the GC, {SUBSCRIBERS} subscribers, {EDITORS} editors",
+            percentile(during["probes"], 99),
+            "s",
+            baseline=percentile(baseline["probes"], 99),
+            p50=round(percentile(during["probes"], 50), 4),
+            probes=len(during["probes"]),
+        )
+        emit(
+            "appendOps p99 during the GC",
+            percentile(during["appends"], 99),
+            "s",
+            baseline=percentile(baseline["appends"], 99),
+            appends=len(during["appends"]),
+        )
+        missing = asyncio.run(protected_missing(url, root))
+        emit("pinned or latest exports without their file after the GC", missing, "exports")
+        emit(
+            f"server RSS after {SUBSCRIBERS} subscribers left",
+            rss_after_baseline,
+            "MiB",
+            baseline=rss_start,
+            after_gc_mib=round(rss_after_gc, 1),
+        )
+
+
+if __name__ == "__main__":
+    main()
