@@ -4,8 +4,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import ffmpeg
-
+from jobs import filtergraph as fg
 from resolvers import ops
 from resolvers.presets import Preset
 from resolvers.probe import DEMUXERS
@@ -14,6 +13,12 @@ FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 SAMPLE_RATE = 48000
 # Options every ffmpeg we start carries: no stdin, quiet, machine-readable progress.
 GLOBAL_ARGS = ("-nostdin", "-hide_banner", "-nostats", "-v", "error", "-progress", "pipe:1")
+# x264 starts 1.5 threads per core, each holding frames: a 1080p export needed 1.2 GB of
+# address space with 8 threads and 3.3 GB with 48. A fixed count keeps the memory a render
+# needs the same on every machine, so one memory limit fits all of them.
+ENCODER_THREADS = 8
+# Linux refuses a single argument over 128 KiB; a longer filter graph goes through a file.
+MAX_GRAPH_ARG = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -38,8 +43,9 @@ class Plan:
     text_files: dict[Path, str] = field(default_factory=dict)
 
 
-def _input(source: Source) -> Any:
-    return ffmpeg.input(
+def _input(source: Source) -> fg.Input:
+    # A new input each time, also for a file read twice (a concat of the source itself).
+    return fg.file_input(
         f"file:{source.path}",
         f=source.demuxer,
         protocol_whitelist="file,pipe",
@@ -47,13 +53,13 @@ def _input(source: Source) -> Any:
     )
 
 
-def _silence(duration: float) -> Any:
-    return ffmpeg.input(
+def _silence(duration: float) -> fg.Stream:
+    return fg.file_input(
         f"anullsrc=channel_layout=stereo:sample_rate={SAMPLE_RATE}", f="lavfi", t=f"{duration:.3f}"
     ).audio
 
 
-def _audio(source: Source, stream: Any) -> Any:
+def _audio(source: Source, stream: fg.Input) -> fg.Stream:
     """A source's audio in one common format, or silence of its length."""
     raw = stream.audio if source.has_audio else _silence(source.duration)
     return raw.filter(
@@ -61,7 +67,7 @@ def _audio(source: Source, stream: Any) -> Any:
     )
 
 
-def _atempo(audio: Any, factor: float) -> Any:
+def _atempo(audio: fg.Stream, factor: float) -> fg.Stream:
     # atempo takes 0.5..2 per instance; chain instances for the rest of 0.25..4.
     while factor > 2:
         audio, factor = audio.filter("atempo", 2), factor / 2
@@ -122,7 +128,7 @@ def compile_edl(
         video, audio = _apply(op, index, video, audio, state, concat_sources, workdir, text_files)
         state.frame = after
     return Plan(
-        argv=_encode(video, audio, preset, output),
+        argv=_encode(video, audio, preset, output, workdir, text_files),
         duration=state.frame.duration,
         text_files=text_files,
     )
@@ -131,38 +137,40 @@ def compile_edl(
 def _apply(
     op: ops.Op,
     index: int,
-    video: Any,
-    audio: Any,
+    video: fg.Stream,
+    audio: fg.Stream | None,
     state: _State,
     concat_sources: dict[str, Source],
     workdir: Path,
     text_files: dict[Path, str],
-) -> tuple[Any, Any]:
+) -> tuple[fg.Stream, fg.Stream | None]:
     """One op onto the video and audio streams (audio is None when the output is silent)."""
     duration = state.frame.duration
     match op:
         case ops.Trim(start=start, end=end):
-            video = video.trim(start=start, end=end).setpts("PTS-STARTPTS")
+            video = video.filter("trim", start=start, end=end).filter("setpts", "PTS-STARTPTS")
             if audio is not None:
                 audio = audio.filter("atrim", start=start, end=end).filter(
                     "asetpts", "PTS-STARTPTS"
                 )
         case ops.Speed(factor=factor):
-            video = video.setpts(f"PTS/{factor}")
+            video = video.filter("setpts", f"PTS/{factor}")
             if audio is not None:
                 audio = _atempo(audio, factor)
         case ops.Crop(x=x, y=y, width=width, height=height):
             state.width = max(2, min(state.width, round(width * state.sx)))
             state.height = max(2, min(state.height, round(height * state.sy)))
-            video = video.crop(round(x * state.sx), round(y * state.sy), state.width, state.height)
+            video = video.filter(
+                "crop", state.width, state.height, round(x * state.sx), round(y * state.sy)
+            )
         case ops.Rotate(degrees=180):
-            video = video.hflip().vflip()
+            video = video.filter("hflip").filter("vflip")
         case ops.Rotate(degrees=degrees):
             video = video.filter("transpose", "clock" if degrees == 90 else "cclock")
             state.width, state.height = state.height, state.width
             state.sx, state.sy = state.sy, state.sx
         case ops.Flip(axis=axis):
-            video = video.hflip() if axis == "horizontal" else video.vflip()
+            video = video.filter("hflip" if axis == "horizontal" else "vflip")
         case ops.Brightness(brightness=value):
             video = video.filter("eq", brightness=round(value / 100, 4))
         case ops.Contrast(contrast=value):
@@ -204,7 +212,7 @@ def _apply(
             }
             if FONT.exists():
                 options["fontfile"] = str(FONT)
-            video = video.drawtext(**options)
+            video = video.filter("drawtext", **options)
         case ops.Concat(video_id=video_id):
             other = concat_sources[video_id]
             stream = _input(other)
@@ -216,16 +224,23 @@ def _apply(
                 .filter("setsar", 1)
             )
             if audio is None:
-                video = ffmpeg.concat(video, tail, v=1, a=0)
+                video = fg.concat(video, tail, v=1, a=0)[0]
             else:
-                joined = ffmpeg.concat(video, audio, tail, _audio(other, stream), v=1, a=1).node
+                joined = fg.concat(video, audio, tail, _audio(other, stream), v=1, a=1)
                 video, audio = joined[0], joined[1]
         case _:
             raise ValueError(f"no compiler rule for op {op.type!r}")
     return video, audio
 
 
-def _encode(video: Any, audio: Any, preset: Preset, output: Path) -> list[str]:
+def _encode(
+    video: fg.Stream,
+    audio: fg.Stream | None,
+    preset: Preset,
+    output: Path,
+    workdir: Path,
+    text_files: dict[Path, str],
+) -> list[str]:
     if preset.max_width and preset.max_height:
         video = video.filter(
             "scale",
@@ -241,6 +256,7 @@ def _encode(video: Any, audio: Any, preset: Preset, output: Path) -> list[str]:
         "vcodec": "libx264",
         "preset": preset.x264_preset,
         "movflags": "+faststart",
+        "threads": ENCODER_THREADS,
         "f": "mp4",
     }
     if preset.video_bitrate:
@@ -252,8 +268,12 @@ def _encode(video: Any, audio: Any, preset: Preset, output: Path) -> list[str]:
     if audio is not None:
         streams.append(audio)
         options.update({"acodec": "aac", "b:a": preset.audio_bitrate, "ar": SAMPLE_RATE})
-    out = ffmpeg.output(*streams, str(output), **options).global_args(*GLOBAL_ARGS)
-    argv: list[str] = out.overwrite_output().compile()
+    argv = fg.compile_argv(fg.Output(streams, str(output), options, list(GLOBAL_ARGS)))
+    graph = argv.index("-filter_complex") + 1
+    if len(argv[graph]) > MAX_GRAPH_ARG:
+        script = workdir / "filtergraph.txt"
+        text_files[script] = argv[graph]
+        argv[graph - 1 : graph + 1] = ["-filter_complex_script", str(script)]
     return argv
 
 
@@ -271,12 +291,11 @@ def mezzanine_argv(source: Source, output: Path) -> list[str]:
         "g": gop,
         "keyint_min": gop,
         "movflags": "+faststart",
+        "threads": ENCODER_THREADS,
         "f": "mp4",
     }
     streams = [video]
     if source.has_audio:
         streams.append(stream.audio)
         options.update({"acodec": "aac", "b:a": "128k", "ar": SAMPLE_RATE, "ac": 2})
-    out = ffmpeg.output(*streams, str(output), **options).global_args(*GLOBAL_ARGS)
-    argv: list[str] = out.overwrite_output().compile()
-    return argv
+    return fg.compile_argv(fg.Output(streams, str(output), options, list(GLOBAL_ARGS)))

@@ -6,6 +6,7 @@ regenerate with ``EDITGRAPH_UPDATE_GOLDEN=1 pytest tests/jobs/test_edl_golden.py
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,8 @@ CASES: dict[str, list[ops.Op]] = {
     "mute": [ops.Mute()],
     "text": [ops.Text(text="Hi", x=100, y=200, size=48, color="#ffcc00", start=1, end=3)],
     "concat": [ops.Concat(video_id="other")],
+    "concat-twice": [ops.Concat(video_id="other"), ops.Concat(video_id="other")],
+    "concat-self": [ops.Concat(video_id="self")],
 }
 
 
@@ -51,7 +54,7 @@ def compiled(name: str, export: bool = False) -> str:
         op_list=CASES[name],
         source=source,
         source_frame=FRAME,
-        concat_sources={"other": OTHER},
+        concat_sources={"other": OTHER, "self": SOURCE},
         preset=preset,
         output=Path("/media/temp/out.mp4"),
         workdir=Path("/media/temp/work"),
@@ -77,6 +80,36 @@ def test_argv_matches_golden(case: str) -> None:
         GOLDEN.write_text(json.dumps(current(), indent=2, sort_keys=True) + "\n")
     golden: dict[str, str] = json.loads(GOLDEN.read_text())
     assert current()[case] == golden[case]
+
+
+@pytest.mark.parametrize(
+    ("case", "reads"),
+    [
+        ("concat-twice", "file:/media/videos/other.mkv"),
+        ("concat-self", "file:/media/videos/src.mp4"),
+    ],
+)
+def test_a_file_read_twice_gets_an_input_each_time(case: str, reads: str) -> None:
+    argv = compiled(case).split()
+    assert [argv[i + 1] for i, arg in enumerate(argv) if arg == "-i"].count(reads) == 2
+
+
+def test_a_history_past_the_recursion_limit_compiles_through_a_script() -> None:
+    history: list[ops.Op] = [ops.Flip(axis="horizontal")] * (sys.getrecursionlimit() * 5)
+    plan = edl.compile_edl(
+        op_list=history,
+        source=SOURCE,
+        source_frame=FRAME,
+        concat_sources={},
+        preset=PROXY,
+        output=Path("/media/temp/out.mp4"),
+        workdir=Path("/media/temp/work"),
+    )
+    # The graph is too long for one argument (Linux stops at 128 KiB): it goes in a file.
+    script = Path("/media/temp/work/filtergraph.txt")
+    assert plan.argv[plan.argv.index("-filter_complex_script") + 1] == str(script)
+    assert plan.text_files[script].count("hflip") == len(history)
+    assert max(len(arg) for arg in plan.argv) < 4096
 
 
 def test_untrusted_input_is_pinned_and_local_only() -> None:

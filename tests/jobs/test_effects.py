@@ -9,7 +9,7 @@ import pytest
 from jobs import edl
 from jobs.runner import run_ffmpeg
 from resolvers import ops
-from resolvers.presets import export_preset
+from resolvers.presets import PROXY, Preset, export_preset
 from tests.jobs import measure
 from tests.media import make_video
 
@@ -35,7 +35,11 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, edl.Source]:
 
 
 async def render(
-    tmp_path: Path, sources: dict[str, edl.Source], op_list: list[ops.Op], source: str = "bars"
+    tmp_path: Path,
+    sources: dict[str, edl.Source],
+    op_list: list[ops.Op],
+    source: str = "bars",
+    preset: Preset = PRESET,
 ) -> Path:
     src = sources[source]
     out = tmp_path / f"out-{secrets.token_hex(4)}.mp4"
@@ -44,7 +48,7 @@ async def render(
         source=src,
         source_frame=ops.Frame(src.width, src.height, src.duration),
         concat_sources={"other": sources["silent"], "bars": sources["bars"]},
-        preset=PRESET,
+        preset=preset,
         output=out,
         workdir=tmp_path,
     )
@@ -140,6 +144,29 @@ async def test_concat_sums_durations_and_keeps_audio(
     assert measure.duration(out) == pytest.approx(2.0 + 1.5, abs=0.15)
     assert measure.size(out) == (320, 240)
     assert any(s["codec_type"] == "audio" for s in measure.probe(out)["streams"])
+
+
+@pytest.mark.parametrize("preset", [PROXY, PRESET], ids=["proxy", "export"])
+async def test_concat_of_the_same_video_twice_plays_it_twice(
+    tmp_path: Path, sources: dict[str, edl.Source], preset: Preset
+) -> None:
+    twice: list[ops.Op] = [ops.Concat(video_id="other"), ops.Concat(video_id="other")]
+    out = await render(tmp_path, sources, twice, preset=preset)
+    assert measure.duration(out) == pytest.approx(2.0 + 1.5 + 1.5, abs=0.15)
+
+
+@pytest.mark.parametrize("preset", [PROXY, PRESET], ids=["proxy", "export"])
+async def test_concat_of_the_source_itself_plays_it_twice(
+    tmp_path: Path, sources: dict[str, edl.Source], preset: Preset
+) -> None:
+    out = await render(tmp_path, sources, [ops.Concat(video_id="bars")], preset=preset)
+    assert measure.duration(out) == pytest.approx(2.0 + 2.0, abs=0.15)
+    # The second half is the source again from its start, not frozen or black.
+    first, second = (
+        measure.signal(out, "YAVG", vf=f"trim={start}:{start + 0.5},setpts=PTS-STARTPTS")
+        for start in (0, 2)
+    )
+    assert measure.mean(second) == pytest.approx(measure.mean(first), abs=2)
 
 
 async def test_text_changes_pixels_inside_its_box_only(
