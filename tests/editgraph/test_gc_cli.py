@@ -8,6 +8,7 @@ from pathlib import Path
 from jobs.queue import ArqQueue
 from models.db import Database
 from models.store import MediaStore
+from resolvers import gc_runs
 from resolvers.users import Actor
 from tests.resolvers.test_gc import exports_on_disk, states
 
@@ -46,3 +47,21 @@ async def test_the_cli_runs_the_same_gc(
     assert "deleted 2 export(s)" in deleted.stdout
     assert await states(db) == {1: "deleted", 2: "deleted", 3: "none"}
     assert gc_cli(db, store, "restore", "1").returncode == 1
+
+
+async def test_the_cli_waits_its_turn_and_honours_keep_latest(
+    db: Database, queue: ArqQueue, store: MediaStore, alice: Actor, media: dict[str, Path]
+) -> None:
+    await exports_on_disk(db, queue, store, alice, media["clip"], count=4)
+    # An admin's run over GraphQL holds the lock: the CLI says who, and changes nothing.
+    run = await gc_runs.acquire(db=db, action="archive", actor=None, holder="api (root)", params={})
+    busy = gc_cli(db, store, "full-cycle", "--yes", "--keep-latest", "2")
+    assert busy.returncode == 3
+    assert f"GC run {run.id} (api (root)) has been running since" in busy.stderr
+    assert await states(db) == {1: "none", 2: "none", 3: "none", 4: "none"}
+    await gc_runs.release(db, run.id or 0, gc_runs.Tally(), status=gc_runs.DONE)
+    # --keep-latest 2 keeps v3 and v4 out of the cycle (it used to be ignored).
+    done = gc_cli(db, store, "full-cycle", "--yes", "--keep-latest", "2", "--days-in-archive", "0")
+    assert done.returncode == 0, done.stderr
+    assert "marked 2, archived 2" in done.stdout
+    assert await states(db) == {1: "deleted", 2: "deleted", 3: "none", 4: "none"}

@@ -108,3 +108,28 @@ async def test_a_full_cycle_through_the_api_keeps_latest_and_pinned(
             {"p": pid},
         )
         assert again["requestExport"]["export"] == {"status": "QUEUED", "gcState": "NONE"}
+
+
+async def test_a_second_gc_run_is_refused_with_who_holds_the_lock(
+    api: Api, tokens: dict[str, str], db: Database
+) -> None:
+    from resolvers import gc_runs
+
+    run = await gc_runs.acquire(
+        db=db, action="archive", actor=None, holder="cli on host-a", params={}
+    )
+    for query in (
+        "mutation { gcMark { id } }",
+        "mutation { gcArchive { id } }",
+        "mutation { gcFullCycle(confirm: true) { id } }",
+    ):
+        body = await api.query(tokens["root"], query)
+        error = body["errors"][0]
+        assert error["extensions"]["code"] == "GC_BUSY", body
+        assert error["extensions"]["runId"] == run.id
+        assert error["extensions"]["holder"] == "cli on host-a"
+        assert "has been running since" in error["message"]
+    listed = await api.data(tokens["root"], "{ gcRuns { id action status holder } }")
+    assert listed["gcRuns"] == [
+        {"id": str(run.id), "action": "archive", "status": "RUNNING", "holder": "cli on host-a"}
+    ]
