@@ -164,6 +164,7 @@ class EditgraphGraphQL(GraphQL[Context, None]):
             caller=actor,
             long_lived=websocket,
             background=services.background,
+            op_limits=services.settings.op_limits(),
         )
 
     async def process_result(

@@ -7,6 +7,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from jobs.runtime import WorkerConfig
+from resolvers import ops
 
 DEFAULT_SECRET = "editgraph-development-secret-change-me"  # noqa: S105 (refused in production)
 GiB = 1024**3
@@ -62,6 +63,13 @@ class Settings(BaseSettings):
     gc_cron_mark: bool = False
     gc_days_old: int = Field(default=30, ge=0)
     gc_keep_latest: int = Field(default=1, ge=0)
+    # What one user's edits may cost: ops per batch and per version, the length and picture
+    # size of a version, and the memory of each render's ffmpeg (CPU time follows the timeout).
+    max_ops_per_batch: int = Field(default=100, ge=1)
+    max_ops_per_version: int = Field(default=1000, ge=1)
+    max_timeline_s: float = Field(default=4 * 3600.0, gt=0)
+    max_frame_pixels: int = Field(default=8192 * 4320, ge=256)
+    render_max_memory_mb: int = Field(default=4096, ge=256)
     # Faults: temp/ entries untouched this long are removed (crash leftovers); /healthz
     # warns "disk": "low" when the media root has less free space than this.
     temp_grace_s: float = Field(default=3600.0, gt=0)
@@ -90,6 +98,16 @@ class Settings(BaseSettings):
             temp_grace_s=self.temp_grace_s,
             export_crf=self.export_crf,
             export_x264_preset=self.export_x264_preset,
+            render_max_memory_mb=self.render_max_memory_mb,
+        )
+
+    def op_limits(self) -> ops.Limits:
+        """What a batch of ops may hold and what a version may become."""
+        return ops.Limits(
+            ops_per_batch=self.max_ops_per_batch,
+            ops_per_version=self.max_ops_per_version,
+            timeline_s=self.max_timeline_s,
+            frame_pixels=self.max_frame_pixels,
         )
 
     @property

@@ -26,6 +26,8 @@ class WorkerConfig:
     lease_s: float = 30.0
     export_crf: int = 20
     export_x264_preset: str = "medium"
+    # The address space each ffmpeg may use (RLIMIT_AS); its CPU time follows timeout_s.
+    render_max_memory_mb: int = 4096
     events_keep: int = 1000
     events_keep_s: int = 24 * 3600
     # The weekly GC report (a cron): when, with which rules, and whether it also marks.

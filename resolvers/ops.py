@@ -30,6 +30,20 @@ class Frame:
     duration: float
 
 
+@dataclass(frozen=True)
+class Limits:
+    """What one batch may hold and what a version may become (defaults: the settings')."""
+
+    ops_per_batch: int = 100
+    ops_per_version: int = 1000
+    timeline_s: float = 4 * 3600.0
+    # 8K DCI in either orientation: the largest standard frame.
+    frame_pixels: int = 8192 * 4320
+
+
+DEFAULT_LIMITS = Limits()
+
+
 class OpProblem(Exception):
     """An op that does not fit the frame it applies to."""
 
@@ -308,15 +322,69 @@ def parse(raw_ops: list[dict[str, Any]]) -> tuple[list[Op], list[OpError]]:
     return ops, errors
 
 
+def check_counts(*, batch: int, existing: int, limits: Limits) -> list[OpError]:
+    """A batch over the per-batch cap, or one that takes a version past its op cap."""
+    if batch > limits.ops_per_batch:
+        return [
+            OpError(
+                limits.ops_per_batch,
+                None,
+                f"a batch may hold at most {limits.ops_per_batch} ops; this one has {batch}",
+            )
+        ]
+    if existing + batch > limits.ops_per_version:
+        return [
+            OpError(
+                max(0, limits.ops_per_version - existing),
+                None,
+                f"a version may have at most {limits.ops_per_version} ops and this one has "
+                f"{existing} already; revert to an earlier version or start a new project",
+            )
+        ]
+    return []
+
+
+# The param that makes an op lengthen the timeline, named in the error when it goes too far.
+_LENGTHENS: dict[type[Op], str] = {Speed: "factor", Concat: "videoId"}
+
+
+def _bounded(op: Op, before: Frame, after: Frame, limits: Limits) -> None:
+    """``OpProblem`` if the op takes the version past what a version may become."""
+    if after.duration > limits.timeline_s + 1e-6 and after.duration > before.duration:
+        raise OpProblem(
+            _LENGTHENS.get(type(op)),
+            f"the video would last {_clock(after.duration)}, longer than the "
+            f"{_clock(limits.timeline_s)} a version may last",
+        )
+    pixels = after.width * after.height
+    # Only a crop makes the picture smaller: any other op on an oversized frame is refused.
+    if pixels > limits.frame_pixels and pixels >= before.width * before.height:
+        raise OpProblem(
+            None,
+            f"the picture is {after.width}x{after.height} ({pixels / 1e6:.1f} MP), more than "
+            f"the {limits.frame_pixels / 1e6:.1f} MP a version may have; crop it first",
+        )
+
+
+def _clock(seconds: float) -> str:
+    whole = int(seconds)
+    return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
+
+
 def check(
-    ops: list[Op], start: Frame, concat_durations: dict[str, float]
+    ops: list[Op],
+    start: Frame,
+    concat_durations: dict[str, float],
+    limits: Limits = DEFAULT_LIMITS,
 ) -> tuple[Frame, list[OpError]]:
     """Apply a new batch to the frame it edits, collecting each op that does not fit."""
     frame = start
     errors: list[OpError] = []
     for index, op in enumerate(ops):
         try:
-            frame = op.apply(frame, concat_durations)
+            after = op.apply(frame, concat_durations)
+            _bounded(op, frame, after, limits)
+            frame = after
         except OpProblem as problem:
             errors.append(OpError(index, problem.field, problem.message))
     return frame, errors

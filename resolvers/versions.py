@@ -47,9 +47,14 @@ async def append_ops(
     project_id: int,
     raw_ops: list[dict[str, Any]],
     expected_version: int | None,
+    limits: ops.Limits = ops.DEFAULT_LIMITS,
 ) -> tuple[Project, Version, Render]:
     """Append a batch of ops as one new version and queue its proxy; all of it, or none."""
-    parsed, errors = ops.parse(raw_ops)
+    # Counted before anything is parsed: ops sent as variables escape the query size limits.
+    errors = ops.check_counts(batch=len(raw_ops), existing=0, limits=limits)
+    parsed: list[ops.Op] = []
+    if not errors:
+        parsed, errors = ops.parse(raw_ops)
     if errors:
         await get_project(db=db, actor=actor, project_id=project_id)  # NotFound before InvalidOps
         raise InvalidOpsError(errors)
@@ -64,7 +69,10 @@ async def append_ops(
         base = await _version(session, project_id, parent)
         concat_ids = {o.video_id for o in parsed if isinstance(o, ops.Concat)}
         durations, refs = await _concat_videos(session, actor, concat_ids)
-        frame, problems = ops.check(parsed, _frame(base), durations)
+        existing = len(await effective_in(session, project_id, parent))
+        problems = ops.check_counts(batch=len(parsed), existing=existing, limits=limits)
+        frame, misfits = ops.check(parsed, _frame(base), durations, limits)
+        problems += misfits
         if problems:
             raise InvalidOpsError(problems)
         assert base is not None
@@ -226,13 +234,17 @@ async def effective_in(session: AsyncSession, project_id: int, number: int) -> l
         chain.append(cursor)
         cursor = parents.get(cursor)
     position = {n: i for i, n in enumerate(reversed(chain))}
-    rows = (
-        await session.exec(
-            select(EditOperation).where(
-                EditOperation.project_id == project_id, col(EditOperation.version).in_(chain)
+    rows: list[EditOperation] = []
+    # Reverts can make a chain of any length; a bounded IN list stays under driver limits.
+    for at in range(0, len(chain), 1000):
+        rows += (
+            await session.exec(
+                select(EditOperation).where(
+                    EditOperation.project_id == project_id,
+                    col(EditOperation.version).in_(chain[at : at + 1000]),
+                )
             )
-        )
-    ).all()
+        ).all()
     return sorted(rows, key=lambda r: (position[r.version], r.seq))
 
 

@@ -13,7 +13,7 @@ from strawberry.dataloader import DataLoader
 from models.db import Database
 from models.store import MediaStore
 from models.tables import Blob, EditOperation, Export, Project, Render, Video
-from resolvers import projects, renders, versions, videos
+from resolvers import ops, projects, renders, versions, videos
 from resolvers.events import EventSource, RenderEvent, SubscriptionLimit
 from resolvers.presets import Preset
 from resolvers.queue import JobQueue
@@ -118,6 +118,7 @@ class Context:
     long_lived: bool = False
     connection_params: dict[str, object] = field(default_factory=dict)
     background: Background = field(default_factory=Background)
+    op_limits: ops.Limits = ops.DEFAULT_LIMITS
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:

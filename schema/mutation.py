@@ -152,6 +152,7 @@ class Mutation(GcMutation):
                 project_id=ids.decode(project_id, "Project"),
                 raw_ops=[to_raw(op) for op in ops],
                 expected_version=expected_version,
+                limits=info.context.op_limits,
             )
         except NotFoundError as e:
             return NotFound.of(e)
