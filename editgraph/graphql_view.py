@@ -1,5 +1,6 @@
 """Strawberry's ASGI view, with our context, auth and streamed multipart uploads."""
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -104,10 +105,10 @@ class Services:
     background: Background = field(default_factory=Background)
 
     async def ping_redis(self) -> None:
-        """Raise unless Redis answers."""
+        """Raise unless Redis answers within a second (a hung Redis must not hang /healthz)."""
         if self.queue is None:
             raise ConnectionError("the job queue is not connected")
-        await self.queue.pool.ping()
+        await asyncio.wait_for(self.queue.pool.ping(), timeout=1.0)
 
 
 class EditgraphGraphQL(GraphQL[Context, None]):

@@ -83,6 +83,9 @@ async def test_edits_save_while_redis_hangs_and_the_reconciler_queues_their_rend
             "export": {"version": 6, "status": "QUEUED"},
         }
         history = (await saved(api, alice, HISTORY, {"id": pid}))["project"]
+        # A load balancer asking /healthz gets its answer, not a wait on the hung Redis.
+        health = await asyncio.wait_for(api.client.get("/healthz"), timeout=5)
+        assert health.status_code == 503 and health.json()["redis"].startswith("error")
     finally:
         os.kill(redis_pid, signal.SIGCONT)
     assert history["currentVersion"] == 6
