@@ -64,12 +64,15 @@ async def _make_mezzanine(rt: Runtime, video: Video, blob: Blob, target: Path) -
             edl.mezzanine_argv(source, temp),
             expected_duration=video.duration,
             timeout_s=rt.config.timeout_s,
+            max_memory_mb=rt.config.render_max_memory_mb,
             on_progress=keep_going,
         )
         if outcome.returncode < 0 and not outcome.timed_out:
             raise Transient("ffmpeg was stopped while making the 480p copy")
         if outcome.returncode != 0:
-            raise Permanent("the source could not be converted to its 480p working copy")
+            raise Permanent(
+                outcome.limit or "the source could not be converted to its 480p working copy"
+            )
         os.replace(temp, target)
     finally:
         temp.unlink(missing_ok=True)

@@ -211,6 +211,7 @@ async def _run(
             plan.argv,
             expected_duration=plan.duration,
             timeout_s=rt.config.timeout_s,
+            max_memory_mb=rt.config.render_max_memory_mb,
             on_progress=on_progress,
         )
     finally:
@@ -223,6 +224,8 @@ async def _run(
         return "cancelled"
     if outcome.timed_out:
         raise Permanent(f"the render took longer than {rt.config.timeout_s:g} s and was stopped")
+    if outcome.limit is not None:
+        raise Permanent(outcome.limit)  # the same edit would hit the same limit again
     if outcome.returncode < 0:
         raise Transient(f"ffmpeg was stopped by signal {-outcome.returncode}")
     if outcome.returncode != 0 and out_of_space(outcome.stderr):

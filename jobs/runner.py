@@ -1,15 +1,42 @@
-"""Run ffmpeg as an asyncio child: progress from ``-progress pipe:1``, cancel, timeout, cleanup."""
+"""Run ffmpeg as an asyncio child: progress, cancel, timeout, memory and CPU limits, cleanup."""
 
 import asyncio
 import collections
 import contextlib
 import ctypes
+import errno
+import math
+import os
+import resource
 import signal
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 TICK_S = 0.5
+# Measured peaks of address space (x264 at 8 threads, 2 to 17 decoder threads): a proxy
+# 0.5-1.4 GB, a 1080p export 1.0-2.1 GB; 4K exports need up to 5.2 GB and 8K 7-12 GB.
+DEFAULT_MAX_MEMORY_MB = 4096
+MEMORY_SETTING = "EDITGRAPH_RENDER_MAX_MEMORY_MB"
+# CPU seconds beyond every core busy for the whole timeout: the CPU limit is a backstop for
+# an ffmpeg whose worker cannot stop it, never stricter than the timeout itself.
+CPU_GRACE_S = 5
+# How ffmpeg and its libraries report an allocation the limit refused. x264 reports a refused
+# allocation or thread stack only as an encoder that would not open; our own argv is valid.
+_NO_MEMORY = (
+    "cannot allocate memory",
+    "out of memory",
+    "malloc",
+    "bad_alloc",
+    "failed to map segment",
+    "get_buffer() failed",
+    "error while opening encoder",
+)
+_CRASHES = {-signal.SIGSEGV, -signal.SIGABRT, -signal.SIGBUS}
+# ffmpeg exits 255 when a signal stops it (SIGXCPU as SIGTERM), 123 when several do. It runs
+# in a session of its own and we only ever SIGKILL it, so those codes mean its CPU limit.
+_STOPPED = {255, 123, -signal.SIGXCPU}
 
 
 def die_with_parent() -> None:
@@ -19,14 +46,49 @@ def die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
+def cpu_limit_s(timeout_s: float) -> int:
+    """The CPU time an ffmpeg may use: all cores busy for the whole timeout, and a little."""
+    return math.ceil(timeout_s * (os.cpu_count() or 1)) + CPU_GRACE_S
+
+
+def _capped(wanted: int, which: int) -> int:
+    """``wanted``, or less if the worker itself runs under a lower hard limit."""
+    hard = resource.getrlimit(which)[1]
+    return wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+
+
+def _limited(memory_bytes: int, cpu_s: int) -> Callable[[], None]:
+    """What the child runs before exec: die with the worker, and its resource limits."""
+
+    def apply() -> None:
+        die_with_parent()
+        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+        # SIGXCPU at the soft limit (ffmpeg stops cleanly), SIGKILL at the hard one.
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + CPU_GRACE_S))
+
+    return apply
+
+
+def _address_space(pid: int) -> int:
+    """The child's peak address space in bytes so far (0 once it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmPeak:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
 @dataclass(frozen=True)
 class Outcome:
-    """How an ffmpeg run ended."""
+    """How an ffmpeg run ended; ``limit`` says which resource limit stopped it, for a person."""
 
     returncode: int
     stderr: str
     cancelled: bool = False
     timed_out: bool = False
+    limit: str | None = None
 
 
 async def run_ffmpeg(
@@ -35,16 +97,32 @@ async def run_ffmpeg(
     expected_duration: float,
     timeout_s: float,
     on_progress: Callable[[float], Awaitable[bool]],
+    max_memory_mb: int = DEFAULT_MAX_MEMORY_MB,
+    max_cpu_s: int | None = None,
 ) -> Outcome:
-    """Run ``argv``; ``on_progress(fraction)`` is called every tick and returns False to cancel."""
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        preexec_fn=die_with_parent,
-    )
+    """Run ``argv`` under a memory limit and a CPU-time limit (default: from ``timeout_s``);
+    ``on_progress(fraction)`` is called every tick and returns False to cancel."""
+    memory = _capped(max_memory_mb * 1024 * 1024, resource.RLIMIT_AS)
+    cpu_s = _capped(max_cpu_s or cpu_limit_s(timeout_s), resource.RLIMIT_CPU)
+    memory_hit = f"the render needed more memory than {MEMORY_SETTING} allows ({max_memory_mb} MB)"
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            preexec_fn=_limited(memory, cpu_s),
+            # A Ctrl-C meant for the worker reaches ffmpeg through the worker, which kills it.
+            start_new_session=True,
+            # glibc reserves 64 MB of address space per thread arena; RLIMIT_AS counts it.
+            env={**os.environ, "MALLOC_ARENA_MAX": "2"},
+        )
+    except OSError as exc:
+        if exc.errno != errno.ENOMEM:
+            raise
+        return Outcome(returncode=127, stderr=str(exc), limit=memory_hit)
     progress = 0.0
+    peak = 0
     tail: collections.deque[str] = collections.deque(maxlen=20)
     cancelled = False
 
@@ -64,9 +142,10 @@ async def run_ffmpeg(
             tail.append(raw.decode(errors="replace").rstrip())
 
     async def watch() -> None:
-        nonlocal cancelled
+        nonlocal cancelled, peak
         while proc.returncode is None:
             await asyncio.sleep(TICK_S)
+            peak = max(peak, _address_space(proc.pid))
             if proc.returncode is None and not await on_progress(progress):
                 cancelled = True
                 proc.kill()
@@ -89,4 +168,18 @@ async def run_ffmpeg(
         for task in (*readers, watcher):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-    return Outcome(returncode=returncode, stderr="\n".join(tail), cancelled=cancelled)
+    stderr = "\n".join(tail)
+    limit = None
+    if returncode != 0 and not cancelled:
+        if returncode in _STOPPED:
+            limit = (
+                f"the render used more than {cpu_s} s of CPU time (the limit that follows "
+                "EDITGRAPH_RENDER_TIMEOUT_S)"
+            )
+        elif (
+            (returncode in _CRASHES and peak >= memory * 0.5)
+            or peak >= memory * 0.9
+            or any(sign in stderr.lower() for sign in _NO_MEMORY)
+        ):
+            limit = memory_hit
+    return Outcome(returncode=returncode, stderr=stderr, cancelled=cancelled, limit=limit)
