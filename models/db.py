@@ -1,6 +1,8 @@
 """The database: one async engine, read sessions and serialized write transactions."""
 
+import asyncio
 import json
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -48,7 +50,15 @@ class Database:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
         """One transaction: committed when the block ends, rolled back if it raises."""
-        async with self._writer() as session, session.begin():
+        if not self.is_sqlite:
+            async with self._writer() as session, session.begin():
+                yield session
+            return
+        # SQLite has one writer at a time, and a writer that finds the lock taken polls
+        # with growing sleeps: a steady stream of short writes (a GC in batches) starves
+        # it. Writers of this process take turns first, in order, without holding a
+        # pooled connection while they wait; other processes still meet the busy timeout.
+        async with _writer_turn(self.url), self._writer() as session, session.begin():
             yield session
 
     async def ping(self) -> None:
@@ -59,6 +69,17 @@ class Database:
     async def dispose(self) -> None:
         """Close every pooled connection."""
         await self.engine.dispose()
+
+
+_TURNS: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _writer_turn(url: str) -> asyncio.Lock:
+    """The queue of this event loop's writers to one SQLite file (FIFO, as asyncio locks are)."""
+    turns = _TURNS.setdefault(asyncio.get_running_loop(), {})
+    return turns.setdefault(url, asyncio.Lock())
 
 
 def _tune_sqlite(engine: AsyncEngine) -> None:
