@@ -123,6 +123,7 @@ class EditgraphGraphQL(GraphQL[Context, None]):
             max_aliases=settings.max_query_aliases,
             max_tokens=settings.max_query_tokens,
             max_field_comparisons=settings.max_field_comparisons,
+            max_variable_values=settings.max_variable_values,
             anonymous_introspection=settings.graphiql_enabled,
         )
         super().__init__(

@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     max_query_tokens: int = Field(default=2000, ge=10)
     max_batch_operations: int = Field(default=5, ge=1)
     max_field_comparisons: int = Field(default=5000, ge=0)  # validation work per document
+    max_variable_values: int = Field(default=5000, ge=100)  # list items and fields in variables
     max_json_bytes: int = Field(default=1024 * 1024, ge=1024)  # every non-upload body
     token_ttl_days: int | None = Field(default=None, ge=1)  # unset: tokens never expire
     allowed_origins: list[str] = Field(default_factory=list)

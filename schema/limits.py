@@ -47,6 +47,24 @@ class QueryLimits:
     max_field_comparisons: int = 5000
     # Where GraphiQL is served, it may load the schema before the Headers tab has a token.
     anonymous_introspection: bool = False
+    # Values in the variables (every list item and object field counts): turning a huge
+    # ops list into inputs costs event-loop time before any resolver could refuse it.
+    max_variable_values: int = 5000
+
+
+def variable_values_over(variables: object, limit: int) -> bool:
+    """Whether ``variables`` hold more than ``limit`` values (stops counting past it)."""
+    pending, seen = [variables], 0
+    while pending:
+        value = pending.pop()
+        seen += 1
+        if seen > limit:
+            return True
+        if isinstance(value, dict):
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return False
 
 
 def _measure(
@@ -174,6 +192,12 @@ def limits_extension(limits: QueryLimits) -> type[SchemaExtension]:
                 if not limits.anonymous_introspection:
                     raise sign_in()  # before graphql-core parses anything
                 tokens = min(tokens, ANONYMOUS_MAX_TOKENS)
+            if variable_values_over(context.variables, limits.max_variable_values):
+                raise GraphQLError(
+                    f"the variables hold more than {limits.max_variable_values} values; "
+                    "send fewer (an appendOps batch takes at most EDITGRAPH_MAX_OPS_PER_BATCH ops)",
+                    extensions=TOO_COMPLEX,
+                )
             context.parse_options["max_tokens"] = tokens
             context.validation_rules = (
                 *(

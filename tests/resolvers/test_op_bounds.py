@@ -225,6 +225,21 @@ async def test_ops_sent_as_variables_meet_the_batch_cap(
     assert project["project"]["currentVersion"] == 0
 
 
+async def test_a_huge_ops_list_is_refused_before_its_inputs_are_built(
+    api: Api, tokens: dict[str, str], media: dict[str, Path]
+) -> None:
+    alice = tokens["alice"]
+    pid = await new_project_over_api(api, alice, media["clip"])
+    # 20,000 ops fit in the JSON body cap; building 20,000 inputs would stall the server.
+    body = await api.query(alice, APPEND, {"p": pid, "ops": [{"mute": True}] * 20_000})
+    assert body["errors"][0]["extensions"]["code"] == "QUERY_TOO_COMPLEX"
+    assert "more than 5000 values" in body["errors"][0]["message"]
+    project = await api.data(
+        alice, "query($id: ID!) { project(id: $id) { currentVersion } }", {"id": pid}
+    )
+    assert project["project"]["currentVersion"] == 0
+
+
 async def test_the_settings_set_the_limits(
     settings: Settings, db: Database, tokens: dict[str, str], media: dict[str, Path]
 ) -> None:
