@@ -2,7 +2,6 @@
 
 import logging
 import os
-import secrets
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ from jobs import edl
 from jobs.errors import Permanent, Transient
 from jobs.runner import run_ffmpeg
 from jobs.runtime import Runtime
+from models import keys
 from models.tables import Blob, Video
 
 log = logging.getLogger(__name__)
@@ -49,11 +49,11 @@ def source_of(rt: Runtime, video: Video, blob: Blob) -> edl.Source:
 
 def mezzanine_key(blob: Blob) -> str:
     """Where a source's 480p copy lives, next to the original."""
-    return f"videos/{blob.sha256}_480p.mp4"
+    return keys.mezzanine(blob.sha256)
 
 
 async def _make_mezzanine(rt: Runtime, video: Video, blob: Blob, target: Path) -> None:
-    temp = rt.store.path(f"temp/mezzanine-{blob.sha256[:16]}-{secrets.token_hex(6)}.mp4")
+    temp = rt.store.path(keys.mezzanine_temp(blob.sha256))
     source = source_of(rt, video, blob)
 
     async def keep_going(_: float) -> bool:

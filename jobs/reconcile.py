@@ -2,7 +2,6 @@
 
 import asyncio
 import logging
-import re
 from typing import Any
 
 from arq.constants import in_progress_key_prefix, result_key_prefix
@@ -12,6 +11,7 @@ from sqlmodel import col, select
 
 from jobs.queue import ArqQueue, deserialize
 from jobs.runtime import Runtime
+from models import keys
 from models.db import Database
 from models.store import MediaStore
 from models.tables import Render, utcnow
@@ -20,8 +20,6 @@ from resolvers.renders import Status
 
 log = logging.getLogger(__name__)
 LIVE = (JobStatus.queued, JobStatus.deferred, JobStatus.in_progress)
-# A render's files in temp/: render-{id}-{attempt}.mp4 and its work folder render-{id}-{attempt}.d
-RENDER_TEMP = re.compile(r"render-(\d+)-(\d+)(?:\.|$)")
 
 
 async def reconcile(ctx: dict[str, Any]) -> int:
@@ -81,8 +79,7 @@ async def clean_temp(*, db: Database, store: MediaStore, grace_s: float) -> int:
         )
 
     def live(name: str) -> bool:
-        match = RENDER_TEMP.match(name)
-        return match is not None and (int(match[1]), int(match[2])) in running
+        return keys.render_of_temp(name) in running
 
     removed, freed = await asyncio.to_thread(store.clean_temp, grace_s=grace_s, live=live)
     if removed:

@@ -19,6 +19,7 @@ from jobs.errors import Permanent, StorageFull, Transient, out_of_space
 from jobs.mezzanine import ensure_mezzanine, source_of
 from jobs.runner import run_ffmpeg
 from jobs.runtime import Runtime
+from models import keys
 from models.store import is_storage_full
 from models.tables import Blob, Export, Project, Render, Version, Video, utcnow
 from resolvers import ids, ops, renders, versions
@@ -152,13 +153,13 @@ async def _produce(rt: Runtime, render: Render) -> str:
         others = await _concat_rows(session, op_list)
     final_key = renders.output_key(render.kind, render.project_id, render.version)
     final = rt.store.path(final_key)
-    for stale in rt.store.path("temp").glob(f"render-{render.id}-*"):
+    for stale in rt.store.path("temp").glob(keys.render_temp_prefix(render.id) + "*"):
         # Left by an attempt whose worker died mid-render.
         if stale.is_dir():
             shutil.rmtree(stale, ignore_errors=True)
         else:
             stale.unlink(missing_ok=True)
-    temp = rt.store.path(f"temp/render-{render.id}-{render.attempts}.mp4")
+    temp = rt.store.path(keys.render_temp(render.id, render.attempts, ".mp4"))
     try:
         if donor is not None and donor.output_key and rt.store.path(donor.output_key).exists():
             # Same source, same effective ops, same preset: the file already exists.
@@ -189,7 +190,7 @@ async def _run(
 ) -> str:
     source = await _source(rt, video, blob, preset)
     concat = {k: await _source(rt, v, b, preset) for k, (v, b) in others.items()}
-    workdir = rt.store.path(f"temp/render-{render.id}-{render.attempts}.d")
+    workdir = rt.store.path(keys.render_temp(render.id or 0, render.attempts, ".d"))
     workdir.mkdir(parents=True, exist_ok=True)
     plan = edl.compile_edl(
         op_list=op_list,

@@ -4,7 +4,6 @@ import contextlib
 import errno
 import hashlib
 import os
-import secrets
 import shutil
 import time
 from collections.abc import Callable
@@ -12,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-AREAS = ("videos", "proxy", "export", "archive", "temp")
+from models.keys import AREAS, upload_temp
+
 # The errors a full disk (or a full quota) raises.
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
@@ -116,7 +116,7 @@ class MediaStore:
 
     def stage(self, filename: str, *, max_bytes: int) -> StagingFile:
         """Open a new uniquely named file under ``temp/`` for an incoming upload."""
-        path = self.root / "temp" / f"upload-{secrets.token_hex(12)}.part"
+        path = self.path(upload_temp())
         return StagingFile(path, filename, max_bytes)
 
     def adopt(self, staged: StagedFile, key: str) -> None:

@@ -21,8 +21,9 @@ from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from models import keys
 from models.db import Database
-from models.store import AREAS, MediaStore
+from models.store import MediaStore
 from models.tables import (
     Blob,
     EditOperation,
@@ -421,8 +422,8 @@ async def _delete_blobs(
         freed += blob.bytes
         # Move the bytes aside first: an upload of the same bytes may have re-referenced them
         # in the meantime (it commits its row before placing its file); then they go back.
-        keys = [blob.key, f"videos/{blob.sha256}_480p.mp4"]  # the original and its 480p copy
-        aside = {k: store.path(f"temp/gc-{secrets.token_hex(6)}") for k in keys}
+        names = [blob.key, keys.mezzanine(blob.sha256)]  # the original and its 480p copy
+        aside = {k: store.path(keys.aside_temp()) for k in names}
         for key, temp in aside.items():
             with contextlib.suppress(FileNotFoundError):
                 os.replace(store.path(key), temp)
@@ -557,7 +558,7 @@ async def unused_videos(*, db: Database) -> list[Video]:
 def storage_usage(store: MediaStore) -> dict[str, tuple[int, int]]:
     """Bytes and files per area of the media root."""
     usage: dict[str, tuple[int, int]] = {}
-    for area in AREAS:
+    for area in keys.AREAS:
         files = [p for p in store.path(area).rglob("*") if p.is_file()]
         usage[area] = (sum(p.stat().st_size for p in files), len(files))
     return usage

@@ -10,7 +10,6 @@ snapshot. A crash between the two leaves ``files_pending`` set, and ``converge``
 import asyncio
 import logging
 import os
-import secrets
 import shutil
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -18,6 +17,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import Select
 
+from models import keys
 from models.db import Database
 from models.store import MediaStore
 from models.tables import Export, Project, Render
@@ -32,7 +32,8 @@ BATCH = 200
 
 def archive_key(export: Export) -> str:
     """Where an archived export lives, in the seed's layout."""
-    return f"archive/{export.id}_v{export.version}_final.mp4"
+    assert export.id is not None
+    return keys.archive(export.id, export.version)
 
 
 def locked(ids: Sequence[int]) -> Select[Export, Render, Project]:
@@ -69,7 +70,7 @@ def _ensure(store: MediaStore, source_key: str, target_key: str) -> None:
     except FileExistsError:
         return
     except OSError:
-        temp = store.path(f"temp/gc-{secrets.token_hex(6)}")
+        temp = store.path(keys.aside_temp())
         shutil.copyfile(source, temp)  # streamed, never the whole file in memory
         os.replace(temp, target)
 

@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from models import keys
 from models.db import Database
 from models.tables import Blob, Export, Project, Render, Version, Video, utcnow
 from resolvers.errors import NotFoundError
@@ -42,9 +43,7 @@ def job_id(kind: str, project_id: int, version: int) -> str:
 
 def output_key(kind: str, project_id: int, version: int) -> str:
     """Where the finished file lives, in the seed's layout."""
-    if kind == PROXY:
-        return f"proxy/{project_id}/v{version}_proxy.mp4"
-    return f"export/{project_id}/v{version}_final.mp4"
+    return keys.render_output(kind, project_id, version)
 
 
 def content_key(source_sha256: str, ops_hash: str, preset: Preset) -> str:

@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from models import keys
 from models.db import Database
 from models.store import MediaStore, StagedFile
 from models.tables import Blob, EditOperation, Project, Video, utcnow
@@ -45,7 +46,7 @@ async def upload_video(
     except InvalidMediaError:
         staged.path.unlink(missing_ok=True)
         raise
-    key = f"videos/{staged.sha256}.{info.extension}"
+    key = keys.source(staged.sha256, info.extension)
     for _ in range(3):
         try:
             video, deduplicated = await _record_upload(db, actor, staged, key, info)

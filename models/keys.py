@@ -1,0 +1,67 @@
+"""Where every file lives: the one place that builds media keys, in the seed's layout.
+
+A key is a path relative to the media root (``MediaStore.path`` turns it into a file). No
+other module writes ``videos/…``, ``proxy/…``, ``export/…``, ``archive/…`` or ``temp/…``: a
+storage backend swapped under ``MediaStore`` then only has to agree with this module.
+"""
+
+import re
+import secrets
+
+AREAS = ("videos", "proxy", "export", "archive", "temp")
+PROXY, EXPORT = "proxy", "export"
+# A render's files in temp/: render-{id}-{attempt}.mp4 and its work folder render-{id}-{attempt}.d
+_RENDER_TEMP = re.compile(r"render-(\d+)-(\d+)(?:\.|$)")
+
+
+def source(sha256: str, extension: str) -> str:
+    """An uploaded original, stored once per SHA-256."""
+    return f"videos/{sha256}.{extension}"
+
+
+def mezzanine(sha256: str) -> str:
+    """A source's normalized 480p copy, next to the original."""
+    return f"videos/{sha256}_480p.mp4"
+
+
+def render_output(kind: str, project_id: int, version: int) -> str:
+    """A finished proxy or export of one version."""
+    if kind == PROXY:
+        return f"proxy/{project_id}/v{version}_proxy.mp4"
+    return f"export/{project_id}/v{version}_final.mp4"
+
+
+def archive(export_id: int, version: int) -> str:
+    """An archived export."""
+    return f"archive/{export_id}_v{version}_final.mp4"
+
+
+def upload_temp() -> str:
+    """A new, unique name for an upload being streamed in."""
+    return f"temp/upload-{secrets.token_hex(12)}.part"
+
+
+def render_temp(render_id: int, attempt: int, suffix: str) -> str:
+    """The file (``.mp4``) or work folder (``.d``) of one attempt at a render."""
+    return f"temp/render-{render_id}-{attempt}{suffix}"
+
+
+def render_temp_prefix(render_id: int) -> str:
+    """What every attempt's temp entries of a render start with (a glob under temp/)."""
+    return f"render-{render_id}-"
+
+
+def render_of_temp(name: str) -> tuple[int, int] | None:
+    """(render id, attempt) of a render's temp entry, or None for anything else."""
+    found = _RENDER_TEMP.match(name)
+    return (int(found.group(1)), int(found.group(2))) if found else None
+
+
+def mezzanine_temp(sha256: str) -> str:
+    """A 480p copy being made."""
+    return f"temp/mezzanine-{sha256[:16]}-{secrets.token_hex(6)}.mp4"
+
+
+def aside_temp() -> str:
+    """Where the GC parks a file for a moment (a copy across filesystems, bytes set aside)."""
+    return f"temp/gc-{secrets.token_hex(6)}"
