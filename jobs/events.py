@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from models import redis_keys
 from models.tables import Export, Render
 from resolvers import events
 
@@ -16,17 +17,9 @@ redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('PUBLISH', KEYS[2], id .. '|' .. ARGV[2])
 return id
 """
-CHANNEL_PATTERN = "editgraph:events:*"
-
-
-def channel(project_id: int) -> str:
-    """The pub/sub channel of one project's events."""
-    return f"editgraph:events:{project_id}"
-
-
-def stream(project_id: int) -> str:
-    """The capped stream that keeps one project's recent events for replay."""
-    return f"editgraph:stream:{project_id}"
+CHANNEL_PATTERN = redis_keys.EVENTS_PATTERN
+channel = redis_keys.events_channel
+stream = redis_keys.events_stream
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from jobs import edl
 from jobs.errors import Permanent, Transient
 from jobs.runner import run_ffmpeg
 from jobs.runtime import Runtime
-from models import keys
+from models import keys, redis_keys
 from models.tables import Blob, Video
 
 log = logging.getLogger(__name__)
@@ -24,7 +24,7 @@ async def ensure_mezzanine(rt: Runtime, video: Video, blob: Blob) -> Path:
     if target.exists():
         return target
     lock = rt.redis.lock(
-        f"editgraph:lock:mezzanine:{blob.sha256}",
+        redis_keys.mezzanine_lock(blob.sha256),
         timeout=rt.config.timeout_s + 30,
         blocking_timeout=rt.config.timeout_s + 30,
     )

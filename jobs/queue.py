@@ -13,6 +13,7 @@ from redis.asyncio import ConnectionPool
 from redis.exceptions import RedisError
 
 from jobs.events import EventLog
+from models import redis_keys
 from models.tables import Render
 from resolvers.errors import RateLimitedError
 
@@ -83,7 +84,7 @@ class ArqQueue:
             return
         now = time.time()
         window = int(now // self.window_s)
-        key = f"editgraph:rate:{kind}:{user_id}:{window}"
+        key = redis_keys.rate_window(kind, user_id, window)
 
         async def count() -> Any:
             async with self.pool.pipeline(transaction=True) as pipe:

@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models import keys
+from models import keys, redis_keys
 from models.db import Database
 from models.tables import Blob, Export, Project, Render, Version, Video, utcnow
 from resolvers.errors import NotFoundError
@@ -38,7 +38,7 @@ ACTIVE = (Status.QUEUED, Status.RUNNING)
 
 def job_id(kind: str, project_id: int, version: int) -> str:
     """Deterministic, so a second enqueue of the same work collapses into the first."""
-    return f"{kind}:{project_id}:{version}"
+    return redis_keys.render_job(kind, project_id, version)
 
 
 def output_key(kind: str, project_id: int, version: int) -> str:

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models import keys
+from models import keys, redis_keys
 from models.db import Database
 from models.store import MediaStore, StagedFile
 from models.tables import Blob, EditOperation, Project, Video, utcnow
@@ -58,7 +58,7 @@ async def upload_video(
         # unreferenced blob of the same bytes at this moment puts its file back (gc.py).
         store.adopt(staged, key)
         # The 480p working copy is made now, so the first proxy does not wait for it.
-        await deliver(queue, f"mezzanine:{video.blob_id}", "mezzanine", video.blob_id)
+        await deliver(queue, redis_keys.mezzanine_job(video.blob_id), "mezzanine", video.blob_id)
         return video, deduplicated
     raise RuntimeError("upload kept conflicting with concurrent uploads")
 

@@ -9,6 +9,7 @@ import pytest
 
 from editgraph.media import MediaSigner
 from editgraph.redis_embed import EmbeddedRedis
+from models import redis_keys
 from resolvers import events, ids
 from tests.conftest import Api
 from tests.e2e.rendering import ffmpeg_children, no_ffmpeg_left, project, until, worker_process
@@ -260,7 +261,7 @@ async def test_worker_killed_mid_render_finishes_exactly_once_after_restart(
     assert list((root / "temp").iterdir()) == []
     # Exactly one "export complete" for it, however many attempts it took.
     client = redis_server_client(redis_server)
-    entries = await client.xrange(f"editgraph:stream:{ids.decode(pid, 'Project')}")
+    entries = await client.xrange(redis_keys.events_stream(ids.decode(pid, "Project")))
     await client.aclose()
     kinds = [events.decode(i.decode(), e[b"e"]).kind for i, e in entries]
     completes = [k for k in kinds if k == "export_complete"]

@@ -20,6 +20,7 @@ from bench.common import serve
 from editgraph.app import create_app
 from editgraph.redis_embed import EmbeddedRedis, free_port
 from jobs.bus import EventBus
+from models import redis_keys
 from models.db import Database
 from resolvers import ids
 from tests.conftest import Api
@@ -156,7 +157,7 @@ async def test_render_events_replay_what_was_missed_once_and_in_order(
     # Exactly what the project's event stream holds after the cursor, no more, no less.
     redis = Redis.from_url(redis_server.url)
     stored = await redis.xrange(
-        f"editgraph:stream:{ids.decode(pid, 'Project')}", min=f"({resume_from}"
+        redis_keys.events_stream(ids.decode(pid, "Project")), min=f"({resume_from}"
     )
     await redis.aclose()
     assert cursors == [entry_id.decode() for entry_id, _ in stored][: len(cursors)]
