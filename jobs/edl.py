@@ -102,7 +102,7 @@ def compile_edl(
     op_list: list[ops.Op],
     source: Source,
     source_frame: ops.Frame,
-    concat_sources: dict[str, Source],
+    concat_sources: dict[int, Source],
     preset: Preset,
     output: Path,
     workdir: Path,
@@ -140,7 +140,7 @@ def _apply(
     video: fg.Stream,
     audio: fg.Stream | None,
     state: _State,
-    concat_sources: dict[str, Source],
+    concat_sources: dict[int, Source],
     workdir: Path,
     text_files: dict[Path, str],
 ) -> tuple[fg.Stream, fg.Stream | None]:

@@ -22,7 +22,7 @@ from jobs.runtime import Runtime
 from models import keys
 from models.store import is_storage_full
 from models.tables import Blob, Export, Project, Render, Version, Video, utcnow
-from resolvers import ids, ops, renders, versions
+from resolvers import ops, renders, versions
 from resolvers.presets import PROXY, Preset
 from resolvers.probe import probe
 from resolvers.renders import Status
@@ -185,7 +185,7 @@ async def _run(
     blob: Blob,
     version: Version,
     op_list: list[ops.Op],
-    others: dict[str, tuple[Video, Blob]],
+    others: dict[int, tuple[Video, Blob]],
     temp: Path,
 ) -> str:
     source = await _source(rt, video, blob, preset)
@@ -246,11 +246,11 @@ async def _source(rt: Runtime, video: Video, blob: Blob, preset: Preset) -> edl.
     return dataclasses.replace(original, path=path, demuxer="mov", width=width, height=height)
 
 
-async def _concat_rows(session: Any, op_list: list[ops.Op]) -> dict[str, tuple[Video, Blob]]:
-    found: dict[str, tuple[Video, Blob]] = {}
+async def _concat_rows(session: Any, op_list: list[ops.Op]) -> dict[int, tuple[Video, Blob]]:
+    found: dict[int, tuple[Video, Blob]] = {}
     for op in op_list:
         if isinstance(op, ops.Concat) and op.video_id not in found:
-            video = await session.get(Video, ids.decode(op.video_id, "Video"))
+            video = await session.get(Video, op.video_id)
             if video is None:
                 raise Permanent("a video this edit appends no longer exists")
             blob = await session.get(Blob, video.blob_id)

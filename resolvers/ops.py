@@ -3,22 +3,28 @@
 import hashlib
 import re
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
 
 from models.db import canonical_json
+from resolvers import ids
 from resolvers.errors import OpError
 
 COLOR = re.compile(r"^(#[0-9a-fA-F]{6}|[a-z]{3,20})$")
+# Validation context of params as a client sent them: rows are named by public ids.
+SENT = {"sent": True}
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,37 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 
 
+@dataclass(frozen=True)
+class RowRef:
+    """Marks a param that names a row: stored as the row's key (history must not depend on
+    how the API spells ids), sent and shown as its public id."""
+
+    kind: str
+
+
+def _row_key(kind: str) -> BeforeValidator:
+    def key_of(value: object, info: ValidationInfo) -> object:
+        if not (isinstance(info.context, dict) and info.context.get("sent")):
+            return value  # stored params hold the key itself
+        if not isinstance(value, str) or len(value) > 100:
+            raise ValueError(f"give the id of one of your {kind.lower()}s (a string)")
+        decoded = ids.decode_any(value)
+        if decoded is None or decoded[0] != kind:
+            raise ValueError(f"{kind.lower()} {value} was not found")
+        return decoded[1]
+
+    return BeforeValidator(key_of)
+
+
+VideoRef = Annotated[
+    int,
+    RowRef("Video"),
+    _row_key("Video"),
+    WithJsonSchema({"maxLength": 100, "minLength": 1, "type": "string"}),
+    Field(ge=1),
+]
+
+
 class OpProblem(Exception):
     """An op that does not fit the frame it applies to."""
 
@@ -62,7 +99,7 @@ class Op(BaseModel):
     type: ClassVar[str]
     description: ClassVar[str]
 
-    def apply(self, frame: Frame, concat_durations: dict[str, float]) -> Frame:
+    def apply(self, frame: Frame, concat_durations: dict[int, float]) -> Frame:
         """The frame after this op; ``OpProblem`` if the op does not fit."""
         return frame
 
@@ -79,7 +116,7 @@ class Trim(Op):
             raise ValueError("end must be after start")
         return self
 
-    def apply(self, frame: Frame, concat_durations: dict[str, float]) -> Frame:
+    def apply(self, frame: Frame, concat_durations: dict[int, float]) -> Frame:
         if self.end > frame.duration + 1e-6:
             raise OpProblem(
                 "end", f"end {self.end:g} s is past the end of the video ({frame.duration:g} s)"
@@ -92,7 +129,7 @@ class Speed(Op):
     description = "Play faster or slower, audio included (factor 0.25 to 4)."
     factor: float = Field(ge=0.25, le=4)
 
-    def apply(self, frame: Frame, concat_durations: dict[str, float]) -> Frame:
+    def apply(self, frame: Frame, concat_durations: dict[int, float]) -> Frame:
         return replace(frame, duration=frame.duration / self.factor)
 
 
@@ -104,7 +141,7 @@ class Crop(Op):
     width: int = Field(ge=2)
     height: int = Field(ge=2)
 
-    def apply(self, frame: Frame, concat_durations: dict[str, float]) -> Frame:
+    def apply(self, frame: Frame, concat_durations: dict[int, float]) -> Frame:
         if self.x + self.width > frame.width:
             raise OpProblem(
                 "width", f"x + width = {self.x + self.width} is outside the {frame.width} px frame"
@@ -122,7 +159,7 @@ class Rotate(Op):
     description = "Rotate clockwise by 90, 180 or 270 degrees."
     degrees: Literal[90, 180, 270]
 
-    def apply(self, frame: Frame, concat_durations: dict[str, float]) -> Frame:
+    def apply(self, frame: Frame, concat_durations: dict[int, float]) -> Frame:
         if self.degrees == 180:
             return frame
         return replace(frame, width=frame.height, height=frame.width)
@@ -188,7 +225,7 @@ class Fade(Op):
             raise ValueError("give inSeconds or outSeconds")
         return self
 
-    def apply(self, frame: Frame, concat_durations: dict[str, float]) -> Frame:
+    def apply(self, frame: Frame, concat_durations: dict[int, float]) -> Frame:
         if self.in_seconds + self.out_seconds > frame.duration + 1e-6:
             raise OpProblem(
                 "outSeconds",
@@ -228,7 +265,7 @@ class Text(Op):
             raise ValueError("end must be after start")
         return self
 
-    def apply(self, frame: Frame, concat_durations: dict[str, float]) -> Frame:
+    def apply(self, frame: Frame, concat_durations: dict[int, float]) -> Frame:
         if self.x >= frame.width or self.y >= frame.height:
             raise OpProblem(
                 "x" if self.x >= frame.width else "y",
@@ -244,12 +281,12 @@ class Text(Op):
 class Concat(Op):
     type = "concat"
     description = "Append another of your videos at the end (scaled to this frame)."
-    video_id: str = Field(min_length=1, max_length=100)
+    video_id: VideoRef
 
-    def apply(self, frame: Frame, concat_durations: dict[str, float]) -> Frame:
+    def apply(self, frame: Frame, concat_durations: dict[int, float]) -> Frame:
         other = concat_durations.get(self.video_id)
         if other is None:
-            raise OpProblem("videoId", f"video {self.video_id} was not found")
+            raise OpProblem("videoId", f"video {ids.encode('Video', self.video_id)} was not found")
         return replace(frame, duration=frame.duration + other)
 
 
@@ -287,22 +324,42 @@ def params_schema(op: type[Op]) -> dict[str, Any]:
 
 
 def stored(op: Op) -> dict[str, Any]:
-    """The canonical stored form, the seed's own shape: ``{"type": …, "params": {…}}``."""
+    """The canonical stored form, the seed's own shape: ``{"type": …, "params": {…}}``;
+    a param naming a row holds the row's key."""
     return {"type": op.type, "params": op.model_dump(mode="json", by_alias=True, exclude_none=True)}
+
+
+def shown(op_type: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Stored params as clients send them: each row a param names, by its public id."""
+    model = VOCABULARY.get(op_type)
+    if model is None:
+        return params
+    public = dict(params)
+    for field in model.model_fields.values():
+        ref = next((m for m in field.metadata if isinstance(m, RowRef)), None)
+        key = field.alias or ""
+        if ref is not None and isinstance(public.get(key), int):
+            public[key] = ids.encode(ref.kind, public[key])
+    return public
 
 
 ROOT_HASH = hashlib.sha256(b"editgraph:ops:v1").hexdigest()
 
 
 def chain_hash(previous: str, stored_ops: list[dict[str, Any]]) -> str:
-    """Extend a version's op hash by more ops; op by op, so batching does not matter."""
+    """Extend a version's op hash by more ops; op by op, so batching does not matter.
+
+    A version's hash is fixed when the version is written: render content keys are built
+    from it, and a revert copies it. A migration that rewrites stored params (0006) keeps
+    the hashes, so they name the same edits as before; they are not recomputed from rows."""
     for op in stored_ops:
         previous = hashlib.sha256(f"{previous}\n{canonical_json(op)}".encode()).hexdigest()
     return previous
 
 
 def parse(raw_ops: list[dict[str, Any]]) -> tuple[list[Op], list[OpError]]:
-    """Type-check a batch of ``{"type", "params"}`` dicts; every problem is reported."""
+    """Type-check a batch of ``{"type", "params"}`` dicts as a client sent them (rows named
+    by public ids); every problem is reported."""
     ops: list[Op] = []
     errors: list[OpError] = []
     for index, raw in enumerate(raw_ops):
@@ -312,7 +369,7 @@ def parse(raw_ops: list[dict[str, Any]]) -> tuple[list[Op], list[OpError]]:
             errors.append(OpError(index, "type", f"unknown op type {kind!r}"))
             continue
         try:
-            ops.append(model.model_validate(raw.get("params") or {}))
+            ops.append(model.model_validate(raw.get("params") or {}, context=SENT))
         except ValidationError as exc:
             for err in exc.errors():
                 loc = ".".join(str(p) for p in err["loc"]) or None
@@ -374,7 +431,7 @@ def _clock(seconds: float) -> str:
 def check(
     ops: list[Op],
     start: Frame,
-    concat_durations: dict[str, float],
+    concat_durations: dict[int, float],
     limits: Limits = DEFAULT_LIMITS,
 ) -> tuple[Frame, list[OpError]]:
     """Apply a new batch to the frame it edits, collecting each op that does not fit."""

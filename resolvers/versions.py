@@ -9,7 +9,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.db import Database
 from models.tables import EditOperation, Project, Render, Version, Video
-from resolvers import ids, ops, pagination, renders
+from resolvers import ops, pagination, renders
 from resolvers.errors import InvalidOpsError, NotFoundError, VersionConflictError
 from resolvers.presets import PROXY
 from resolvers.projects import clean_name, get_project
@@ -68,7 +68,7 @@ async def append_ops(
         # version 5 as at version 5000.
         base = await _version(session, project_id, parent)
         concat_ids = {o.video_id for o in parsed if isinstance(o, ops.Concat)}
-        durations, refs = await _concat_videos(session, actor, concat_ids)
+        durations = await _concat_durations(session, actor, concat_ids)
         existing = len(await effective_in(session, project_id, parent))
         problems = ops.check_counts(batch=len(parsed), existing=existing, limits=limits)
         frame, misfits = ops.check(parsed, _frame(base), durations, limits)
@@ -89,7 +89,7 @@ async def append_ops(
                     seq=seq,
                     type=row["type"],
                     params=row["params"],
-                    video_id=refs.get(op.video_id) if isinstance(op, ops.Concat) else None,
+                    video_id=op.video_id if isinstance(op, ops.Concat) else None,
                 )
             )
         proxy = await renders.add_render(session, project, version, renders.PROXY, PROXY)
@@ -248,22 +248,15 @@ async def effective_in(session: AsyncSession, project_id: int, number: int) -> l
     return sorted(rows, key=lambda r: (position[r.version], r.seq))
 
 
-async def _concat_videos(
-    session: AsyncSession, actor: Actor, public_ids: set[str]
-) -> tuple[dict[str, float], dict[str, int]]:
-    """Durations and row ids of the concat targets the actor owns, keyed by public id."""
-    wanted: dict[int, str] = {}
-    for public in public_ids:
-        decoded = ids.decode_any(public)
-        if decoded is not None and decoded[0] == "Video":
-            wanted[decoded[1]] = public
-    if not wanted:
-        return {}, {}
+async def _concat_durations(
+    session: AsyncSession, actor: Actor, video_ids: set[int]
+) -> dict[int, float]:
+    """Durations of the concat targets the actor owns, by video id."""
+    if not video_ids:
+        return {}
     rows = (
         await session.exec(
-            select(Video).where(col(Video.id).in_(list(wanted)), Video.owner_id == actor.id)
+            select(Video).where(col(Video.id).in_(list(video_ids)), Video.owner_id == actor.id)
         )
     ).all()
-    durations = {wanted[v.id]: v.duration for v in rows if v.id is not None}
-    refs = {wanted[v.id]: v.id for v in rows if v.id is not None}
-    return durations, refs
+    return {v.id: v.duration for v in rows if v.id is not None}

@@ -116,7 +116,7 @@ class EditOp:
 
     @classmethod
     def from_row(cls, row: tables.EditOperation) -> "EditOp":
-        return cls(type=row.type, params=row.params)
+        return cls(type=row.type, params=ops.shown(row.type, row.params))
 
 
 @strawberry.enum

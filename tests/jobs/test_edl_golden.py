@@ -19,6 +19,8 @@ GOLDEN = Path(__file__).with_name("golden_argv.json")
 SOURCE = edl.Source(Path("/media/videos/src.mp4"), "mov", 852, 480, 30.0, 10.0, True)
 FRAME = ops.Frame(1920, 1080, 10.0)
 OTHER = edl.Source(Path("/media/videos/other.mkv"), "matroska", 640, 360, 25.0, 4.0, False)
+# Concat ops name videos by their row id.
+SOURCE_ID, OTHER_ID = 1, 2
 CASES: dict[str, list[ops.Op]] = {
     "none": [],
     "trim": [ops.Trim(start=1, end=4.5)],
@@ -37,9 +39,9 @@ CASES: dict[str, list[ops.Op]] = {
     "volume": [ops.Volume(gain_db=-6)],
     "mute": [ops.Mute()],
     "text": [ops.Text(text="Hi", x=100, y=200, size=48, color="#ffcc00", start=1, end=3)],
-    "concat": [ops.Concat(video_id="other")],
-    "concat-twice": [ops.Concat(video_id="other"), ops.Concat(video_id="other")],
-    "concat-self": [ops.Concat(video_id="self")],
+    "concat": [ops.Concat(video_id=OTHER_ID)],
+    "concat-twice": [ops.Concat(video_id=OTHER_ID), ops.Concat(video_id=OTHER_ID)],
+    "concat-self": [ops.Concat(video_id=SOURCE_ID)],
 }
 
 
@@ -54,7 +56,7 @@ def compiled(name: str, export: bool = False) -> str:
         op_list=CASES[name],
         source=source,
         source_frame=FRAME,
-        concat_sources={"other": OTHER, "self": SOURCE},
+        concat_sources={OTHER_ID: OTHER, SOURCE_ID: SOURCE},
         preset=preset,
         output=Path("/media/temp/out.mp4"),
         workdir=Path("/media/temp/work"),

@@ -14,6 +14,8 @@ from tests.jobs import measure
 from tests.media import make_video
 
 PRESET = export_preset(crf=23, x264_preset="ultrafast")
+# Concat ops name videos by their row id.
+BARS_ID, SILENT_ID = 1, 2
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +49,7 @@ async def render(
         op_list=op_list,
         source=src,
         source_frame=ops.Frame(src.width, src.height, src.duration),
-        concat_sources={"other": sources["silent"], "bars": sources["bars"]},
+        concat_sources={SILENT_ID: sources["silent"], BARS_ID: sources["bars"]},
         preset=preset,
         output=out,
         workdir=tmp_path,
@@ -140,7 +142,7 @@ async def test_volume_changes_loudness(tmp_path: Path, sources: dict[str, edl.So
 async def test_concat_sums_durations_and_keeps_audio(
     tmp_path: Path, sources: dict[str, edl.Source]
 ) -> None:
-    out = await render(tmp_path, sources, [ops.Concat(video_id="other")])
+    out = await render(tmp_path, sources, [ops.Concat(video_id=SILENT_ID)])
     assert measure.duration(out) == pytest.approx(2.0 + 1.5, abs=0.15)
     assert measure.size(out) == (320, 240)
     assert any(s["codec_type"] == "audio" for s in measure.probe(out)["streams"])
@@ -150,7 +152,7 @@ async def test_concat_sums_durations_and_keeps_audio(
 async def test_concat_of_the_same_video_twice_plays_it_twice(
     tmp_path: Path, sources: dict[str, edl.Source], preset: Preset
 ) -> None:
-    twice: list[ops.Op] = [ops.Concat(video_id="other"), ops.Concat(video_id="other")]
+    twice: list[ops.Op] = [ops.Concat(video_id=SILENT_ID), ops.Concat(video_id=SILENT_ID)]
     out = await render(tmp_path, sources, twice, preset=preset)
     assert measure.duration(out) == pytest.approx(2.0 + 1.5 + 1.5, abs=0.15)
 
@@ -159,7 +161,7 @@ async def test_concat_of_the_same_video_twice_plays_it_twice(
 async def test_concat_of_the_source_itself_plays_it_twice(
     tmp_path: Path, sources: dict[str, edl.Source], preset: Preset
 ) -> None:
-    out = await render(tmp_path, sources, [ops.Concat(video_id="bars")], preset=preset)
+    out = await render(tmp_path, sources, [ops.Concat(video_id=BARS_ID)], preset=preset)
     assert measure.duration(out) == pytest.approx(2.0 + 2.0, abs=0.15)
     # The second half is the source again from its start, not frozen or black.
     first, second = (
@@ -234,7 +236,7 @@ async def test_every_op_combined_on_a_source_without_audio(
         ops.Volume(gain_db=-3),
         ops.Mute(),
         ops.Text(text="end", x=5, y=5),
-        ops.Concat(video_id="bars"),
+        ops.Concat(video_id=BARS_ID),
     ]
     assert {type(o) for o in every} == set(ops.VOCABULARY.values())
     out = await render(tmp_path, sources, every, source="silent")
