@@ -1,131 +1,109 @@
-"""OpInput: one key per op (GraphQL @oneOf); the keys' fields are the op's params."""
+"""OpInput: one key per op (GraphQL @oneOf), generated from the op vocabulary.
+
+Each op's pydantic model (``resolvers/ops.py``) is the one definition: its input type here
+has the model's params under their API names, with GraphQL types and defaults taken from
+the model. Bounds stay in the model (GraphQL cannot state them); ``to_raw`` hands the
+params to it. An op without params (a ``Toggle``) is a Boolean key.
+"""
 
 import dataclasses
+import inspect
+import types
+from collections.abc import Callable, Mapping
 from enum import Enum
-from typing import Any
+from typing import Any, Literal, TypeVar, Union, cast, get_args, get_origin
 
 import strawberry
-from pydantic.alias_generators import to_camel
+from pydantic.alias_generators import to_pascal
+from pydantic.fields import FieldInfo
 
 from resolvers import ops
 
-
-@strawberry.enum
-class FlipAxis(Enum):
-    HORIZONTAL = "horizontal"
-    VERTICAL = "vertical"
+T = TypeVar("T")
+_SCALARS = (bool, int, float, str)
 
 
-@strawberry.input
-class TrimInput:
-    start: float
-    end: float
+def _attribute(op_type: str) -> str:
+    """The Python attribute of an op's key: ``gaussian-blur`` is ``gaussian_blur``."""
+    return op_type.replace("-", "_")
 
 
-@strawberry.input
-class SpeedInput:
-    factor: float
+def _enum(name: str, values: tuple[str, ...]) -> type[Enum]:
+    members = {value.upper().replace("-", "_"): value for value in values}
+    # Enum's functional API makes a class; type checkers read the call as a member lookup.
+    return strawberry.enum(cast("type[Enum]", Enum(name, members)))
 
 
-@strawberry.input
-class CropInput:
-    x: int
-    y: int
-    width: int
-    height: int
+def _graphql_type(model: type[ops.Op], name: str, field: FieldInfo) -> tuple[Any, Any]:
+    """The GraphQL type of one param (ID for a row it names, an enum for a string choice),
+    and its default in that type."""
+    if any(isinstance(m, ops.RowRef) for m in field.metadata):
+        return strawberry.ID, field.default
+    annotation, optional, default = field.annotation, False, field.default
+    if get_origin(annotation) in (Union, types.UnionType) and type(None) in get_args(annotation):
+        optional = True
+        annotation = next(a for a in get_args(annotation) if a is not type(None))
+    if get_origin(annotation) is Literal:
+        choices = get_args(annotation)
+        if all(isinstance(c, str) for c in choices):
+            annotation = _enum(model.__name__ + to_pascal(name), choices)
+            default = annotation(default) if isinstance(default, str) else default
+        elif all(isinstance(c, int) for c in choices):
+            annotation = int  # e.g. degrees: 90, 180 or 270, checked by the model
+        else:
+            raise TypeError(f"{model.__name__}.{name}: mixed choices have no GraphQL type")
+    elif annotation not in _SCALARS:
+        raise TypeError(f"{model.__name__}.{name}: no GraphQL type for {annotation!r}")
+    return (annotation | None if optional else annotation), default
 
 
-@strawberry.input
-class RotateInput:
-    degrees: int
+def params_input(model: type[ops.Op]) -> type:
+    """The input type of an op's params, named after the model: ``Trim`` → ``TrimInput``."""
+    annotations: dict[str, Any] = {}
+    namespace: dict[str, Any] = {"__module__": __name__, "__annotations__": annotations}
+    for name, field in model.model_fields.items():
+        annotations[name], default = _graphql_type(model, name, field)
+        alias = field.alias or name
+        if field.is_required():
+            namespace[name] = strawberry.field(name=alias)
+        else:
+            namespace[name] = strawberry.field(name=alias, default=default)
+    return strawberry.input(type(f"{model.__name__}Input", (), namespace))
 
 
-@strawberry.input
-class FlipInput:
-    axis: FlipAxis
+def one_key_per_op(vocabulary: Mapping[str, type[ops.Op]]) -> Callable[[type[T]], type[T]]:
+    """Give a class one optional key per op of ``vocabulary``, before strawberry reads it."""
 
+    def add_keys(cls: type[T]) -> type[T]:
+        annotations = inspect.get_annotations(cls)
+        for op_type, model in vocabulary.items():
+            value = bool if issubclass(model, ops.Toggle) else params_input(model)
+            annotations[_attribute(op_type)] = value | None
+            key = strawberry.field(name=ops.graphql_field(op_type), default=strawberry.UNSET)
+            setattr(cls, _attribute(op_type), key)
+        cls.__annotations__ = annotations
+        return cls
 
-@strawberry.input
-class BrightnessInput:
-    brightness: float
-
-
-@strawberry.input
-class ContrastInput:
-    contrast: float
-
-
-@strawberry.input
-class SaturationInput:
-    saturation: float
-
-
-@strawberry.input
-class GaussianBlurInput:
-    radius: float
-
-
-@strawberry.input
-class FadeInput:
-    in_seconds: float = 0
-    out_seconds: float = 0
-
-
-@strawberry.input
-class VolumeInput:
-    gain_db: float
-
-
-@strawberry.input
-class TextInput:
-    text: str
-    x: int = 0
-    y: int = 0
-    size: int = 32
-    color: str = "white"
-    start: float = 0
-    end: float | None = None
-
-
-@strawberry.input
-class ConcatInput:
-    video_id: strawberry.ID
+    return add_keys
 
 
 @strawberry.input(one_of=True, description="One edit: set exactly one key.")
+@one_key_per_op(ops.VOCABULARY)
 class OpInput:
-    trim: TrimInput | None = strawberry.UNSET
-    speed: SpeedInput | None = strawberry.UNSET
-    crop: CropInput | None = strawberry.UNSET
-    rotate: RotateInput | None = strawberry.UNSET
-    flip: FlipInput | None = strawberry.UNSET
-    brightness: BrightnessInput | None = strawberry.UNSET
-    contrast: ContrastInput | None = strawberry.UNSET
-    saturation: SaturationInput | None = strawberry.UNSET
-    gaussian_blur: GaussianBlurInput | None = strawberry.UNSET
-    grayscale: bool | None = strawberry.UNSET
-    fade: FadeInput | None = strawberry.UNSET
-    volume: VolumeInput | None = strawberry.UNSET
-    mute: bool | None = strawberry.UNSET
-    text: TextInput | None = strawberry.UNSET
-    concat: ConcatInput | None = strawberry.UNSET
+    """One key per op of ``ops.VOCABULARY``, added by ``one_key_per_op``."""
 
 
-_BY_FIELD = {ops.graphql_field(name): name for name in ops.VOCABULARY}
-
-
-def to_raw(op: OpInput) -> dict[str, Any]:
+def to_raw(op: object, vocabulary: Mapping[str, type[ops.Op]] = ops.VOCABULARY) -> dict[str, Any]:
     """The ``{"type", "params"}`` form the domain validates, from the one key that is set."""
-    for f in dataclasses.fields(op):
-        value = getattr(op, f.name)
+    for op_type, model in vocabulary.items():
+        value = getattr(op, _attribute(op_type), strawberry.UNSET)
         if value is strawberry.UNSET or value is None:
             continue
-        op_type = _BY_FIELD[to_camel(f.name)]
         if isinstance(value, bool):
             # grayscale / mute: true applies the op; false is not an edit at all.
             return {"type": op_type, "params": {"enabled": value}}
         params = {
-            to_camel(k): (v.value if isinstance(v, Enum) else v)
+            model.model_fields[k].alias or k: (v.value if isinstance(v, Enum) else v)
             for k, v in dataclasses.asdict(value).items()
             if v is not None
         }
