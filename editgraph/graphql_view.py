@@ -13,8 +13,6 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.file_uploads.utils import replace_placeholders_with_files
-from strawberry.http import GraphQLHTTPResponse
-from strawberry.types import ExecutionResult
 from strawberry.types.unset import UnsetType
 
 from editgraph import multipart
@@ -25,9 +23,11 @@ from jobs.bus import EventBus
 from jobs.queue import ArqQueue
 from models.db import Database
 from models.store import MediaStore
+from resolvers.errors import DomainError, QueryTooComplexError, UnauthenticatedError
 from resolvers.users import Actor
 from schema.context import Background, Context
-from schema.limits import SIGN_IN, UNAUTHENTICATED, QueryLimits, classify
+from schema.errors import graphql_error
+from schema.limits import QueryLimits
 from schema.root import build_schema
 
 # GraphiQL sends the Headers tab with HTTP requests only. This fetcher also passes its
@@ -58,6 +58,14 @@ def graphiql_with_connection_params(html: str) -> str:
 
 class BodyTooLarge(Exception):
     """A JSON request body went over ``EDITGRAPH_MAX_JSON_BYTES`` while it streamed in."""
+
+
+class BatchTooLarge(HTTPException):
+    """A batch of more operations than ``EDITGRAPH_MAX_BATCH_OPERATIONS``, found by editgraph
+    before strawberry counts them."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(400, f"at most {limit} operations per request")
 
 
 def capped(receive: Receive, limit: int) -> Receive:
@@ -169,15 +177,6 @@ class EditgraphGraphQL(GraphQL[Context, None]):
             op_limits=services.settings.op_limits(),
         )
 
-    async def process_result(
-        self, request: Request, result: ExecutionResult
-    ) -> GraphQLHTTPResponse:
-        """Every error leaves with its code (and, in production, without suggestions)."""
-        production = self.services.settings.env == "production"
-        for error in result.errors or []:
-            classify(error, production=production)
-        return await super().process_result(request, result)
-
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         """Accept a websocket only with a valid token in its connection_init payload."""
         value = context.connection_params.get("authorization")
@@ -192,7 +191,7 @@ class EditgraphGraphQL(GraphQL[Context, None]):
         starlette_request = request.starlette_request
         # Nobody streams gigabytes to disk without a valid token.
         if getattr(starlette_request.state, "actor", None) is None:
-            raise HTTPException(401, SIGN_IN)
+            raise HTTPException(401, UnauthenticatedError().message)
         try:
             parsed = await multipart.parse(
                 starlette_request,
@@ -212,12 +211,14 @@ class EditgraphGraphQL(GraphQL[Context, None]):
             parsed.discard()
             raise HTTPException(400, "the multipart 'map' must name exactly one variable per file")
         try:
-            return replace_placeholders_with_files(operations, files_map, parsed.files)
+            replaced = replace_placeholders_with_files(operations, files_map, parsed.files)
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             parsed.discard()
             raise HTTPException(
                 400, "the multipart 'map' names files or paths that are missing"
             ) from exc
+        self._within_batch_limit(replaced)
+        return replaced
 
     def decode_json(self, data: str | bytes) -> object:
         """A JSON body: an operation or a batch; anything else is a 400, not a 500."""
@@ -229,7 +230,13 @@ class EditgraphGraphQL(GraphQL[Context, None]):
             raise HTTPException(400, "Unable to parse request body as JSON") from None
         if not _json_body(value):
             raise HTTPException(400, "the JSON body must be an object, or a list of them")
+        self._within_batch_limit(value)
         return value
+
+    def _within_batch_limit(self, body: object) -> None:
+        limit = self.services.settings.max_batch_operations
+        if isinstance(body, list) and len(body) > limit:
+            raise BatchTooLarge(limit)
 
     async def _authenticate(self, authorization: str | None) -> Actor | None:
         settings = self.services.settings
@@ -264,35 +271,28 @@ class EditgraphGraphQL(GraphQL[Context, None]):
             and not multipart_body
             and not settings.graphiql_enabled
         ):
-            refusal = {"message": SIGN_IN, "extensions": UNAUTHENTICATED}
-            await JSONResponse({"data": None, "errors": [refusal]})(scope, receive, send)
+            refusal = _errors(UnauthenticatedError(), data=None)
+            await JSONResponse(refusal)(scope, receive, send)
             return
         try:
             response = await self.run(request)
         except BodyTooLarge:
             response = _too_large(settings.max_json_bytes)
+        except BatchTooLarge as exc:
+            response = JSONResponse(_errors(QueryTooComplexError(exc.reason)), status_code=400)
         except HTTPException as exc:
-            if exc.reason == "Too many operations":
-                limit = self.services.settings.max_batch_operations
-                response = JSONResponse(
-                    {
-                        "errors": [
-                            {
-                                "message": f"at most {limit} operations per request",
-                                "extensions": {"code": "QUERY_TOO_COMPLEX"},
-                            }
-                        ]
-                    },
-                    status_code=400,
-                )
-            else:
-                response = PlainTextResponse(exc.reason, status_code=exc.status_code)
+            response = PlainTextResponse(exc.reason, status_code=exc.status_code)
         finally:
             # Whatever the resolvers did not adopt is removed when the request ends.
             uploads = getattr(request.state, "uploads", None)
             if isinstance(uploads, multipart.ParsedMultipart):
                 uploads.discard()
         await response(scope, receive, send)
+
+
+def _errors(exc: DomainError, **extra: object) -> dict[str, object]:
+    """A GraphQL response body holding just ``exc``, with its code."""
+    return {**extra, "errors": [graphql_error(exc).formatted]}
 
 
 def _too_large(limit: int) -> Response:

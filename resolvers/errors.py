@@ -1,4 +1,5 @@
-"""Expected failures. The schema turns each into a typed union member with its message."""
+"""Expected failures, each with its code. ``schema/errors.py`` is the one place that turns
+them into GraphQL errors (``extensions.code``) or union members."""
 
 from dataclasses import dataclass
 from datetime import datetime
@@ -6,7 +7,12 @@ from datetime import datetime
 
 class DomainError(Exception):
     """A failure the caller can act on; ``message`` is written for a person, ``code`` for
-    a program (it becomes the GraphQL error's ``extensions.code``)."""
+    a program.
+
+    ``extensions`` is a dict attribute on purpose: graphql-core gives every GraphQL error
+    it wraps around an exception that exception's ``extensions`` dict, so a domain error
+    raised anywhere (resolver, subscription, extension, any transport) carries its code
+    without a pass over the results."""
 
     code = "BAD_USER_INPUT"
 
@@ -14,13 +20,16 @@ class DomainError(Exception):
         super().__init__(message)
         self.message = message
 
+    @property
     def extensions(self) -> dict[str, object]:
-        """What a client receives beside the message."""
+        """What a client receives beside the message: the code, and subclasses' extras."""
         return {"code": self.code}
 
 
 class NotFoundError(DomainError):
     """The object does not exist, or belongs to someone else (the two are not told apart)."""
+
+    code = "NOT_FOUND"
 
     def __init__(self, kind: str, ident: object) -> None:
         super().__init__(f"{kind} {ident} was not found")
@@ -30,6 +39,8 @@ class NotFoundError(DomainError):
 class VersionConflictError(DomainError):
     """The caller edited from a version that is no longer current."""
 
+    code = "VERSION_CONFLICT"
+
     def __init__(self, expected: int, current: int) -> None:
         super().__init__(
             f"the project is at version {current}, not {expected}: "
@@ -37,21 +48,35 @@ class VersionConflictError(DomainError):
         )
         self.current_version = current
 
+    @property
+    def extensions(self) -> dict[str, object]:
+        return {"code": self.code, "currentVersion": self.current_version}
+
 
 class InvalidMediaError(DomainError):
     """An upload that is not a video editgraph can edit."""
+
+    code = "INVALID_MEDIA"
 
 
 class TooLargeError(DomainError):
     """An upload over the size limit."""
 
+    code = "TOO_LARGE"
+
     def __init__(self, limit_bytes: int) -> None:
         super().__init__(f"the file is larger than the upload limit of {limit_bytes} bytes")
         self.limit_bytes = limit_bytes
 
+    @property
+    def extensions(self) -> dict[str, object]:
+        return {"code": self.code, "limitBytes": self.limit_bytes}
+
 
 class VideoInUseError(DomainError):
     """A video that projects still use cannot be deleted."""
+
+    code = "VIDEO_IN_USE"
 
     def __init__(self, project_ids: list[int]) -> None:
         super().__init__(
@@ -72,6 +97,8 @@ class OpError:
 class InvalidOpsError(DomainError):
     """A batch with at least one invalid op; nothing of it was written."""
 
+    code = "INVALID_OPS"
+
     def __init__(self, errors: list[OpError]) -> None:
         super().__init__(f"{len(errors)} problem(s) in the ops; nothing was saved")
         self.errors = errors
@@ -90,6 +117,7 @@ class RateLimitedError(DomainError):
         super().__init__(f"at most {limit} {what} per {window_s} s; try again in {retry_after} s")
         self.retry_after = retry_after
 
+    @property
     def extensions(self) -> dict[str, object]:
         return {"code": self.code, "retryAfter": self.retry_after}
 
@@ -115,6 +143,7 @@ class GcBusyError(DomainError):
         )
         self.run_id, self.holder, self.since = run_id, holder, since
 
+    @property
     def extensions(self) -> dict[str, object]:
         return {
             "code": self.code,
@@ -128,3 +157,27 @@ class MediaMissingError(DomainError):
     """A file the database says exists is gone; nothing was changed."""
 
     code = "MEDIA_MISSING"
+
+
+# Raised at the edge (schema/, editgraph/), not by the domain; their codes belong here too.
+
+
+class UnauthenticatedError(DomainError):
+    """No valid bearer token came with the request."""
+
+    code = "UNAUTHENTICATED"
+
+    def __init__(self) -> None:
+        super().__init__("sign in: send 'Authorization: Bearer <token>'")
+
+
+class ForbiddenError(DomainError):
+    """The caller is signed in but may not use this field."""
+
+    code = "FORBIDDEN"
+
+
+class QueryTooComplexError(DomainError):
+    """A request over one of the query limits; refused before it ran."""
+
+    code = "QUERY_TOO_COMPLEX"

@@ -78,6 +78,8 @@ def valid_cursor(cursor: str) -> bool:
 class SubscriptionLimit(DomainError):
     """A user is at their limit of live subscriptions."""
 
+    code = "RATE_LIMITED"
+
 
 class EventSource(Protocol):
     """Where subscriptions get events: live ones, and a replay of recent ones."""

@@ -1,20 +1,22 @@
-"""Query limits (who may send a document, depth, aliases through fragments, tokens, validation
-work) and the codes of expected errors."""
+"""Query limits: who may send a document, depth, aliases through fragments, tokens,
+validation work and variables. Each is checked by editgraph's own code, which raises
+QUERY_TOO_COMPLEX (or UNAUTHENTICATED) itself."""
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from graphql import (
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
-    GraphQLError,
+    GraphQLSyntaxError,
     InlineFragmentNode,
     OperationDefinitionNode,
     SelectionSetNode,
 )
-from graphql.language import DocumentNode, OperationType
+from graphql.language import DocumentNode, Lexer, OperationType, Source, TokenKind
 from graphql.validation import (
     ASTValidationRule,
     OverlappingFieldsCanBeMergedRule,
@@ -23,12 +25,10 @@ from graphql.validation import (
 from graphql.validation.validate import ValidationAbortedError
 from strawberry.extensions import SchemaExtension
 
-from resolvers.errors import DomainError
+from resolvers.errors import QueryTooComplexError, UnauthenticatedError
 from schema.context import Context
+from schema.errors import graphql_error
 
-TOO_COMPLEX = {"code": "QUERY_TOO_COMPLEX"}
-UNAUTHENTICATED = {"code": "UNAUTHENTICATED"}
-SIGN_IN = "sign in: send 'Authorization: Bearer <token>'"
 # Without a token, a document may only ask for the schema. GraphiQL's introspection
 # query is about 200 tokens; this leaves room and keeps a stranger's parse small.
 ANONYMOUS_MAX_TOKENS = 1000
@@ -65,6 +65,29 @@ def variable_values_over(variables: object, limit: int) -> bool:
         elif isinstance(value, list):
             pending.extend(value)
     return False
+
+
+def tokens_over(query: str, limit: int) -> bool:
+    """Whether ``query`` holds more than ``limit`` tokens, comments included."""
+    # Every token takes at least one character: almost every document stops here.
+    return len(query) > limit and _counted_over(query, limit)
+
+
+@lru_cache(maxsize=256)
+def _counted_over(query: str, limit: int) -> bool:
+    # graphql-core's own lexer, counting what its parser counts for ``max_tokens`` (every
+    # token, comments too) and stopping past the limit; no message is read.
+    lexer = Lexer(Source(query))
+    token, count = lexer.token, 0
+    try:
+        while count <= limit:
+            token = lexer.read_next_token(token.end)
+            if token.kind is TokenKind.EOF:
+                return False
+            count += 1
+    except GraphQLSyntaxError:
+        return False  # not a token: graphql-core's parse reports it
+    return True
 
 
 def _measure(
@@ -116,21 +139,11 @@ def limit_rule(limits: QueryLimits) -> type[ASTValidationRule]:
                     continue
                 depth, aliases = _measure(op.selection_set, fragments, memo)
                 if depth > limits.max_depth:
-                    self.report_error(
-                        GraphQLError(
-                            f"the query is {depth} levels deep; the limit is {limits.max_depth}",
-                            op,
-                            extensions=TOO_COMPLEX,
-                        )
-                    )
+                    too_deep = f"the query is {depth} levels deep; the limit is {limits.max_depth}"
+                    self.report_error(graphql_error(QueryTooComplexError(too_deep), op))
                 if aliases > limits.max_aliases:
-                    self.report_error(
-                        GraphQLError(
-                            f"the query uses {aliases} aliases; the limit is {limits.max_aliases}",
-                            op,
-                            extensions=TOO_COMPLEX,
-                        )
-                    )
+                    many = f"the query uses {aliases} aliases; the limit is {limits.max_aliases}"
+                    self.report_error(graphql_error(QueryTooComplexError(many), op))
 
     return QueryLimitRule
 
@@ -149,12 +162,12 @@ def bounded_overlap_rule(max_comparisons: int) -> type[ASTValidationRule]:
             try:
                 super().enter_selection_set(*args)
             except ValidationAbortedError:
-                raise ValidationAbortedError(
+                aborted = QueryTooComplexError(
                     "the query repeats the same fields too often to check (over "
                     f"{max_comparisons} comparisons of same-named fields); select each field "
-                    "once per selection set",
-                    extensions=TOO_COMPLEX,
-                ) from None
+                    "once per selection set"
+                )
+                raise graphql_error(aborted, kind=ValidationAbortedError) from None
 
     return BoundedOverlappingFieldsRule
 
@@ -181,23 +194,25 @@ def limits_extension(limits: QueryLimits) -> type[SchemaExtension]:
     rule = limit_rule(limits)
     overlap = bounded_overlap_rule(limits.max_field_comparisons)
 
-    def sign_in() -> GraphQLError:
-        return GraphQLError(SIGN_IN, extensions=UNAUTHENTICATED)
-
     class Limits(SchemaExtension):
         def on_operation(self) -> Iterator[None]:
             context = self.execution_context
             tokens = limits.max_tokens
             if _anonymous(context.context):
                 if not limits.anonymous_introspection:
-                    raise sign_in()  # before graphql-core parses anything
+                    raise UnauthenticatedError  # before graphql-core parses anything
                 tokens = min(tokens, ANONYMOUS_MAX_TOKENS)
             if variable_values_over(context.variables, limits.max_variable_values):
-                raise GraphQLError(
+                raise QueryTooComplexError(
                     f"the variables hold more than {limits.max_variable_values} values; "
-                    "send fewer (an appendOps batch takes at most EDITGRAPH_MAX_OPS_PER_BATCH ops)",
-                    extensions=TOO_COMPLEX,
+                    "send fewer (an appendOps batch takes at most EDITGRAPH_MAX_OPS_PER_BATCH ops)"
                 )
+            if context.query and tokens_over(context.query, tokens):
+                raise QueryTooComplexError(
+                    f"the query is too long: it has more than {tokens} tokens; send a shorter "
+                    "document (pass long lists as variables)"
+                )
+            # The same bound for graphql-core's parser, which can then never meet it first.
             context.parse_options["max_tokens"] = tokens
             context.validation_rules = (
                 *(
@@ -214,28 +229,7 @@ def limits_extension(limits: QueryLimits) -> type[SchemaExtension]:
             if _anonymous(context.context) and not (
                 context.graphql_document and introspection_only(context.graphql_document)
             ):
-                raise sign_in()
+                raise UnauthenticatedError
             yield
 
     return Limits
-
-
-def classify(error: GraphQLError, *, production: bool) -> None:
-    """Give an expected error its code; in production, drop field suggestions."""
-    original = error.original_error
-    if isinstance(original, DomainError):
-        # Each domain error names its own code (RATE_LIMITED, GC_BUSY, …) and extras.
-        error.extensions = {**(error.extensions or {}), **original.extensions()}
-    elif original is None and "Document contains more than" in error.message:
-        error.message = error.message.removeprefix("Syntax Error: ").split(" Parsing")[0]
-        error.message = "the query is too long: " + error.message.lower()
-        error.extensions = TOO_COMPLEX
-    if production and original is None and " Did you mean " in error.message:
-        # No field suggestions in production: they describe the schema to a stranger.
-        error.message = error.message.split(" Did you mean ")[0]
-
-
-def unexpected(error: GraphQLError) -> bool:
-    """Whether an error comes from a bug (masked in production) rather than from the caller."""
-    original = error.original_error
-    return original is not None and not isinstance(original, DomainError | GraphQLError)

@@ -1,4 +1,5 @@
-"""The Mutation root: uploads, projects and the edit log."""
+"""The Mutation root: uploads, projects and the edit log. A field's expected failures
+are members of its result union (schema/errors.py turns the domain errors into them)."""
 
 from typing import Annotated
 
@@ -8,13 +9,7 @@ from strawberry.file_uploads import Upload
 from models import tables
 from models.store import StagedFile, UploadTooLarge
 from resolvers import ids, renders, users, versions, videos
-from resolvers.errors import (
-    InvalidMediaError,
-    InvalidOpsError,
-    NotFoundError,
-    VersionConflictError,
-    VideoInUseError,
-)
+from resolvers.errors import InvalidMediaError, TooLargeError
 from schema.errors import InvalidMedia, InvalidOps, NotFound, TooLarge, VersionConflict, VideoInUse
 from schema.gc import GcMutation
 from schema.inputs import OpInput, to_raw
@@ -92,48 +87,36 @@ class Mutation(GcMutation):
         actor = info.context.actor
         staged: object = file
         if isinstance(staged, UploadTooLarge):
-            return TooLarge(message=str(staged), limit_bytes=float(staged.limit))
+            raise TooLargeError(staged.limit)
         if not isinstance(staged, StagedFile):
-            return InvalidMedia(message="send the file as a multipart upload")
-        try:
-            video, dedup = await videos.upload_video(
-                db=info.context.db,
-                store=info.context.store,
-                queue=info.context.queue,
-                actor=actor,
-                staged=staged,
-            )
-        except InvalidMediaError as e:
-            return InvalidMedia.of(e)
+            raise InvalidMediaError("send the file as a multipart upload")
+        video, dedup = await videos.upload_video(
+            db=info.context.db,
+            store=info.context.store,
+            queue=info.context.queue,
+            actor=actor,
+            staged=staged,
+        )
         return VideoUploaded(video=Video.from_row(video), deduplicated=dedup)
 
     @strawberry.mutation(description="Delete a video no project uses; its bytes go to the GC.")
     async def delete_video(self, info: Info, id: strawberry.ID) -> DeleteVideoResult:
-        try:
-            await videos.delete_video(
-                db=info.context.db, actor=info.context.actor, video_id=ids.decode(id, "Video")
-            )
-        except NotFoundError as e:
-            return NotFound.of(e)
-        except VideoInUseError as e:
-            refs = [strawberry.ID(ids.encode("Project", p)) for p in e.project_ids]
-            return VideoInUse(message=e.message, project_ids=refs)
+        await videos.delete_video(
+            db=info.context.db, actor=info.context.actor, video_id=ids.decode(id, "Video")
+        )
         return VideoDeleted(id=id)
 
     @strawberry.mutation
     async def create_project(
         self, info: Info, video_id: strawberry.ID, name: str
     ) -> CreateProjectResult:
-        try:
-            project = await versions.create_project(
-                db=info.context.db,
-                queue=info.context.queue,
-                actor=info.context.actor,
-                video_id=ids.decode(video_id, "Video"),
-                name=name,
-            )
-        except NotFoundError as e:
-            return NotFound.of(e)
+        project = await versions.create_project(
+            db=info.context.db,
+            queue=info.context.queue,
+            actor=info.context.actor,
+            video_id=ids.decode(video_id, "Video"),
+            name=name,
+        )
         return ProjectCreated(project=Project.from_row(project))
 
     @strawberry.mutation(description="Append a batch of ops as one new version, atomically.")
@@ -144,22 +127,15 @@ class Mutation(GcMutation):
         ops: list[OpInput],
         expected_version: int | None = None,
     ) -> AppendOpsResult:
-        try:
-            project, version, proxy = await versions.append_ops(
-                db=info.context.db,
-                queue=info.context.queue,
-                actor=info.context.actor,
-                project_id=ids.decode(project_id, "Project"),
-                raw_ops=[to_raw(op) for op in ops],
-                expected_version=expected_version,
-                limits=info.context.op_limits,
-            )
-        except NotFoundError as e:
-            return NotFound.of(e)
-        except VersionConflictError as e:
-            return VersionConflict.of(e)
-        except InvalidOpsError as e:
-            return InvalidOps.of(e)
+        project, version, proxy = await versions.append_ops(
+            db=info.context.db,
+            queue=info.context.queue,
+            actor=info.context.actor,
+            project_id=ids.decode(project_id, "Project"),
+            raw_ops=[to_raw(op) for op in ops],
+            expected_version=expected_version,
+            limits=info.context.op_limits,
+        )
         return _appended(project, version, proxy)
 
     @strawberry.mutation(description="Undo to an older version, as a new version: history stays.")
@@ -170,46 +146,35 @@ class Mutation(GcMutation):
         version: int,
         expected_version: int | None = None,
     ) -> AppendOpsResult:
-        try:
-            project, new, proxy = await versions.revert_to_version(
-                db=info.context.db,
-                queue=info.context.queue,
-                actor=info.context.actor,
-                project_id=ids.decode(project_id, "Project"),
-                version=version,
-                expected_version=expected_version,
-            )
-        except NotFoundError as e:
-            return NotFound.of(e)
-        except VersionConflictError as e:
-            return VersionConflict.of(e)
+        project, new, proxy = await versions.revert_to_version(
+            db=info.context.db,
+            queue=info.context.queue,
+            actor=info.context.actor,
+            project_id=ids.decode(project_id, "Project"),
+            version=version,
+            expected_version=expected_version,
+        )
         return _appended(project, new, proxy)
 
     @strawberry.mutation(description="Render a version at full resolution (default: current).")
     async def request_export(
         self, info: Info, project_id: strawberry.ID, version: int | None = None
     ) -> RequestExportResult:
-        try:
-            export, _ = await renders.request_export(
-                db=info.context.db,
-                queue=info.context.queue,
-                actor=info.context.actor,
-                project_id=ids.decode(project_id, "Project"),
-                version=version,
-                preset=info.context.export_preset,
-            )
-        except NotFoundError as e:
-            return NotFound.of(e)
+        export, _ = await renders.request_export(
+            db=info.context.db,
+            queue=info.context.queue,
+            actor=info.context.actor,
+            project_id=ids.decode(project_id, "Project"),
+            version=version,
+            preset=info.context.export_preset,
+        )
         return ExportQueued(export=Export.from_row(export))
 
     @strawberry.mutation(description="Cancel a queued or running render; its ffmpeg is stopped.")
     async def cancel_render(self, info: Info, id: strawberry.ID) -> CancelResult:
-        try:
-            render = await renders.cancel_render(
-                db=info.context.db, actor=info.context.actor, render_id=ids.decode(id, "Render")
-            )
-        except NotFoundError as e:
-            return NotFound.of(e)
+        render = await renders.cancel_render(
+            db=info.context.db, actor=info.context.actor, render_id=ids.decode(id, "Render")
+        )
         return CancelRequested(render=Render.from_row(render))
 
     @strawberry.mutation(

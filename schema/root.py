@@ -13,7 +13,8 @@ from strawberry.extensions import (
 )
 from strawberry.schema.config import StrawberryConfig
 
-from schema.limits import QueryLimits, limits_extension, unexpected
+from schema.errors import HANDLERS, QuietExecution, QuietValidation, unexpected
+from schema.limits import QueryLimits, limits_extension
 from schema.mutation import Mutation
 from schema.query import Query
 from schema.subscription import (
@@ -54,13 +55,21 @@ def build_schema(limits: QueryLimits, *, production: bool, max_batch: int = 1) -
         lambda: ValidationCache(maxsize=256),
     ]
     if production:
-        extensions += [DisableIntrospection, lambda: MaskErrors(should_mask_error=unexpected)]
+        extensions += [
+            DisableIntrospection,
+            QuietValidation,
+            lambda: MaskErrors(should_mask_error=unexpected),
+        ]
     return strawberry.Schema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
         types=TYPES,
         extensions=extensions,
+        # Expected failures become union members where a field's union has one.
+        exception_handlers=HANDLERS,
+        # In production no error suggests schema names the caller did not write.
+        execution_context_class=QuietExecution if production else None,
         config=StrawberryConfig(batching_config={"max_operations": max_batch}),
     )
 

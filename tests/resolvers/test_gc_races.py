@@ -183,7 +183,7 @@ async def test_one_gc_run_at_a_time_and_a_dead_run_frees_the_lock(db: Database) 
     busy = [r for r in results if isinstance(r, GcBusyError)]
     assert len(won) == 1 and len(busy) == 5, results
     assert busy[0].run_id == won[0] and busy[0].holder.startswith("cli ")
-    assert busy[0].extensions()["code"] == "GC_BUSY"
+    assert busy[0].extensions["code"] == "GC_BUSY"
     # Its process died: once the lease runs out the lock is free, and the dead run says so.
     async with db.write() as s:
         await s.exec(update(GcLock).values(lease_until=utcnow() - timedelta(seconds=1)))

@@ -1,0 +1,167 @@
+"""Every expected failure carries its code, on every transport, chosen by its type."""
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from graphql import GraphQLError
+from websockets.asyncio.client import connect
+from websockets.typing import Subprotocol
+
+from bench.common import serve
+from editgraph.app import create_app
+from editgraph.settings import Settings
+from models.db import Database
+from resolvers import errors
+from resolvers.events import SubscriptionLimit
+from resolvers.users import create_user
+from tests.conftest import Api
+
+PRODUCTION = {"env": "production", "secret_key": "s" * 40, "allowed_origins": ["https://t"]}
+CODES: list[tuple[errors.DomainError, str]] = [
+    (errors.NotFoundError("Video", 7), "NOT_FOUND"),
+    (errors.VersionConflictError(1, 2), "VERSION_CONFLICT"),
+    (errors.InvalidMediaError("not a video"), "INVALID_MEDIA"),
+    (errors.TooLargeError(10), "TOO_LARGE"),
+    (errors.VideoInUseError([1]), "VIDEO_IN_USE"),
+    (errors.InvalidOpsError([]), "INVALID_OPS"),
+    (errors.BadInputError("not a cursor"), "BAD_USER_INPUT"),
+    (errors.RateLimitedError("proxies", 10, 60, 5), "RATE_LIMITED"),
+    (errors.ConfirmationRequiredError(), "CONFIRMATION_REQUIRED"),
+    (errors.GcBusyError(1, "cli", datetime.now(UTC)), "GC_BUSY"),
+    (errors.MediaMissingError("gone"), "MEDIA_MISSING"),
+    (SubscriptionLimit("at most 10 subscriptions"), "RATE_LIMITED"),
+    (errors.UnauthenticatedError(), "UNAUTHENTICATED"),
+    (errors.ForbiddenError("admins only"), "FORBIDDEN"),
+    (errors.QueryTooComplexError("too deep"), "QUERY_TOO_COMPLEX"),
+]
+
+
+def every_domain_error() -> set[type[errors.DomainError]]:
+    found: set[type[errors.DomainError]] = set()
+    pending = [errors.DomainError]
+    while pending:
+        for sub in pending.pop().__subclasses__():
+            found.add(sub)
+            pending.append(sub)
+    return found
+
+
+def test_every_domain_error_carries_its_code_into_any_graphql_error() -> None:
+    assert {type(e) for e, _ in CODES} >= every_domain_error(), "give the new error a code"
+    for error, code in CODES:
+        assert error.extensions["code"] == code, type(error)
+        # graphql-core copies the extensions of the error it wraps: no pass over results.
+        wrapped = GraphQLError(str(error), original_error=error)
+        assert wrapped.extensions == error.extensions and wrapped.message == error.message
+
+
+async def project_of(api: Api, token: str, media: dict[str, Path]) -> str:
+    upload = (await api.upload(token, media["clip"])).json()["data"]["uploadVideo"]
+    created = await api.data(
+        token,
+        'mutation($v: ID!) { createProject(videoId: $v, name: "e") '
+        "{ ... on ProjectCreated { project { id } } } }",
+        {"v": upload["video"]["id"]},
+    )
+    pid: str = created["createProject"]["project"]["id"]
+    return pid
+
+
+PAST_HISTORY = "query($p: ID!) { project(id: $p) { ops(upToVersion: 5) { type } } }"
+
+
+async def test_a_not_found_outside_a_union_says_not_found(
+    api: Api, tokens: dict[str, str], media: dict[str, Path]
+) -> None:
+    pid = await project_of(api, tokens["alice"], media)
+    body = await api.query(tokens["alice"], PAST_HISTORY, {"p": pid})
+    [error] = body["errors"]
+    assert error["extensions"] == {"code": "NOT_FOUND"}
+    assert "Version 5" in error["message"]
+
+
+async def over_websocket(base: str, token: str, document: str, variables: dict[str, Any]) -> Any:
+    """The first answer to one operation sent over graphql-transport-ws."""
+    async with connect(
+        base.replace("http://", "ws://") + "/graphql",
+        subprotocols=[Subprotocol("graphql-transport-ws")],
+    ) as ws:
+        payload = {"authorization": f"Bearer {token}"}
+        await ws.send(json.dumps({"type": "connection_init", "payload": payload}))
+        assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "connection_ack"
+        request = {"query": document, "variables": variables}
+        await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": request}))
+        return json.loads(await asyncio.wait_for(ws.recv(), 10))
+
+
+async def test_errors_over_a_websocket_carry_their_codes(
+    settings: Settings, db: Database, tokens: dict[str, str], media: dict[str, Path]
+) -> None:
+    app = create_app(settings, db=db)
+    async with serve(app) as base, httpx.AsyncClient(base_url=base, timeout=30) as client:
+        pid = await project_of(Api(client, app), tokens["alice"], media)
+        unconfirmed = await over_websocket(
+            base, tokens["root"], "mutation { gcDelete(confirm: false) { id } }", {}
+        )
+        past = await over_websocket(base, tokens["alice"], PAST_HISTORY, {"p": pid})
+    for message, code in ((unconfirmed, "CONFIRMATION_REQUIRED"), (past, "NOT_FOUND")):
+        assert message["type"] == "next", message
+        [error] = message["payload"]["errors"]
+        assert error["extensions"]["code"] == code, error
+
+
+@asynccontextmanager
+async def app_with(settings: Settings, db: Database, **changes: Any) -> AsyncIterator[Api]:
+    app = create_app(Settings.model_validate({**settings.model_dump(), **changes}), db=db)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
+    ):
+        yield Api(client, app)
+
+
+async def test_the_token_limit_is_counted_not_read_from_a_message(
+    settings: Settings, db: Database
+) -> None:
+    _, token = await create_user(db=db, name="alice")
+    async with app_with(settings, db, max_query_tokens=60) as api:
+        for document in (
+            "{ " + "me { name } " * 16 + "}",  # 66 tokens
+            "{ me { name } }\n" + "# a comment\n" * 70,  # comments count, as in graphql-core
+        ):
+            [error] = (await api.query(token, document))["errors"]
+            assert error["extensions"] == {"code": "QUERY_TOO_COMPLEX"}, error
+            assert "more than 60 tokens" in error["message"] and "Syntax" not in error["message"]
+        # Long in characters but few tokens: it runs.
+        assert await api.data(token, "{ me { name } }" + " " * 500) == {"me": {"name": "alice"}}
+        # A syntax error within the limit stays a syntax error, however long the text.
+        [error] = (await api.query(token, "{ me { name } } }" + " " * 500))["errors"]
+        assert "Syntax Error" in error["message"] and "code" not in error.get("extensions", {})
+
+
+TYPO = "{ projcts { nodes { name } } }"
+BAD_ENUM = """mutation($p: ID!, $ops: [OpInput!]!) {
+  appendOps(projectId: $p, ops: $ops) { __typename } }"""
+
+
+async def test_production_errors_suggest_no_schema_names(
+    settings: Settings, db: Database, tokens: dict[str, str], media: dict[str, Path]
+) -> None:
+    alice = tokens["alice"]
+    flip = {"p": "UHJvamVjdDox", "ops": [{"flip": {"axis": "HORIZONTL"}}]}
+    async with app_with(settings, db) as dev:
+        # In development graphql-core suggests names, at validation and at execution.
+        for document, variables in ((TYPO, {}), (BAD_ENUM, flip)):
+            [error] = (await dev.query(alice, document, variables))["errors"]
+            assert "Did you mean" in error["message"], error
+    async with app_with(settings, db, **PRODUCTION) as prod:
+        for document, variables in ((TYPO, {}), (BAD_ENUM, flip)):
+            [error] = (await prod.query(alice, document, variables))["errors"]
+            assert "Did you mean" not in error["message"], error
+            assert ("projcts" in error["message"]) or ("HORIZONTL" in error["message"])
