@@ -7,6 +7,8 @@ from sqlalchemy import JSON, BigInteger, Column, DateTime, ForeignKey, Integer, 
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
+from models.states import GcState, RenderStatus, StateText
+
 
 def utcnow() -> datetime:
     """The current time, timezone-aware in UTC."""
@@ -178,7 +180,9 @@ class Render(SQLModel, table=True):
     kind: str = Field(max_length=10)  # "proxy" | "export"
     version: int
     preset: str = Field(max_length=20)
-    status: str = Field(default="queued", max_length=10, index=True)
+    status: RenderStatus = Field(
+        default=RenderStatus.QUEUED, sa_type=StateText(RenderStatus, 10), index=True
+    )
     progress: float = Field(default=0.0)
     # Hash of the source bytes, the effective ops and the preset: equal keys, equal output.
     content_key: str = Field(max_length=64, index=True)
@@ -212,7 +216,7 @@ class Export(SQLModel, table=True):
         sa_column=Column(Integer, ForeignKey("renders.id"), nullable=False, unique=True)
     )
     pinned: bool = Field(default=False)
-    gc_state: str = Field(default="none", max_length=10, index=True)  # none|marked|archived|deleted
+    gc_state: GcState = Field(default=GcState.NONE, sa_type=StateText(GcState, 10), index=True)
     archive_key: str | None = Field(default=None, max_length=200)
     marked_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
     archived_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)

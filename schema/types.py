@@ -2,13 +2,13 @@
 
 from collections.abc import Callable
 from datetime import datetime
-from enum import Enum
 from typing import Any, Generic, TypeVar
 
 import strawberry
 from strawberry.scalars import JSON
 
 from models import tables
+from models.states import GcState, RenderKind, RenderStatus
 from resolvers import ids, ops, pagination, renders, versions
 from schema.context import Context
 
@@ -119,27 +119,10 @@ class EditOp:
         return cls(type=row.type, params=ops.shown(row.type, row.params))
 
 
-@strawberry.enum
-class RenderKind(Enum):
-    PROXY = "proxy"
-    EXPORT = "export"
-
-
-@strawberry.enum
-class RenderStatus(Enum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-@strawberry.enum
-class GcState(Enum):
-    NONE = "none"
-    MARKED = "marked"
-    ARCHIVED = "archived"
-    DELETED = "deleted"
+# The vocabularies the tables store, defined once in models.states and shown under their
+# own names: strawberry marks those very classes as GraphQL enums.
+for _vocabulary in (RenderKind, RenderStatus, GcState):
+    strawberry.enum(_vocabulary)
 
 
 def _url(info: Info, key: str | None, done: bool) -> str | None:
@@ -170,7 +153,7 @@ class Render(Node):
             row=row,
             kind=RenderKind(row.kind),
             version=row.version,
-            status=RenderStatus(row.status),
+            status=row.status,
             progress=row.progress,
             width=row.width,
             height=row.height,
@@ -184,7 +167,7 @@ class Render(Node):
 
     @strawberry.field(description="A signed, expiring link to the file once it is DONE.")
     def url(self, info: Info) -> str | None:
-        return _url(info, self.row.output_key, self.row.status == "done")
+        return _url(info, self.row.output_key, self.row.status == RenderStatus.DONE)
 
 
 @strawberry.type(description="A full-resolution export: its render, pin and GC state.")
@@ -203,7 +186,7 @@ class Export(Node):
             row=row,
             version=row.version,
             pinned=row.pinned,
-            gc_state=GcState(row.gc_state),
+            gc_state=row.gc_state,
             created_at=row.created_at,
         )
 
@@ -218,7 +201,7 @@ class Export(Node):
 
     @strawberry.field
     async def status(self, info: Info) -> RenderStatus:
-        return RenderStatus((await self._render(info)).status)
+        return (await self._render(info)).status
 
     @strawberry.field
     async def progress(self, info: Info) -> float:
@@ -234,8 +217,8 @@ class Export(Node):
         render = await self._render(info)
         # Archived or deleted exports have no link: their file left export/ (marking moves
         # nothing, so a marked export still has one).
-        live = self.row.gc_state in ("none", "marked")
-        return _url(info, render.output_key, render.status == "done" and live)
+        live = self.row.gc_state in (GcState.NONE, GcState.MARKED)
+        return _url(info, render.output_key, render.status == RenderStatus.DONE and live)
 
     @strawberry.field(description="Whether this is the project's latest export.")
     async def latest(self, info: Info) -> bool:
