@@ -32,7 +32,7 @@ from models.db import Database
 from models.migrate import upgrade
 from models.store import MediaStore
 from resolvers import ids, users, versions, videos
-from tests.media import make_video
+from tests.helpers.media import make_video
 
 ROWS = int(os.environ.get("EDITGRAPH_BENCH_GC_LOAD_ROWS", "100000"))
 SUBSCRIBERS = int(os.environ.get("EDITGRAPH_BENCH_GC_LOAD_SUBSCRIBERS", "200"))

@@ -6,17 +6,15 @@ import secrets
 import shutil
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, TypeVar
 
-import httpx
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlmodel import SQLModel
-from starlette.applications import Starlette
 
-from editgraph.app import create_app
 from editgraph.redis_embed import EmbeddedRedis
 from editgraph.settings import Settings
 from jobs.queue import ArqQueue, connect
@@ -24,7 +22,8 @@ from models.db import Database
 from models.migrate import upgrade
 from models.store import MediaStore
 from resolvers.users import Actor, create_user
-from tests.media import make_hostile, make_video
+from tests.helpers.api import Api, AppFactory, changed, running
+from tests.helpers.media import make_hostile, make_video
 
 POSTGRES_URL = os.environ.get("EDITGRAPH_TEST_POSTGRES_URL")
 BACKENDS = ["sqlite", "postgres"]
@@ -150,48 +149,6 @@ async def bob(db: Database) -> Actor:
     return Actor.of(user)
 
 
-class Api:
-    """A GraphQL client over the real app, one bearer token at a time."""
-
-    def __init__(self, client: httpx.AsyncClient, app: Starlette) -> None:
-        self.client = client
-        self.app = app
-
-    async def query(
-        self, token: str | None, query: str, variables: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        response = await self.client.post(
-            "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
-        )
-        assert response.status_code == 200, response.text
-        body: dict[str, Any] = response.json()
-        return body
-
-    async def data(
-        self, token: str | None, query: str, variables: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
-        body = await self.query(token, query, variables)
-        assert "errors" not in body, body["errors"]
-        data: dict[str, Any] = body["data"]
-        return data
-
-    async def upload(self, token: str, path: Path, filename: str | None = None) -> httpx.Response:
-        operations = (
-            '{"query": "mutation($f: Upload!) { uploadVideo(file: $f) { __typename '
-            "... on VideoUploaded { deduplicated video { id filename sha256 bytes durationSeconds "
-            "width height fps hasAudio } } ... on InvalidMedia { message } "
-            '... on TooLarge { message limitBytes } } }", "variables": {"f": null}}'
-        )
-        with path.open("rb") as fh:
-            return await self.client.post(
-                "/graphql",
-                data={"operations": operations, "map": '{"0": ["variables.f"]}'},
-                files={"0": (filename or path.name, fh, "video/mp4")},
-                headers={"Authorization": f"Bearer {token}"},
-            )
-
-
 @pytest.fixture
 def settings(tmp_path: Path, redis_url: str) -> Settings:
     """Settings of a test server: its own media root, the throwaway Redis, and render rate
@@ -207,13 +164,24 @@ def settings(tmp_path: Path, redis_url: str) -> Settings:
 
 
 @pytest.fixture
-async def api(settings: Settings, db: Database) -> AsyncIterator[Api]:
+def make_api(settings: Settings, db: Database) -> AppFactory:
+    """The one way tests build the app: ``async with make_api(**changes) as api`` runs it
+    over the test database with the test's settings, changed by keyword (or other settings
+    given whole); ``live=True`` serves it with uvicorn on a free port (``api.base``)."""
+
+    def make(
+        chosen: Settings | None = None, /, *, live: bool = False, **changes: Any
+    ) -> AbstractAsyncContextManager[Api]:
+        return running(changed(chosen or settings, **changes), db, live=live)
+
+    return make
+
+
+@pytest.fixture
+async def api(make_api: AppFactory) -> AsyncIterator[Api]:
     """The real Starlette app over the test database, called in-process over ASGI."""
-    app = create_app(settings, db=db)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield Api(client, app)
+    async with make_api() as client:
+        yield client
 
 
 @pytest.fixture

@@ -1,25 +1,20 @@
-"""Fixtures of the end-to-end tests: a private Redis, shared settings, the in-process app."""
+"""Fixtures of the end-to-end tests: a private Redis, settings shared with worker processes,
+the app (in-process or served), and a worker in this process."""
 
 from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
+from typing import Any
 
-import httpx
 import pytest
+from arq import Worker
 
-from bench.common import serve
-from editgraph.app import create_app
 from editgraph.redis_embed import EmbeddedRedis
 from editgraph.settings import Settings
 from models.db import Database
-from tests.conftest import Api
-from tests.media import make_video
-
-
-def settings_of(env: dict[str, str]) -> Settings:
-    """The Settings an ``EDITGRAPH_*`` environment describes."""
-    return Settings.model_validate(
-        {k.removeprefix("EDITGRAPH_").lower(): v for k, v in env.items()}
-    )
+from tests.helpers.api import Api, AppFactory, changed, settings_of
+from tests.helpers.media import make_video
+from tests.helpers.worker import WorkerFactory, worker_in_process
 
 
 @pytest.fixture
@@ -31,7 +26,7 @@ def redis_server(tmp_path: Path) -> Iterator[EmbeddedRedis]:
 
 @pytest.fixture
 def env(db: Database, redis_server: EmbeddedRedis, tmp_path: Path) -> dict[str, str]:
-    """Settings shared by the test's app and its worker process."""
+    """Settings shared by the test's app and its worker, in this process or another."""
     return {
         "EDITGRAPH_DATABASE_URL": db.url,
         "EDITGRAPH_REDIS_URL": redis_server.url,
@@ -45,25 +40,40 @@ def env(db: Database, redis_server: EmbeddedRedis, tmp_path: Path) -> dict[str, 
 
 
 @pytest.fixture
-async def app_api(env: dict[str, str], db: Database) -> AsyncIterator[Api]:
-    app = create_app(settings_of(env), db=db)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
-    ):
-        yield Api(client, app)
-
-
-@pytest.fixture(scope="module")
-def long_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Long and large enough that an export with a heavy blur takes seconds to render."""
-    folder = tmp_path_factory.mktemp("long")
-    return make_video(folder / "long.mp4", seconds=20, size="1280x720", rate=30)
+def settings(env: dict[str, str]) -> Settings:
+    """The settings ``env`` describes: the app, worker processes and in-process workers agree."""
+    return settings_of(env)
 
 
 @pytest.fixture
-async def live(env: dict[str, str], db: Database) -> AsyncIterator[tuple[Api, str]]:
+async def app_api(make_api: AppFactory) -> AsyncIterator[Api]:
+    """The app over ASGI in this process."""
+    async with make_api() as api:
+        yield api
+
+
+@pytest.fixture
+async def live(make_api: AppFactory) -> AsyncIterator[tuple[Api, str]]:
     """The app behind a real uvicorn server on a free port: (API client, base URL)."""
-    app = create_app(settings_of(env), db=db)
-    async with serve(app) as base, httpx.AsyncClient(base_url=base, timeout=30) as client:
-        yield Api(client, app), base
+    async with make_api(live=True) as api:
+        yield api, api.base
+
+
+@pytest.fixture
+def run_worker(settings: Settings) -> WorkerFactory:
+    """The render worker of `editgraph worker`, in this process, over the test's settings
+    changed by keyword (e.g. ``render_timeout_s=1.5``). Tests that kill or restart the
+    worker, or start the command line, use ``worker_process`` instead."""
+
+    def start(**changes: Any) -> AbstractAsyncContextManager[Worker]:
+        return worker_in_process(changed(settings, **changes).worker_config())
+
+    return start
+
+
+@pytest.fixture(scope="session")
+def long_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Long and large enough that an export with a heavy blur takes seconds to render
+    (read-only, made once for the run)."""
+    folder = tmp_path_factory.mktemp("long")
+    return make_video(folder / "long.mp4", seconds=20, size="1280x720", rate=30)

@@ -5,18 +5,17 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import httpx
 import psutil
 import pytest
 
 from editgraph.redis_embed import free_port
+from tests.helpers.processes import edit_and_wait_for_proxy
 
 
 def run_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -52,51 +51,6 @@ def test_user_create_prints_the_token_alone_on_the_last_line(tmp_path: Path) -> 
     assert token.encode() not in (tmp_path / "data" / "editgraph.db").read_bytes()
     migrate = run_cli(tmp_path, "migrate")
     assert migrate.returncode == 0 and "up to date" in migrate.stdout
-
-
-def edit_and_wait_for_proxy(base: str, token: str, source: Path) -> str:
-    """Upload, create a project, append an edit; return the proxy URL once it is DONE."""
-    auth = {"Authorization": f"Bearer {token}"}
-    with httpx.Client(base_url=base, headers=auth, timeout=30) as client:
-        operations = json.dumps(
-            {
-                "query": "mutation($f: Upload!) { uploadVideo(file: $f) { ... on VideoUploaded { video { id } } } }",
-                "variables": {"f": None},
-            }
-        )
-        with source.open("rb") as fh:
-            uploaded = client.post(
-                "/graphql",
-                data={"operations": operations, "map": '{"0": ["variables.f"]}'},
-                files={"0": (source.name, fh, "video/mp4")},
-            ).json()
-        video = uploaded["data"]["uploadVideo"]["video"]["id"]
-
-        def gql(query: str, variables: dict[str, object]) -> dict[str, Any]:
-            body = client.post("/graphql", json={"query": query, "variables": variables}).json()
-            data: dict[str, Any] = body["data"]
-            return data
-
-        created = gql(
-            'mutation($v: ID!) { createProject(videoId: $v, name: "cli") { ... on ProjectCreated { project { id } } } }',
-            {"v": video},
-        )
-        pid = created["createProject"]["project"]["id"]
-        gql(
-            "mutation($p: ID!) { appendOps(projectId: $p, ops: [{grayscale: true}]) { __typename } }",
-            {"p": pid},
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            latest = gql(
-                "query($p: ID!) { project(id: $p) { latestProxy { version status url } } }",
-                {"p": pid},
-            )["project"]["latestProxy"]
-            if latest and latest["version"] == 1 and latest["status"] == "DONE":
-                url: str = latest["url"]
-                return url
-            time.sleep(0.3)
-    raise AssertionError("the embedded worker did not render the proxy")
 
 
 @contextmanager

@@ -14,10 +14,9 @@ import pytest
 from editgraph.app import create_app
 from editgraph.settings import Settings
 from models.db import Database
-from tests.conftest import Api
-from tests.e2e.conftest import settings_of
-from tests.e2e.rendering import project, until, worker_process
-from tests.schema.test_api import new_project, upload
+from tests.helpers.api import Api, new_project, project, settings_of, upload
+from tests.helpers.polling import until
+from tests.helpers.processes import worker_process
 
 pytestmark = pytest.mark.slow
 MiB = 1024 * 1024

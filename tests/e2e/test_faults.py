@@ -27,11 +27,9 @@ from jobs.runtime import Runtime
 from models.db import Database
 from models.store import MediaStore
 from resolvers import ids
-from tests.conftest import Api
-from tests.e2e.conftest import settings_of
-from tests.e2e.rendering import until
-from tests.e2e.test_cli import edit_and_wait_for_proxy
-from tests.schema.test_api import APPEND, new_project
+from tests.helpers.api import APPEND, Api, new_project, settings_of
+from tests.helpers.polling import until
+from tests.helpers.processes import edit_and_wait_for_proxy
 
 pytestmark = pytest.mark.slow
 # Not a speed check: a save that waited on the hung Redis took 20 s (two 10 s socket

@@ -14,7 +14,7 @@ from schemathesis.graphql import nodes
 
 from editgraph.redis_embed import EmbeddedRedis, free_port
 from schema.root import SDL_PATH
-from tests.e2e.rendering import server_process
+from tests.helpers.processes import server_process
 
 pytestmark = pytest.mark.slow
 for name in ("Upload", "JSON", "DateTime"):

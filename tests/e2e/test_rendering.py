@@ -11,10 +11,11 @@ from editgraph.media import MediaSigner
 from editgraph.redis_embed import EmbeddedRedis
 from models import redis_keys
 from resolvers import events, ids
-from tests.conftest import Api
-from tests.e2e.rendering import ffmpeg_children, no_ffmpeg_left, project, until, worker_process
-from tests.jobs import measure
-from tests.schema.test_api import APPEND, CREATE, REVERT, upload
+from tests.helpers import measure
+from tests.helpers.api import APPEND, CREATE, REVERT, Api, project, upload
+from tests.helpers.polling import until
+from tests.helpers.processes import ffmpeg_children, no_ffmpeg_left, worker_process
+from tests.helpers.worker import WorkerFactory
 
 pytestmark = pytest.mark.slow
 EXPORT = """mutation($p: ID!, $v: Int) { requestExport(projectId: $p, version: $v) {
@@ -44,11 +45,11 @@ async def test_edits_render_proxies_and_exports(
     tokens: dict[str, str],
     media: dict[str, Path],
     env: dict[str, str],
-    tmp_path: Path,
+    run_worker: WorkerFactory,
 ) -> None:
     api, alice = app_api, tokens["alice"]
     root = media_root(env)
-    with worker_process(env, tmp_path / "worker.log"):
+    async with run_worker():
         pid = await start_project(api, alice, media["clip"])
         number = ids.decode(pid, "Project")
 
@@ -111,10 +112,14 @@ async def test_edits_render_proxies_and_exports(
 
 
 async def test_cancel_stops_ffmpeg_and_leaves_no_file(
-    app_api: Api, tokens: dict[str, str], long_clip: Path, env: dict[str, str], tmp_path: Path
+    app_api: Api,
+    tokens: dict[str, str],
+    long_clip: Path,
+    env: dict[str, str],
+    run_worker: WorkerFactory,
 ) -> None:
     api, alice = app_api, tokens["alice"]
-    with worker_process(env, tmp_path / "worker.log") as worker:
+    async with run_worker():
         pid = await start_project(api, alice, long_clip)
         await api.data(alice, APPEND, {"p": pid, "ops": [{"gaussianBlur": {"radius": 30}}]})
         export_id = (await api.data(alice, EXPORT, {"p": pid}))["requestExport"]["export"]["id"]
@@ -130,12 +135,12 @@ async def test_cancel_stops_ffmpeg_and_leaves_no_file(
 
         state = await until(running, what="the export to make progress")
         own = f"render-{ids.decode(state['render']['id'], 'Render')}-"
-        assert ffmpeg_children(worker, own)
+        assert ffmpeg_children(rendering=own)
         result = (await api.data(alice, CANCEL, {"id": state["render"]["id"]}))["cancelRender"]
         assert result["render"]["status"] == "CANCELLED"
 
         async def stopped() -> bool:
-            return not ffmpeg_children(worker, own)
+            return not ffmpeg_children(rendering=own)
 
         await until(stopped, within=5, what="ffmpeg to be killed")
     root = media_root(env)
@@ -144,12 +149,16 @@ async def test_cancel_stops_ffmpeg_and_leaves_no_file(
 
 
 async def test_a_timeout_fails_with_a_readable_error(
-    app_api: Api, tokens: dict[str, str], long_clip: Path, env: dict[str, str], tmp_path: Path
+    app_api: Api,
+    tokens: dict[str, str],
+    long_clip: Path,
+    env: dict[str, str],
+    run_worker: WorkerFactory,
 ) -> None:
     api, alice = app_api, tokens["alice"]
     pid = await start_project(api, alice, long_clip)
     await api.data(alice, APPEND, {"p": pid, "ops": [{"gaussianBlur": {"radius": 30}}]})
-    with worker_process({**env, "EDITGRAPH_RENDER_TIMEOUT_S": "1.5"}, tmp_path / "worker.log"):
+    async with run_worker(render_timeout_s=1.5):
         await api.data(alice, EXPORT, {"p": pid})
 
         async def failed() -> dict[str, Any] | None:
@@ -173,13 +182,13 @@ async def test_a_permanent_failure_fails_once(
     tokens: dict[str, str],
     media: dict[str, Path],
     env: dict[str, str],
-    tmp_path: Path,
+    run_worker: WorkerFactory,
 ) -> None:
     api, alice = app_api, tokens["alice"]
     pid = await start_project(api, alice, media["other"])
     for original in (media_root(env) / "videos").glob("*.mp4"):
         original.unlink()  # exports read the original; without it ffmpeg cannot start
-    with worker_process(env, tmp_path / "worker.log"):
+    async with run_worker():
         await api.data(alice, EXPORT, {"p": pid})
 
         async def failed() -> dict[str, Any] | None:
@@ -197,11 +206,15 @@ async def test_a_permanent_failure_fails_once(
 
 
 async def test_a_killed_ffmpeg_is_retried(
-    app_api: Api, tokens: dict[str, str], long_clip: Path, env: dict[str, str], tmp_path: Path
+    app_api: Api,
+    tokens: dict[str, str],
+    long_clip: Path,
+    env: dict[str, str],
+    run_worker: WorkerFactory,
 ) -> None:
     api, alice = app_api, tokens["alice"]
     pid = await start_project(api, alice, long_clip)
-    with worker_process(env, tmp_path / "worker.log") as worker:
+    async with run_worker():
 
         async def first_proxy() -> bool:
             latest = (await project(api, alice, pid))["latestProxy"]
@@ -212,12 +225,12 @@ async def test_a_killed_ffmpeg_is_retried(
         await api.data(alice, EXPORT, {"p": pid})
 
         async def busy() -> bool:
-            return bool(ffmpeg_children(worker)) and bool(
+            return bool(ffmpeg_children()) and bool(
                 [e for e in (await project(api, alice, pid))["exports"] if e["status"] == "RUNNING"]
             )
 
         await until(busy, what="the export to start")
-        for child in ffmpeg_children(worker):
+        for child in ffmpeg_children():
             child.send_signal(signal.SIGKILL)
         export = await until(lambda: export_done(api, alice, pid), what="the retried export")
     assert export["render"]["attempts"] == 2
@@ -279,9 +292,8 @@ async def test_a_redis_restart_between_commit_and_job_loses_no_render(
     app_api: Api,
     tokens: dict[str, str],
     media: dict[str, Path],
-    env: dict[str, str],
-    tmp_path: Path,
     redis_server: EmbeddedRedis,
+    run_worker: WorkerFactory,
 ) -> None:
     api, alice = app_api, tokens["alice"]
     pid = await start_project(api, alice, media["clip"])
@@ -289,7 +301,7 @@ async def test_a_redis_restart_between_commit_and_job_loses_no_render(
     # Redis keeps nothing on disk: a restart forgets every queued job.
     redis_server.stop()
     redis_server.start()
-    with worker_process(env, tmp_path / "worker.log"):
+    async with run_worker():
 
         async def proxy_v1() -> bool:
             latest = (await project(api, alice, pid))["latestProxy"]
@@ -303,13 +315,13 @@ async def test_a_proxy_superseded_before_it_starts_is_skipped(
     tokens: dict[str, str],
     media: dict[str, Path],
     env: dict[str, str],
-    tmp_path: Path,
+    run_worker: WorkerFactory,
 ) -> None:
     api, alice = app_api, tokens["alice"]
     pid = await start_project(api, alice, media["clip"])
     for level in (10, 20, 30):
         await api.data(alice, APPEND, {"p": pid, "ops": [{"brightness": {"brightness": level}}]})
-    with worker_process(env, tmp_path / "worker.log"):
+    async with run_worker():
 
         async def settled() -> list[dict[str, Any]] | None:
             data = await api.data(

@@ -23,10 +23,9 @@ from jobs.bus import EventBus
 from models import redis_keys
 from models.db import Database
 from resolvers import ids
-from tests.conftest import Api
-from tests.e2e.conftest import settings_of
-from tests.e2e.rendering import project, server_process, until, worker_process
-from tests.schema.test_api import APPEND, CREATE, upload
+from tests.helpers.api import APPEND, CREATE, Api, project, settings_of, upload
+from tests.helpers.polling import until
+from tests.helpers.processes import server_process, worker_process
 
 pytestmark = pytest.mark.slow
 PROXY_READY = "subscription($p: ID!) { proxyReady(projectId: $p) { id version status url } }"

@@ -12,8 +12,7 @@ from sqlmodel import col, select, update
 from editgraph.settings import Settings
 from models.db import Database
 from models.tables import User, utcnow
-from tests.conftest import Api
-from tests.schema.test_abuse import api_with, code_of
+from tests.helpers.api import Api, AppFactory, code_of
 
 ME = "{ me { name } }"
 
@@ -23,11 +22,11 @@ def auth(token: str) -> dict[str, str]:
 
 
 async def test_json_bodies_are_capped_before_they_are_read(
-    tmp_path: Path, redis_url: str, db: Database, tokens: dict[str, str]
+    make_api: AppFactory, tokens: dict[str, str]
 ) -> None:
     limit = 64 * 1024
     json_type = {"Content-Type": "application/json"}
-    async with api_with(tmp_path, redis_url, db, max_json_bytes=limit) as api:
+    async with make_api(max_json_bytes=limit) as api:
         # Declared too large: refused on the header alone, with or without a token.
         for headers in ({}, auth(tokens["alice"])):
             refused = await api.client.post(
@@ -120,7 +119,7 @@ async def test_one_file_mapped_to_two_variables_is_a_400_without_a_path(
 
 
 async def test_tokens_expire_after_the_ttl_and_record_their_last_use(
-    tmp_path: Path, redis_url: str, db: Database, tokens: dict[str, str]
+    make_api: AppFactory, db: Database, tokens: dict[str, str]
 ) -> None:
     async def user(name: str) -> User:
         async with db.read() as session:
@@ -131,7 +130,7 @@ async def test_tokens_expire_after_the_ttl_and_record_their_last_use(
             await session.exec(update(User).where(col(User.name) == name).values(**values))
 
     assert (await user("alice")).last_used_at is None
-    async with api_with(tmp_path, redis_url, db, token_ttl_days=30) as api:
+    async with make_api(token_ttl_days=30) as api:
         before = utcnow()
         assert (await api.data(tokens["alice"], ME))["me"]["name"] == "alice"
         first_use = (await user("alice")).last_used_at
@@ -149,5 +148,5 @@ async def test_tokens_expire_after_the_ttl_and_record_their_last_use(
         assert code_of(await api.query(tokens["alice"], ME)) == "UNAUTHENTICATED"
         assert (await api.data(tokens["bob"], ME))["me"]["name"] == "bob"
     # Without EDITGRAPH_TOKEN_TTL_DAYS tokens do not expire.
-    async with api_with(tmp_path, redis_url, db) as forever:
+    async with make_api() as forever:
         assert (await forever.data(tokens["alice"], ME))["me"]["name"] == "alice"

@@ -10,7 +10,7 @@ from models.db import Database
 from models.store import MediaStore
 from resolvers import gc_runs
 from resolvers.users import Actor
-from tests.resolvers.test_gc import exports_on_disk, states
+from tests.helpers.gc import exports_on_disk, states
 
 
 def gc_cli(db: Database, store: MediaStore, *args: str) -> subprocess.CompletedProcess[str]:

@@ -10,8 +10,8 @@ import httpx
 from editgraph.media import SECRET_FILE, MediaSigner
 from editgraph.redis_embed import free_port
 from editgraph.settings import DEFAULT_SECRET, Settings
-from tests.conftest import Api
-from tests.e2e.rendering import server_process
+from tests.helpers.api import Api
+from tests.helpers.processes import server_process
 
 
 async def test_signed_links(api: Api, settings: Settings) -> None:

@@ -16,8 +16,7 @@ from editgraph.app import create_app
 from editgraph.settings import Settings
 from models.db import Database
 from resolvers import ids
-from tests.conftest import Api
-from tests.schema.test_api import new_project
+from tests.helpers.api import Api, new_project
 
 
 def code_of(body: dict[str, Any]) -> str | None:

@@ -11,7 +11,7 @@ from editgraph.app import create_app
 from editgraph.redis_embed import free_port
 from editgraph.settings import Settings
 from models.db import Database
-from tests.conftest import Api
+from tests.helpers.api import Api
 
 
 def test_production_refuses_the_default_secret_and_graphiql(

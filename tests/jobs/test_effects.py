@@ -10,8 +10,8 @@ from jobs import edl
 from jobs.runner import run_ffmpeg
 from resolvers import ops
 from resolvers.presets import PROXY, Preset, export_preset
-from tests.jobs import measure
-from tests.media import make_video
+from tests.helpers import measure
+from tests.helpers.media import make_video
 
 PRESET = export_preset(crf=23, x264_preset="ultrafast")
 # Concat ops name videos by their row id.

@@ -11,7 +11,7 @@ from jobs.runtime import Runtime, WorkerConfig
 from models.db import Database
 from models.store import MediaStore
 from resolvers.users import Actor
-from tests.resolvers.test_gc import exports_on_disk, states
+from tests.helpers.gc import exports_on_disk, states
 
 
 @pytest.mark.parametrize("marks", [False, True])

@@ -18,9 +18,8 @@ from models.tables import Project, Render
 from resolvers import ids, renders, versions
 from resolvers.presets import PROXY
 from resolvers.users import Actor
-from tests.jobs import measure
-from tests.resolvers.test_op_bounds import insert_history
-from tests.resolvers.test_versions import new_project
+from tests.helpers import measure
+from tests.helpers.domain import insert_history, new_project
 
 
 def runtime(db: Database, queue: ArqQueue, store: MediaStore, *, memory_mb: int = 4096) -> Runtime:

@@ -17,8 +17,7 @@ from models.store import MediaStore
 from models.tables import Render
 from resolvers import ids
 from resolvers.renders import Status
-from tests.conftest import Api
-from tests.schema.test_api import APPEND, new_project
+from tests.helpers.api import APPEND, Api, new_project
 
 GRACE_S = 1.0
 

@@ -32,8 +32,9 @@ from resolvers import ids, ops, renders
 from resolvers.presets import PROXY
 from resolvers.probe import probe
 from resolvers.users import TOKEN_PREFIX, hash_token
-from tests.conftest import POSTGRES_URL, Api
-from tests.jobs import measure
+from tests.helpers import measure
+from tests.helpers.api import Api
+from tests.helpers.db import POSTGRES_URL
 
 TOKEN = TOKEN_PREFIX + "alice-" + "t" * 40
 OPS_OF = """query($p: ID!) { project(id: $p) { currentVersion ops { type params }

@@ -21,8 +21,8 @@ from resolvers import gc, gc_runs, renders, videos
 from resolvers.errors import GcBusyError, MediaMissingError, NotFoundError
 from resolvers.presets import export_preset
 from resolvers.users import Actor
-from tests.resolvers.test_gc import consistent, exports_on_disk
-from tests.resolvers.test_videos import stage
+from tests.helpers.domain import stage
+from tests.helpers.gc import consistent, exports_on_disk
 
 PRESET = export_preset(crf=20, x264_preset="fast")
 STEPS = ["converge listed", "listed", "recorded", "settled"]

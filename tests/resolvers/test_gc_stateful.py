@@ -34,7 +34,7 @@ from resolvers import gc, renders, versions, videos
 from resolvers.errors import NotFoundError
 from resolvers.presets import export_preset
 from resolvers.users import Actor, create_user
-from tests.resolvers.test_videos import stage
+from tests.helpers.domain import stage
 
 pytestmark = pytest.mark.slow
 PRESET = export_preset(crf=20, x264_preset="fast")

@@ -12,17 +12,15 @@ from editgraph.settings import Settings
 from jobs.queue import ArqQueue
 from models.db import Database
 from models.store import MediaStore
-from models.tables import EditOperation, Project
+from models.tables import Project
 from resolvers import ids, ops, versions
 from resolvers.errors import InvalidOpsError, OpError
 from resolvers.users import Actor
-from tests.conftest import Api
-from tests.resolvers.test_versions import counts, new_project
-from tests.schema.test_api import APPEND
-from tests.schema.test_api import new_project as new_project_over_api
+from tests.helpers.api import APPEND, Api
+from tests.helpers.api import new_project as new_project_over_api
+from tests.helpers.domain import FLIP, counts, insert_history, new_project
 
 SLOW = {"type": "speed", "params": {"factor": 0.25}}
-FLIP: dict[str, Any] = {"type": "flip", "params": {"axis": "horizontal"}}
 
 
 async def refused(
@@ -159,33 +157,6 @@ async def test_a_version_holds_a_bounded_number_of_ops(
         expected_version=2,
         limits=limits,
     )
-
-
-async def insert_history(db: Database, project: Project, count: int) -> None:
-    """``count`` flips in one version, written directly (no append would accept them)."""
-    assert project.id is not None
-    async with db.write() as session:
-        session.add(
-            versions.new_version(
-                project.id,
-                1,
-                0,
-                Actor(id=project.owner_id, name="", is_admin=False),
-                ops.Frame(160, 120, 2.0),
-                ops.chain_hash(ops.ROOT_HASH, [FLIP] * count),
-            )
-        )
-        for seq in range(count):
-            session.add(
-                EditOperation(
-                    project_id=project.id, version=1, seq=seq, type="flip", params=FLIP["params"]
-                )
-            )
-        await session.flush()
-        stored = await session.get(Project, project.id)
-        assert stored is not None
-        stored.current_version = 1
-        session.add(stored)
 
 
 async def test_a_history_longer_than_the_recursion_limit_loads_and_stops_growing(

@@ -16,33 +16,7 @@ from models.tables import EditOperation, Project, Version
 from resolvers import ids, versions, videos
 from resolvers.errors import InvalidOpsError, NotFoundError, VersionConflictError
 from resolvers.users import Actor
-from tests.resolvers.test_videos import stage
-
-BLUR = {"type": "gaussian-blur", "params": {"radius": 5}}
-BRIGHT = {"type": "brightness", "params": {"brightness": 20}}
-
-
-async def new_project(
-    db: Database, queue: ArqQueue, store: MediaStore, actor: Actor, source: Path
-) -> Project:
-    video, _ = await videos.upload_video(
-        db=db, queue=queue, store=store, actor=actor, staged=stage(store, source)
-    )
-    assert video.id is not None
-    return await versions.create_project(
-        db=db, queue=queue, actor=actor, video_id=video.id, name="holiday"
-    )
-
-
-async def counts(db: Database, project_id: int) -> tuple[int, int]:
-    async with db.read() as s:
-        v = len((await s.exec(select(Version).where(Version.project_id == project_id))).all())
-        o = len(
-            (
-                await s.exec(select(EditOperation).where(EditOperation.project_id == project_id))
-            ).all()
-        )
-    return v, o
+from tests.helpers.domain import BLUR, BRIGHT, counts, new_project, stage
 
 
 async def test_append_stores_the_seed_shape_in_canonical_json(

@@ -9,20 +9,12 @@ from sqlmodel import select
 
 from jobs.queue import ArqQueue
 from models.db import Database
-from models.store import MediaStore, StagedFile
+from models.store import MediaStore
 from models.tables import Blob, Video
 from resolvers import versions, videos
 from resolvers.errors import InvalidMediaError, NotFoundError, VideoInUseError
 from resolvers.users import Actor
-
-
-def stage(store: MediaStore, source: Path, filename: str | None = None) -> StagedFile:
-    """Stream a file into temp/ the way an upload does."""
-    staging = store.stage(filename or source.name, max_bytes=1 << 30)
-    with source.open("rb") as fh:
-        while chunk := fh.read(65536):
-            staging.write(chunk)
-    return staging.finish()
+from tests.helpers.domain import stage
 
 
 def host_file_leaked(root: Path) -> bool:

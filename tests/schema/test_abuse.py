@@ -1,39 +1,23 @@
 """Abuse resistance: query limits, production mode, render rate limits, hostile uploads."""
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from graphql import get_introspection_query
 from sqlmodel import select
 
-from editgraph.app import create_app
 from editgraph.settings import Settings
 from models.db import Database
 from models.tables import Export
 from resolvers import users
-from tests.conftest import Api
-from tests.schema.test_api import APPEND, CREATE, upload
+from tests.helpers.api import APPEND, CREATE, Api, AppFactory, code_of, upload
 
-PRODUCTION = {"env": "production", "secret_key": "s" * 40, "allowed_origins": ["https://app.test"]}
-
-
-@asynccontextmanager
-async def api_with(
-    tmp_path: Path, redis_url: str, db: Database, **overrides: Any
-) -> AsyncIterator[Api]:
-    """The real app with some settings changed."""
-    values: dict[str, Any] = {"env": "test", "media_root": tmp_path / "m", "redis_url": redis_url}
-    settings = Settings.model_validate({**values, **overrides})
-    app = create_app(settings, db=db)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
-    ):
-        yield Api(client, app)
+PRODUCTION: dict[str, Any] = {
+    "env": "production",
+    "secret_key": "s" * 40,
+    "allowed_origins": ["https://app.test"],
+}
 
 
 def code(body: dict[str, Any]) -> str:
@@ -42,12 +26,10 @@ def code(body: dict[str, Any]) -> str:
 
 
 async def test_queries_over_a_limit_are_refused_before_they_run(
-    tmp_path: Path, redis_url: str, db: Database, tokens: dict[str, str]
+    make_api: AppFactory, tokens: dict[str, str]
 ) -> None:
     alice = tokens["alice"]
-    async with api_with(
-        tmp_path, redis_url, db, max_query_depth=4, max_query_aliases=4, max_query_tokens=60
-    ) as api:
+    async with make_api(max_query_depth=4, max_query_aliases=4, max_query_tokens=60) as api:
         deep = "{ projects { edges { node { versions { nodes { ops { type } } } } } } }"
         body = await api.query(alice, deep)
         assert code(body) == "QUERY_TOO_COMPLEX" and "deep" in body["errors"][0]["message"]
@@ -64,11 +46,9 @@ async def test_queries_over_a_limit_are_refused_before_they_run(
         assert code(body) == "QUERY_TOO_COMPLEX" and "tokens" in body["errors"][0]["message"]
 
 
-async def test_batches_are_limited(
-    tmp_path: Path, redis_url: str, db: Database, tokens: dict[str, str]
-) -> None:
+async def test_batches_are_limited(make_api: AppFactory, tokens: dict[str, str]) -> None:
     auth = {"Authorization": f"Bearer {tokens['alice']}"}
-    async with api_with(tmp_path, redis_url, db, max_batch_operations=2) as api:
+    async with make_api(max_batch_operations=2) as api:
         two = [{"query": "{ me { name } }"}] * 2
         ok = await api.client.post("/graphql", json=two, headers=auth)
         assert (
@@ -84,14 +64,12 @@ async def broken(**_: Any) -> list[Any]:
 
 
 async def test_production_hides_the_schema_and_masks_bugs(
-    tmp_path: Path,
-    redis_url: str,
-    db: Database,
+    make_api: AppFactory,
     tokens: dict[str, str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     alice = tokens["alice"]
-    async with api_with(tmp_path, redis_url, db, **PRODUCTION) as api:
+    async with make_api(**PRODUCTION) as api:
         page = await api.client.get("/graphql", headers={"Accept": "text/html"})
         assert b"graphiql" not in page.content.lower()
         body = await api.query(alice, "{ __schema { types { name } } }")
@@ -105,7 +83,7 @@ async def test_production_hides_the_schema_and_masks_bugs(
         body = await api.query(tokens["root"], "{ users { name } }")
         assert body["errors"][0]["message"] == "Unexpected error."
         assert "SELECT" not in str(body)
-    async with api_with(tmp_path, redis_url, db) as dev:
+    async with make_api() as dev:
         dev_typo = await dev.query(alice, "{ projcts { nodes { name } } }")
         assert "Did you mean" in dev_typo["errors"][0]["message"]
 
@@ -117,11 +95,11 @@ def test_production_refuses_to_start_without_allowed_origins() -> None:
 
 
 async def test_render_work_is_rate_limited_per_operation(
-    tmp_path: Path, redis_url: str, db: Database, tokens: dict[str, str], media: dict[str, Path]
+    make_api: AppFactory, db: Database, tokens: dict[str, str], media: dict[str, Path]
 ) -> None:
     alice = tokens["alice"]
-    limits = {"rate_exports": 3, "rate_window_s": 3600}
-    async with api_with(tmp_path, redis_url, db, **limits) as api:
+    limits: dict[str, Any] = {"rate_exports": 3, "rate_window_s": 3600}
+    async with make_api(**limits) as api:
         await api.app.state.services.queue.pool.flushdb()  # the throwaway Redis of this run
         video = (await upload(api, alice, media["clip"]))["video"]["id"]
         pid = (await api.data(alice, CREATE, {"v": video, "name": "p"}))["createProject"][
@@ -145,7 +123,7 @@ async def test_render_work_is_rate_limited_per_operation(
     async with db.read() as session:
         assert len((await session.exec(select(Export))).all()) == 3
     # The count lives in Redis: another server process sees the same budget.
-    async with api_with(tmp_path, redis_url, db, **limits) as other:
+    async with make_api(**limits) as other:
         body = await other.query(
             alice,
             "mutation($p: ID!) { requestExport(projectId: $p, version: 0) { __typename } }",
@@ -196,17 +174,8 @@ INTROSPECTION = get_introspection_query(
 REPEATED_ME = "{ " + "me { name } " * 489 + "}"
 
 
-def code_of(body: dict[str, Any]) -> str | None:
-    """The first error's code, or None when it has none (or there is no error)."""
-    errors = body.get("errors") or [{}]
-    found: str | None = (errors[0].get("extensions") or {}).get("code")
-    return found
-
-
-async def test_without_a_token_production_reads_no_document(
-    tmp_path: Path, redis_url: str, db: Database
-) -> None:
-    async with api_with(tmp_path, redis_url, db, **PRODUCTION) as api:
+async def test_without_a_token_production_reads_no_document(make_api: AppFactory) -> None:
+    async with make_api(**PRODUCTION) as api:
         # A syntax error, an over-long document or a body that is not even JSON all get
         # the same answer: graphql-core never saw them.
         for document in (REPEATED_ME, "{ me {", "{ " + "a " * 5000 + "}", INTROSPECTION):
@@ -219,9 +188,9 @@ async def test_without_a_token_production_reads_no_document(
 
 
 async def test_without_a_token_development_answers_only_the_schema_query(
-    tmp_path: Path, redis_url: str, db: Database
+    make_api: AppFactory,
 ) -> None:
-    async with api_with(tmp_path, redis_url, db) as api:
+    async with make_api() as api:
         # GraphiQL loads the schema before its Headers tab holds a token.
         schema = await api.data(None, INTROSPECTION)
         assert "Project" in {t["name"] for t in schema["__schema"]["types"]}
@@ -248,12 +217,10 @@ async def test_without_a_token_development_answers_only_the_schema_query(
         )
 
 
-async def test_validation_work_is_bounded(
-    tmp_path: Path, redis_url: str, db: Database, tokens: dict[str, str]
-) -> None:
+async def test_validation_work_is_bounded(make_api: AppFactory, tokens: dict[str, str]) -> None:
     alice = tokens["alice"]
     repeated = "{ " + "me { name } " * 300 + "}"  # within graphql-core's own budget
-    async with api_with(tmp_path, redis_url, db) as api:
+    async with make_api() as api:
         for document in (repeated, REPEATED_ME):
             body = await api.query(alice, document)
             assert code_of(body) == "QUERY_TOO_COMPLEX", body
@@ -269,5 +236,5 @@ async def test_validation_work_is_bounded(
         conflict = await api.query(alice, "{ me { x: name x: id } }")
         assert "conflict" in conflict["errors"][0]["message"]
         assert (await api.data(alice, INTROSPECTION))["__schema"]["queryType"]["name"] == "Query"
-    async with api_with(tmp_path, redis_url, db, max_field_comparisons=1_000_000) as roomy:
+    async with make_api(max_field_comparisons=1_000_000) as roomy:
         assert (await roomy.data(alice, repeated))["me"]["name"] == "alice"

@@ -8,49 +8,7 @@ import pytest
 from sqlalchemy import event
 
 from models.db import Database
-from tests.conftest import Api
-
-APPEND = """
-mutation($p: ID!, $ops: [OpInput!]!, $v: Int) {
-  appendOps(projectId: $p, ops: $ops, expectedVersion: $v) {
-    __typename
-    ... on OpsAppended { project { currentVersion } version { number parent ops { type params } } }
-    ... on VersionConflict { message currentVersion }
-    ... on InvalidOps { message errors { index field message } }
-    ... on NotFound { message }
-  }
-}"""
-REVERT = """
-mutation($p: ID!, $n: Int!, $v: Int) {
-  revertToVersion(projectId: $p, version: $n, expectedVersion: $v) {
-    __typename
-    ... on OpsAppended { project { currentVersion } version { number parent ops { type } } }
-    ... on VersionConflict { currentVersion }
-    ... on NotFound { message }
-  }
-}"""
-CREATE = """
-mutation($v: ID!, $name: String!) {
-  createProject(videoId: $v, name: $name) {
-    __typename
-    ... on ProjectCreated { project { id name currentVersion sourceVideo { id } } }
-    ... on NotFound { message }
-  }
-}"""
-
-
-async def upload(api: Api, token: str, path: Path) -> dict[str, Any]:
-    response = await api.upload(token, path)
-    assert response.status_code == 200, response.text
-    result: dict[str, Any] = response.json()["data"]["uploadVideo"]
-    return result
-
-
-async def new_project(api: Api, token: str, path: Path) -> str:
-    video = (await upload(api, token, path))["video"]
-    data = await api.data(token, CREATE, {"v": video["id"], "name": "Holiday"})
-    project_id: str = data["createProject"]["project"]["id"]
-    return project_id
+from tests.helpers.api import APPEND, CREATE, REVERT, Api, new_project, upload
 
 
 async def test_requests_without_a_valid_token_are_unauthenticated(

@@ -20,7 +20,7 @@ from models.db import Database
 from resolvers import errors
 from resolvers.events import SubscriptionLimit
 from resolvers.users import create_user
-from tests.conftest import Api
+from tests.helpers.api import Api
 
 PRODUCTION = {"env": "production", "secret_key": "s" * 40, "allowed_origins": ["https://t"]}
 CODES: list[tuple[errors.DomainError, str]] = [

@@ -8,8 +8,8 @@ from jobs.queue import ArqQueue
 from models.db import Database
 from models.store import MediaStore
 from resolvers.users import Actor
-from tests.conftest import Api
-from tests.resolvers.test_gc import exports_on_disk
+from tests.helpers.api import Api
+from tests.helpers.gc import exports_on_disk
 
 
 async def finished(api: Api, token: str, run_id: str) -> dict[str, Any]:

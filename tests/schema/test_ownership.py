@@ -3,8 +3,7 @@
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import Api
-from tests.schema.test_api import APPEND, CREATE, REVERT, upload
+from tests.helpers.api import APPEND, CREATE, REVERT, Api, upload
 
 
 async def snapshot(api: Api, token: str) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import pytest
 from editgraph.app import create_app
 from editgraph.settings import Settings
 from models.db import Database
-from tests.conftest import Api
+from tests.helpers.api import Api
 
 
 async def test_refused_media_is_invalid_media_and_leaves_temp_empty(

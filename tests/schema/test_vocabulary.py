@@ -19,7 +19,7 @@ from resolvers import ops
 from schema import inputs
 from schema.limits import QueryLimits
 from schema.root import build_schema
-from tests.conftest import Api
+from tests.helpers.api import Api
 
 
 class Vignette(ops.Op):

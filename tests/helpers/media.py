@@ -3,6 +3,7 @@
 import struct
 import subprocess
 from pathlib import Path
+from typing import Any
 
 
 def ffmpeg(*args: str) -> None:
@@ -15,19 +16,53 @@ def make_video(
     *,
     seconds: float = 2.0,
     size: str = "160x120",
-    rate: int = 25,
+    rate: int | str = 25,
     audio: bool = True,
     pattern: str = "testsrc2",
+    sample_rate: int = 44100,
+    channels: int = 1,
 ) -> Path:
-    """Encode an H.264 (+AAC) MP4 from a test pattern; returns ``path``."""
+    """Encode an H.264 (+AAC) MP4 from a test pattern; returns ``path``. ``rate`` may be a
+    fraction ("30000/1001"); odd sizes are kept (yuv444p, which H.264 allows at any size)."""
     sep = ":" if "=" in pattern else "="  # a pattern may carry its own options (color=c=black)
-    args = ["-f", "lavfi", "-i", f"{pattern}{sep}size={size}:rate={rate}:duration={seconds}"]
+    width, height = (int(side) for side in size.split("x"))
+    # testsrc2 draws even sizes only: an odd one is cut from the next even size up.
+    drawn = f"{width + width % 2}x{height + height % 2}"
+    args = ["-f", "lavfi", "-i", f"{pattern}{sep}size={drawn}:rate={rate}:duration={seconds}"]
     if audio:
-        args += ["-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}"]
-    args += ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
-    args += ["-c:a", "aac", "-shortest"] if audio else []
+        sine = f"sine=frequency=440:sample_rate={sample_rate}:duration={seconds}"
+        args += ["-f", "lavfi", "-i", sine]
+    # yuv420p needs even sides; a phone or a screen recorder may well write odd ones.
+    pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
+    args += ["-vf", f"format={pix_fmt},crop={width}:{height}:0:0"] if drawn != size else []
+    args += ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", pix_fmt]
+    args += ["-c:a", "aac", "-ac", str(channels), "-shortest"] if audio else []
     ffmpeg(*args, str(path))
     return path
+
+
+# Sources as people bring them: film, PAL, NTSC (29.97 = 30000/1001) and 60 fps rates;
+# landscape, portrait, 4:3 and odd sizes; no audio, mono or stereo at 44.1 or 48 kHz.
+SOURCE_KINDS: dict[str, dict[str, Any]] = {
+    "24fps-stereo-48k": {"rate": 24, "size": "128x72", "sample_rate": 48000, "channels": 2},
+    "25fps-4x3-mono-44k": {"rate": 25, "size": "96x72", "sample_rate": 44100, "channels": 1},
+    "29.97fps-stereo-44k": {
+        "rate": "30000/1001",
+        "size": "128x72",
+        "sample_rate": 44100,
+        "channels": 2,
+    },
+    "30fps-silent": {"rate": 30, "size": "128x72", "audio": False},
+    "60fps-mono-48k": {"rate": 60, "size": "64x48", "sample_rate": 48000, "channels": 1},
+    "portrait": {"rate": 30, "size": "72x128", "sample_rate": 48000, "channels": 2},
+    "odd-size": {"rate": 25, "size": "75x57", "sample_rate": 48000, "channels": 1},
+}
+
+
+def make_kind(folder: Path, kind: str, *, seconds: float = 1.0) -> Path:
+    """One of ``SOURCE_KINDS``, ``seconds`` long, as ``folder/<kind>.mp4``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return make_video(folder / f"{kind}.mp4", seconds=seconds, **SOURCE_KINDS[kind])
 
 
 def make_hostile(folder: Path) -> dict[str, Path]:

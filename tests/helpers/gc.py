@@ -1,0 +1,98 @@
+"""Finished exports on disk, and what the GC left of them, for GC tests at every level."""
+
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import update
+from sqlmodel import col, select
+
+from jobs.queue import ArqQueue
+from models.db import Database
+from models.store import MediaStore
+from models.tables import Export, Project, Render, utcnow
+from resolvers import gc, renders, versions
+from resolvers.presets import export_preset
+from resolvers.users import Actor
+from tests.helpers.domain import new_project
+
+
+@dataclass
+class Setup:
+    project_id: int
+    exports: dict[int, Export]  # by version
+
+
+async def exports_on_disk(
+    db: Database, queue: ArqQueue, store: MediaStore, actor: Actor, source: Path, count: int = 4
+) -> Setup:
+    """A project with ``count`` finished exports (v1..vN, 40 days old), the last one latest."""
+    project = await new_project(db, queue, store, actor, source)
+    assert project.id is not None
+    made: dict[int, Export] = {}
+    for n in range(1, count + 1):
+        await versions.append_ops(
+            db=db,
+            queue=queue,
+            actor=actor,
+            project_id=project.id,
+            raw_ops=[{"type": "brightness", "params": {"brightness": n}}],
+            expected_version=None,
+        )
+        export, render = await renders.request_export(
+            db=db,
+            queue=queue,
+            actor=actor,
+            project_id=project.id,
+            version=n,
+            preset=export_preset(crf=20, x264_preset="fast"),
+        )
+        key = renders.output_key("export", project.id, n)
+        store.path(key).parent.mkdir(parents=True, exist_ok=True)
+        store.path(key).write_bytes(b"export-%d" % n * 100)
+        async with db.write() as s:
+            await s.exec(
+                update(Render)
+                .where(col(Render.id) == render.id)
+                .values(status="done", output_key=key, bytes=len(b"export-%d" % n * 100))
+            )
+            await s.exec(
+                update(Export)
+                .where(col(Export.id) == export.id)
+                .values(created_at=utcnow() - timedelta(days=40))
+            )
+            await s.exec(
+                update(Project)
+                .where(col(Project.id) == project.id)
+                .values(latest_export_id=export.id)
+            )
+        made[n] = export
+    return Setup(project.id, made)
+
+
+async def states(db: Database) -> dict[int, str]:
+    async with db.read() as s:
+        return {e.version: e.gc_state for e in (await s.exec(select(Export))).all()}
+
+
+def on_disk(store: MediaStore) -> set[str]:
+    return {
+        str(p.relative_to(store.root))
+        for a in ("export", "archive")
+        for p in (store.root / a).rglob("*")
+        if p.is_file()
+    }
+
+
+async def consistent(db: Database, store: MediaStore) -> None:
+    """No row points at a missing file, and no file is unreachable."""
+    expected: set[str] = set()
+    async with db.read() as s:
+        for export, render in (
+            await s.exec(select(Export, Render).join(Render, col(Render.id) == Export.render_id))
+        ).all():
+            if export.gc_state in ("none", "marked") and render.output_key:
+                expected.add(render.output_key)
+            elif export.gc_state == "archived":
+                expected.add(gc.archive_key(export))
+    assert on_disk(store) == expected
