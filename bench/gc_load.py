@@ -50,7 +50,7 @@ class Nothing:
     async def enqueue(self, job_id: str, function: str, *args: int) -> None:
         return None
 
-    async def announce(self, render: object) -> None:
+    async def announce(self, kind: str, render: object, export: object = None) -> None:
         return None
 
     async def admit(self, *, user_id: int, kind: str) -> None:

@@ -1,6 +1,8 @@
 """The EDL compiler: a version's effective ops and its sources, compiled to one ffmpeg command."""
 
+import math
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,10 @@ GLOBAL_ARGS = ("-nostdin", "-hide_banner", "-nostats", "-v", "error", "-progress
 ENCODER_THREADS = 8
 # Linux refuses a single argument over 128 KiB; a longer filter graph goes through a file.
 MAX_GRAPH_ARG = 64 * 1024
+# The frame rate of a version whose source declares none, and the range a declared one is
+# held to (a file may claim any rate; the output is paced by this one).
+FALLBACK_FPS = Fraction(30)
+MIN_FPS, MAX_FPS = Fraction(1), Fraction(120)
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,14 @@ def _atempo(audio: fg.Stream, factor: float) -> fg.Stream:
     return audio.filter("atempo", round(factor, 6))
 
 
+def frame_rate(fps: float) -> str:
+    """The rate a version renders at, as ffmpeg reads it: 29.97 is ``30000/1001``."""
+    if not math.isfinite(fps) or fps <= 0:
+        return str(FALLBACK_FPS)
+    rate = min(MAX_FPS, max(MIN_FPS, Fraction(fps).limit_denominator(1001)))
+    return str(rate)
+
+
 def _even(value: float) -> int:
     return max(2, round(value) // 2 * 2)
 
@@ -95,6 +109,7 @@ class _State:
     height: int
     sx: float  # stream pixels per source pixel, per axis
     sy: float
+    rate: str  # the frame rate of the version (the project source's)
 
 
 def compile_edl(
@@ -120,6 +135,7 @@ def compile_edl(
         height=source.height,
         sx=source.width / source_frame.width,
         sy=source.height / source_frame.height,
+        rate=frame_rate(source.fps),
     )
     durations = {k: s.duration for k, s in concat_sources.items()}
     text_files: dict[Path, str] = {}
@@ -216,10 +232,13 @@ def _apply(
         case ops.Concat(video_id=video_id):
             other = concat_sources[video_id]
             stream = _input(other)
+            # concat needs one frame rate on both sides: given two, it makes a variable-rate
+            # stream that the encoder pads with duplicate frames without end. The main side
+            # needs it too: a speed op changes its rate.
+            video = video.filter("fps", state.rate)
             tail = (
-                stream.video.filter(
-                    "scale", state.width, state.height, force_original_aspect_ratio="decrease"
-                )
+                stream.video.filter("fps", state.rate)
+                .filter("scale", state.width, state.height, force_original_aspect_ratio="decrease")
                 .filter("pad", state.width, state.height, "(ow-iw)/2", "(oh-ih)/2")
                 .filter("setsar", 1)
             )

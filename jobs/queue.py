@@ -14,7 +14,7 @@ from redis.exceptions import RedisError
 
 from jobs.events import EventLog
 from models import redis_keys
-from models.tables import Render
+from models.tables import Export, Render
 from resolvers.errors import RateLimitedError
 
 log = logging.getLogger(__name__)
@@ -104,9 +104,9 @@ class ArqQueue:
             retry_after = max(1, int((window + 1) * self.window_s - now) + 1)
             raise RateLimitedError(f"{kind} renders", limit, self.window_s, retry_after)
 
-    async def announce(self, render: Render) -> None:
-        """Tell subscribers a render was queued."""
-        await self._quick(lambda: self.events.publish("queued", render))
+    async def announce(self, kind: str, render: Render, export: Export | None = None) -> None:
+        """Tell subscribers what happened to a render, within the quick timeout."""
+        await self._quick(lambda: self.events.publish(kind, render, export))
 
     async def close(self) -> None:
         """Close the pool."""

@@ -6,17 +6,16 @@ from typing import Any
 
 from arq.constants import in_progress_key_prefix, result_key_prefix
 from arq.jobs import Job, JobStatus
-from sqlalchemy import or_, update
-from sqlmodel import col, select
+from sqlmodel import select
 
 from jobs.queue import ArqQueue, deserialize
 from jobs.runtime import Runtime
 from models import keys
 from models.db import Database
+from models.states import RenderStatus
 from models.store import MediaStore
 from models.tables import Render, utcnow
-from resolvers import renders
-from resolvers.renders import Status
+from resolvers import lifecycle
 
 log = logging.getLogger(__name__)
 LIVE = (JobStatus.queued, JobStatus.deferred, JobStatus.in_progress)
@@ -27,23 +26,14 @@ async def reconcile(ctx: dict[str, Any]) -> int:
     rt: Runtime = ctx["runtime"]
     now = utcnow()
     async with rt.db.read() as session:
-        pending = (
-            await session.exec(
-                select(Render).where(
-                    or_(
-                        col(Render.status) == Status.QUEUED,
-                        (col(Render.status) == Status.RUNNING) & (col(Render.lease_until) < now),
-                    )
-                )
-            )
-        ).all()
+        pending = (await session.exec(select(Render).where(lifecycle.claimable(now)))).all()
     queue = ArqQueue(rt.redis)
     repaired = 0
     for render in pending:
         job = Job(render.job_id, rt.redis, _deserializer=deserialize)
         status = await job.status()
         # Only renders whose lease expired are RUNNING here (see the query above).
-        if status == JobStatus.in_progress and render.status == Status.RUNNING:
+        if status == JobStatus.in_progress and render.status == RenderStatus.RUNNING:
             # The worker holding it died (no heartbeat for a whole lease): free the job now
             # rather than when arq's in-progress marker times out.
             await rt.redis.delete(in_progress_key_prefix + render.job_id)
@@ -52,13 +42,14 @@ async def reconcile(ctx: dict[str, Any]) -> int:
         if status in LIVE:
             continue
         if render.attempts >= rt.config.max_attempts:
-            await _give_up(rt, render)
+            reason = f"gave up after {render.attempts} attempts"
+            await lifecycle.fail(db=rt.db, announce=rt.events.publish, render=render, reason=reason)
             continue
         if status == JobStatus.complete:
             # The job ran but the database never heard: forget the stale result and run again.
             await rt.redis.delete(result_key_prefix + render.job_id)
         assert render.id is not None
-        await queue.enqueue(render.job_id, renders.RENDER_JOB, render.id)
+        await queue.enqueue(render.job_id, lifecycle.RENDER_JOB, render.id)
         repaired += 1
     if repaired:
         log.info("reconciler re-enqueued %d render(s)", repaired)
@@ -73,7 +64,7 @@ async def clean_temp(*, db: Database, store: MediaStore, grace_s: float) -> int:
         running = set(
             (
                 await session.exec(
-                    select(Render.id, Render.attempts).where(Render.status == Status.RUNNING)
+                    select(Render.id, Render.attempts).where(Render.status == RenderStatus.RUNNING)
                 )
             ).all()
         )
@@ -85,17 +76,3 @@ async def clean_temp(*, db: Database, store: MediaStore, grace_s: float) -> int:
     if removed:
         log.info("removed %d stale temp entries (%d bytes) left by a crash", removed, freed)
     return removed
-
-
-async def _give_up(rt: Runtime, render: Render) -> None:
-    async with rt.db.write() as session:
-        await session.exec(
-            update(Render)
-            .where(col(Render.id) == render.id, col(Render.status).in_(renders.ACTIVE))
-            .values(
-                status=Status.FAILED,
-                error=f"gave up after {render.attempts} attempts",
-                finished_at=utcnow(),
-                lease_until=None,
-            )
-        )

@@ -6,12 +6,10 @@ import dataclasses
 import logging
 import os
 import shutil
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from arq import Retry
-from sqlalchemy import ColumnElement, and_, or_, update
 from sqlmodel import col, select
 
 from jobs import edl
@@ -20,12 +18,12 @@ from jobs.mezzanine import ensure_mezzanine, source_of
 from jobs.runner import run_ffmpeg
 from jobs.runtime import Runtime
 from models import keys
+from models.states import RenderStatus
 from models.store import is_storage_full
-from models.tables import Blob, Export, Project, Render, Version, Video, utcnow
-from resolvers import ops, renders, versions
+from models.tables import Blob, Project, Render, Version, Video
+from resolvers import lifecycle, ops, renders, versions
 from resolvers.presets import PROXY, Preset
 from resolvers.probe import probe
-from resolvers.renders import Status
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +36,11 @@ def _runtime(ctx: dict[str, Any]) -> Runtime:
 async def render(ctx: dict[str, Any], render_id: int) -> str:
     """Produce one render's file. Safe to run twice: a finished or claimed render is skipped."""
     rt = _runtime(ctx)
-    claimed = await _claim(rt, render_id)
+    claimed = await lifecycle.claim(
+        db=rt.db, announce=rt.events.publish, render_id=render_id, lease_s=rt.config.lease_s
+    )
     if claimed is None:
         return "skipped"
-    await rt.events.publish("progress", claimed)
     # The lease is renewed for the whole attempt, also while it waits for the 480p copy.
     keeper = asyncio.create_task(_keep_lease(rt, claimed))
     try:
@@ -73,51 +72,10 @@ async def render(ctx: dict[str, Any], render_id: int) -> str:
             await keeper
 
 
-def _ours(render: Render) -> ColumnElement[bool]:
-    """The render is still running under this attempt (not cancelled, not taken over)."""
-    return and_(
-        col(Render.id) == render.id,
-        col(Render.status) == Status.RUNNING,
-        col(Render.attempts) == render.attempts,
-    )
-
-
 async def _keep_lease(rt: Runtime, render: Render) -> None:
     while True:
         await asyncio.sleep(rt.config.lease_s / 3)
-        async with rt.db.write() as session:
-            await session.exec(
-                update(Render)
-                .where(_ours(render))
-                .values(lease_until=utcnow() + timedelta(seconds=rt.config.lease_s))
-            )
-
-
-async def _claim(rt: Runtime, render_id: int) -> Render | None:
-    """Take the render: it must be queued, or running under a lease that expired."""
-    now = utcnow()
-    async with rt.db.write() as session:
-        result = await session.exec(
-            update(Render)
-            .where(
-                col(Render.id) == render_id,
-                or_(
-                    col(Render.status) == Status.QUEUED,
-                    (col(Render.status) == Status.RUNNING) & (col(Render.lease_until) < now),
-                ),
-            )
-            .values(
-                status=Status.RUNNING,
-                attempts=col(Render.attempts) + 1,
-                lease_until=now + timedelta(seconds=rt.config.lease_s),
-                started_at=now,
-                error=None,
-            )
-            .returning(col(Render.id))
-        )
-        if result.scalar_one_or_none() is None:
-            return None
-        return await session.get(Render, render_id, populate_existing=True)
+        await lifecycle.renew(db=rt.db, render=render, lease_s=rt.config.lease_s)
 
 
 async def _produce(rt: Runtime, render: Render) -> str:
@@ -126,7 +84,12 @@ async def _produce(rt: Runtime, render: Render) -> str:
         project = await session.get(Project, render.project_id)
         assert project is not None
         if render.kind == renders.PROXY and render.version != project.current_version:
-            await _finish_cancelled(rt, render, f"superseded by version {project.current_version}")
+            await lifecycle.supersede(
+                db=rt.db,
+                announce=rt.events.publish,
+                render=render,
+                current=project.current_version,
+            )
             return "superseded"
         version = (
             await session.exec(
@@ -144,7 +107,7 @@ async def _produce(rt: Runtime, render: Render) -> str:
             await session.exec(
                 select(Render).where(
                     Render.content_key == render.content_key,
-                    Render.status == Status.DONE,
+                    Render.status == RenderStatus.DONE,
                     col(Render.id) != render.id,
                 )
             )
@@ -174,7 +137,18 @@ async def _produce(rt: Runtime, render: Render) -> str:
         os.replace(temp, final)
     finally:
         temp.unlink(missing_ok=True)
-    return await _finish_done(rt, render, final_key, final.stat().st_size, facts)
+    outcome = await lifecycle.done(
+        db=rt.db,
+        announce=rt.events.publish,
+        render=render,
+        output_key=final_key,
+        size=final.stat().st_size,
+        facts=facts,
+    )
+    if outcome == "cancelled":
+        # Cancelled while the file was moved into place: a cancelled render has no file.
+        final.unlink(missing_ok=True)
+    return outcome
 
 
 async def _run(
@@ -221,8 +195,7 @@ async def _run(
         with contextlib.suppress(OSError):
             workdir.rmdir()
     if outcome.cancelled:
-        await rt.events.publish("cancelled", render)
-        return "cancelled"
+        return "cancelled"  # announced by the cancel itself
     if outcome.timed_out:
         raise Permanent(f"the render took longer than {rt.config.timeout_s:g} s and was stopped")
     if outcome.limit is not None:
@@ -260,94 +233,17 @@ async def _concat_rows(session: Any, op_list: list[ops.Op]) -> dict[int, tuple[V
 
 async def _heartbeat(rt: Runtime, render: Render, fraction: float) -> bool:
     """Store progress and extend the lease; False once the render was cancelled."""
-    async with rt.db.write() as session:
-        result = await session.exec(
-            update(Render)
-            .where(_ours(render))
-            .values(
-                progress=round(fraction, 4),
-                lease_until=utcnow() + timedelta(seconds=rt.config.lease_s),
-            )
-            .returning(col(Render.id))
-        )
-        alive = result.scalar_one_or_none() is not None
-    if alive:
-        render.progress = round(fraction, 4)
-        await rt.events.publish("progress", render)
-    return alive
-
-
-async def _finish_done(rt: Runtime, render: Render, key: str, size: int, facts: Any) -> str:
-    async with rt.db.write() as session:
-        result = await session.exec(
-            update(Render)
-            .where(_ours(render))
-            .values(
-                status=Status.DONE,
-                progress=1.0,
-                output_key=key,
-                bytes=size,
-                width=facts.width,
-                height=facts.height,
-                duration=facts.duration,
-                finished_at=utcnow(),
-                lease_until=None,
-                error=None,
-            )
-            .returning(col(Render.id))
-        )
-        if result.scalar_one_or_none() is None:
-            now = await session.get(Render, render.id, populate_existing=True)
-            if now is not None and now.status == Status.CANCELLED:
-                # Cancelled while the file was moved into place: a cancelled render has no file.
-                rt.store.path(key).unlink(missing_ok=True)
-                return "cancelled"
-            return "superseded"  # another attempt finished it; the file is the same
-        export = None
-        if render.kind == renders.PROXY:
-            await _advance_latest_proxy(session, render)
-        else:
-            export = (await session.exec(select(Export).where(Export.render_id == render.id))).one()
-            await session.exec(
-                update(Project)
-                .where(col(Project.id) == render.project_id)
-                .values(latest_export_id=export.id)
-            )
-        done = await session.get(Render, render.id, populate_existing=True)
-        assert done is not None
-    await rt.events.publish("proxy_ready" if export is None else "export_complete", done, export)
-    return "done"
-
-
-async def _advance_latest_proxy(session: Any, render: Render) -> None:
-    """Point the project at this proxy unless a newer version's proxy is already there."""
-    project = await session.get(Project, render.project_id)
-    current = (
-        await session.get(Render, project.latest_proxy_id) if project.latest_proxy_id else None
+    return await lifecycle.progress(
+        db=rt.db,
+        announce=rt.events.publish,
+        render=render,
+        fraction=fraction,
+        lease_s=rt.config.lease_s,
     )
-    if current is None or current.version <= render.version:
-        project.latest_proxy_id = render.id
-        session.add(project)
-
-
-async def _finish_cancelled(rt: Runtime, render: Render, reason: str) -> None:
-    async with rt.db.write() as session:
-        await session.exec(
-            update(Render)
-            .where(col(Render.id) == render.id)
-            .values(status=Status.CANCELLED, error=reason, finished_at=utcnow(), lease_until=None)
-        )
-    render.status, render.error = Status.CANCELLED, reason
-    await rt.events.publish("cancelled", render)
 
 
 async def _release(rt: Runtime, render: Render, note: str) -> None:
-    async with rt.db.write() as session:
-        await session.exec(
-            update(Render)
-            .where(_ours(render))
-            .values(status=Status.QUEUED, lease_until=None, error=note)
-        )
+    await lifecycle.release(db=rt.db, announce=rt.events.publish, render=render, note=note)
 
 
 async def _wait_for_space(
@@ -356,33 +252,14 @@ async def _wait_for_space(
     """A full disk is nobody's fault and passes: give the attempt back and try again later,
     every reconcile at the latest once arq's own retries run out."""
     log.warning("render %s: %s", render.id, exc)
-    async with rt.db.write() as session:
-        await session.exec(
-            update(Render)
-            .where(_ours(render))
-            .values(
-                status=Status.QUEUED,
-                lease_until=None,
-                error=str(exc),
-                attempts=col(Render.attempts) - 1,
-            )
-        )
+    await lifecycle.release(
+        db=rt.db, announce=rt.events.publish, render=render, note=str(exc), refund=True
+    )
     return Retry(defer=min(30, 2 ** int(ctx.get("job_try", 1))))
 
 
 async def _fail(rt: Runtime, render: Render, reason: str) -> None:
-    render_id = render.id
-    async with rt.db.write() as session:
-        await session.exec(
-            update(Render)
-            .where(_ours(render))
-            .values(
-                status=Status.FAILED, error=reason[:2000], finished_at=utcnow(), lease_until=None
-            )
-        )
-        failed = await session.get(Render, render_id, populate_existing=True)
-    if failed is not None:
-        await rt.events.publish("failed", failed)
+    await lifecycle.fail(db=rt.db, announce=rt.events.publish, render=render, reason=reason)
 
 
 def _link_or_copy(source: Path, target: Path) -> None:

@@ -23,6 +23,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models import keys
 from models.db import Database
+from models.states import GcState
+from models.states import RenderStatus as Status
 from models.store import MediaStore
 from models.tables import (
     Blob,
@@ -51,7 +53,6 @@ from resolvers.gc_files import (
     settle_locked,
 )
 from resolvers.gc_runs import Reporter
-from resolvers.renders import Status
 from resolvers.users import Actor
 
 __all__ = ["ARCHIVED", "DELETED", "MARKED", "NONE", "archive_key", "converge"]
@@ -270,8 +271,8 @@ async def _stage(
     store: MediaStore,
     actor: Actor | None,
     action: str,
-    source: str,
-    target: str,
+    source: GcState,
+    target: GcState,
     cutoff: datetime | None,
     outcome: GcOutcome,
     checkpoint: Checkpoint,

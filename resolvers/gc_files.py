@@ -19,14 +19,15 @@ from sqlmodel.sql.expression import Select
 
 from models import keys
 from models.db import Database
+from models.states import GcState, RenderStatus
 from models.store import MediaStore
 from models.tables import Export, Project, Render
 from resolvers.errors import MediaMissingError
 
 log = logging.getLogger(__name__)
 
-NONE, MARKED, ARCHIVED, DELETED = "none", "marked", "archived", "deleted"
-DONE = "done"
+NONE, MARKED, ARCHIVED, DELETED = GcState.NONE, GcState.MARKED, GcState.ARCHIVED, GcState.DELETED
+DONE = RenderStatus.DONE
 BATCH = 200
 
 

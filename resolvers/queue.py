@@ -3,7 +3,7 @@
 import logging
 from typing import Protocol
 
-from models.tables import Render
+from models.tables import Export, Render
 
 log = logging.getLogger(__name__)
 
@@ -15,8 +15,9 @@ class JobQueue(Protocol):
         """Queue ``function(*args)`` once under ``job_id``; a second enqueue is a no-op.
         Waits on Redis only briefly; call it after commit, never inside a transaction."""
 
-    async def announce(self, render: Render) -> None:
-        """Tell subscribers that ``render`` was queued."""
+    async def announce(self, kind: str, render: Render, export: Export | None = None) -> None:
+        """Tell subscribers what happened to ``render`` (an event kind of ``resolvers.events``);
+        waits on Redis only briefly."""
 
     async def admit(self, *, user_id: int, kind: str) -> None:
         """Count one render of ``kind`` for a user; ``RateLimitedError`` when over the limit.
@@ -24,14 +25,10 @@ class JobQueue(Protocol):
         the database's write lock. Without an answer from Redis it admits (fails open)."""
 
 
-async def deliver(
-    queue: JobQueue, job_id: str, function: str, *args: int, render: Render | None = None
-) -> None:
+async def deliver(queue: JobQueue, job_id: str, function: str, *args: int) -> None:
     """Enqueue after commit; if Redis is away the reconciler re-enqueues from the database."""
     try:
         await queue.enqueue(job_id, function, *args)
-        if render is not None:
-            await queue.announce(render)
     except ConnectionError as exc:  # Redis hung, stopped or unreachable: an expected outage
         log.warning("could not enqueue %s now (%s); the reconciler will", job_id, exc)
     except Exception:  # any other transport failure: the row is committed, the reconciler retries

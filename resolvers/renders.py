@@ -2,38 +2,24 @@
 
 import hashlib
 from collections.abc import Sequence
-from enum import StrEnum
 from typing import TypeVar
 
-from sqlalchemy import tuple_, update
+from sqlalchemy import tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models import keys, redis_keys
 from models.db import Database
-from models.tables import Blob, Export, Project, Render, Version, Video, utcnow
+from models.states import GcState, RenderKind, RenderStatus
+from models.tables import Blob, Export, Project, Render, Version, Video
+from resolvers import lifecycle
 from resolvers.errors import NotFoundError
 from resolvers.presets import Preset
-from resolvers.queue import JobQueue, deliver
+from resolvers.queue import JobQueue
 from resolvers.users import Actor
 
-PROXY = "proxy"
-EXPORT = "export"
-RENDER_JOB = "render"
-
-
-class Status(StrEnum):
-    """Where a render is in its life."""
-
-    QUEUED = "queued"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-ACTIVE = (Status.QUEUED, Status.RUNNING)
+PROXY, EXPORT = RenderKind.PROXY, RenderKind.EXPORT
 
 
 def job_id(kind: str, project_id: int, version: int) -> str:
@@ -70,8 +56,9 @@ async def add_render(
     kind: str,
     preset: Preset,
 ) -> Render:
-    """A QUEUED render of ``version``, inside the caller's transaction. The caller asked
-    ``queue.admit`` before opening it: Redis is never waited on under the write lock."""
+    """A QUEUED render of ``version``, inside the caller's transaction; ``lifecycle.enqueue``
+    it after commit. The caller asked ``queue.admit`` before opening the transaction: Redis
+    is never waited on under the write lock."""
     assert project.id is not None
     render = Render(
         project_id=project.id,
@@ -81,15 +68,7 @@ async def add_render(
         content_key=content_key(await source_sha256(session, project), version.ops_hash, preset),
         job_id=job_id(kind, project.id, version.number),
     )
-    session.add(render)
-    await session.flush()
-    return render
-
-
-async def enqueue(queue: JobQueue, render: Render) -> None:
-    """Hand a committed render to the workers."""
-    assert render.id is not None
-    await deliver(queue, render.job_id, RENDER_JOB, render.id, render=render)
+    return await lifecycle.queued(session, render)
 
 
 async def request_export(
@@ -152,26 +131,22 @@ async def _request_export(
         if export is not None:
             render = await session.get(Render, export.render_id)
             assert render is not None
-            renders_again = export.gc_state == "deleted" or render.status in (
-                Status.FAILED,
-                Status.CANCELLED,
+            deleted = export.gc_state == GcState.DELETED
+            # The GC deleted its file for good, or it failed or was cancelled: asking again
+            # renders it again.
+            renders_again = deleted or render.status in (
+                RenderStatus.FAILED,
+                RenderStatus.CANCELLED,
             )
             if renders_again and not admitted:
                 raise _AdmitFirst  # rolls back; nothing was written
-            if export.gc_state == "deleted":
-                # The GC deleted its file for good: asking again renders it again.
-                export.gc_state, export.pinned = "none", False
+            if deleted:
+                export.gc_state, export.pinned = GcState.NONE, False
                 export.marked_at = export.archived_at = export.deleted_at = None
                 session.add(export)
-                render.status, render.error, render.progress = Status.QUEUED, None, 0.0
-                render.attempts, render.lease_until, render.finished_at = 0, None, None
-                session.add(render)
-            elif render.status in (Status.FAILED, Status.CANCELLED):
-                # Asking again for an export that failed or was cancelled tries again.
-                render.status, render.error, render.progress = Status.QUEUED, None, 0.0
-                render.attempts, render.lease_until, render.finished_at = 0, None, None
-                session.add(render)
-            elif render.status not in ACTIVE:
+            if renders_again:
+                await lifecycle.queued(session, render)
+            elif render.status not in lifecycle.ACTIVE:
                 return export, render
         else:
             if not admitted:
@@ -181,25 +156,18 @@ async def _request_export(
             export = Export(project_id=project_id, version=number, render_id=render.id)
             session.add(export)
             await session.flush()
-    await enqueue(queue, render)
+    await lifecycle.enqueue(queue, render)
     return export, render
 
 
-async def cancel_render(*, db: Database, actor: Actor, render_id: int) -> Render:
+async def cancel_render(*, db: Database, queue: JobQueue, actor: Actor, render_id: int) -> Render:
     """Cancel a queued or running render; a worker running it kills its ffmpeg."""
-    async with db.write() as session:
-        render = await session.get(Render, render_id)
-        project = await session.get(Project, render.project_id) if render else None
-        if render is None or project is None or project.owner_id != actor.id:
-            raise NotFoundError("Render", render_id)
-        if render.status in ACTIVE:
-            await session.exec(
-                update(Render)
-                .where(col(Render.id) == render_id, col(Render.status).in_(ACTIVE))
-                .values(status=Status.CANCELLED, error="cancelled", finished_at=utcnow())
-            )
-            await session.refresh(render)
-    return render
+    render = await _owned(db, actor, Render, render_id)
+    if render.status not in lifecycle.ACTIVE:
+        return render
+    cancelled = await lifecycle.cancel(db=db, announce=queue.announce, render_id=render_id)
+    assert cancelled is not None  # renders are never deleted
+    return cancelled
 
 
 OwnedRow = TypeVar("OwnedRow", Render, Export)
@@ -294,7 +262,7 @@ async def finished_render(*, db: Database, project: Project, kind: str) -> Rende
                     Render.project_id == project.id,
                     Render.kind == kind,
                     Render.version == project.current_version,
-                    Render.status == Status.DONE,
+                    Render.status == RenderStatus.DONE,
                 )
             )
         ).first()

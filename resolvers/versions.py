@@ -9,7 +9,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.db import Database
 from models.tables import EditOperation, Project, Render, Version, Video
-from resolvers import ops, pagination, renders
+from resolvers import lifecycle, ops, pagination, renders
 from resolvers.errors import InvalidOpsError, NotFoundError, VersionConflictError
 from resolvers.presets import PROXY
 from resolvers.projects import clean_name, get_project
@@ -35,7 +35,7 @@ async def create_project(
         version = new_version(project.id, 0, None, actor, start, ops.ROOT_HASH)
         session.add(version)
         proxy = await renders.add_render(session, project, version, renders.PROXY, PROXY)
-    await renders.enqueue(queue, proxy)
+    await lifecycle.enqueue(queue, proxy)
     return project
 
 
@@ -93,7 +93,7 @@ async def append_ops(
                 )
             )
         proxy = await renders.add_render(session, project, version, renders.PROXY, PROXY)
-    await renders.enqueue(queue, proxy)
+    await lifecycle.enqueue(queue, proxy)
     return project, version, proxy
 
 
@@ -117,7 +117,7 @@ async def revert_to_version(
         session.add(new)
         # Same ops hash as the target, so the worker reuses the target's finished proxy.
         proxy = await renders.add_render(session, project, new, renders.PROXY, PROXY)
-    await renders.enqueue(queue, proxy)
+    await lifecycle.enqueue(queue, proxy)
     return project, new, proxy
 
 

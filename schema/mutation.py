@@ -173,7 +173,10 @@ class Mutation(GcMutation):
     @strawberry.mutation(description="Cancel a queued or running render; its ffmpeg is stopped.")
     async def cancel_render(self, info: Info, id: strawberry.ID) -> CancelResult:
         render = await renders.cancel_render(
-            db=info.context.db, actor=info.context.actor, render_id=ids.decode(id, "Render")
+            db=info.context.db,
+            queue=info.context.queue,
+            actor=info.context.actor,
+            render_id=ids.decode(id, "Render"),
         )
         return CancelRequested(render=Render.from_row(render))
 

@@ -2,12 +2,15 @@
 
 import asyncio
 import json
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from arq.constants import default_queue_name, job_key_prefix
+from arq.jobs import Job, JobStatus
 from gql import Client, GraphQLRequest
 from gql.transport.exceptions import TransportQueryError
 from gql.transport.websockets import WebsocketsTransport
@@ -19,13 +22,16 @@ from websockets.typing import Origin, Subprotocol
 from bench.common import serve
 from editgraph.app import create_app
 from editgraph.redis_embed import EmbeddedRedis, free_port
+from jobs import queue as jobs_queue
 from jobs.bus import EventBus
 from models import redis_keys
 from models.db import Database
+from models.tables import Render
 from resolvers import ids
+from resolvers.events import decode
 from tests.helpers.api import APPEND, CREATE, Api, project, settings_of, upload
 from tests.helpers.polling import until
-from tests.helpers.processes import server_process, worker_process
+from tests.helpers.processes import ffmpeg_children, server_process, worker_process
 
 pytestmark = pytest.mark.slow
 PROXY_READY = "subscription($p: ID!) { proxyReady(projectId: $p) { id version status url } }"
@@ -343,3 +349,150 @@ async def test_a_foreign_origin_is_refused_when_origins_are_configured(
                 )
             )
             assert json.loads(await ws.recv())["type"] == "connection_ack"
+
+
+# Every ending of a render, with the render as it was stored when the event was published.
+RENDER_CHANGES = """subscription($p: ID!, $after: String) { renderEvents(projectId: $p, after: $after) {
+  __typename cursor render { id kind version status progress error attempts }
+  ... on RenderFailed { error } ... on RenderCancelled { reason } } }"""
+CANCEL = """mutation($id: ID!) { cancelRender(id: $id) { __typename
+  ... on CancelRequested { render { id status } } } }"""
+# Replaying from the very first event proves the subscription live before anything happens:
+# the server listens first and then replays, so nothing falls between the two.
+FROM_THE_START = "0-0"
+
+
+async def test_cancelling_a_queued_render_is_announced(
+    live: tuple[Api, str], tokens: dict[str, str], media: dict[str, Path]
+) -> None:
+    api, base = live
+    alice = tokens["alice"]
+    pid = await new_project(api, alice, media["clip"])  # no worker runs: its proxy stays queued
+    variables = {"p": pid, "after": FROM_THE_START}
+    async with subscription(base, alice, RENDER_CHANGES, variables) as events:
+        queued = (await take(events, 20))["renderEvents"]
+        assert (queued["__typename"], queued["render"]["status"]) == ("RenderQueued", "QUEUED")
+        answer = (await api.data(alice, CANCEL, {"id": queued["render"]["id"]}))["cancelRender"]
+        assert answer["render"]["status"] == "CANCELLED"
+        cancelled = (await take(events, 20))["renderEvents"]
+    assert cancelled["__typename"] == "RenderCancelled"
+    assert cancelled["render"]["id"] == queued["render"]["id"]
+    assert (cancelled["render"]["status"], cancelled["reason"]) == ("CANCELLED", "cancelled")
+
+
+async def test_a_render_the_reconciler_gives_up_on_is_announced(
+    live: tuple[Api, str],
+    tokens: dict[str, str],
+    media: dict[str, Path],
+    env: dict[str, str],
+    tmp_path: Path,
+    db: Database,
+    redis_server: EmbeddedRedis,
+) -> None:
+    api, base = live
+    alice = tokens["alice"]
+    pid = await new_project(api, alice, media["clip"])
+    attempts = settings_of(env).render_max_attempts
+    variables = {"p": pid, "after": FROM_THE_START}
+    async with subscription(base, alice, RENDER_CHANGES, variables) as events:
+        queued = (await take(events, 20))["renderEvents"]
+        render_id = ids.decode(queued["render"]["id"], "Render")
+        # Workers that died used every attempt, and Redis lost the job (a restart without
+        # persistence): only the reconciler, reading the database, still knows the render.
+        async with db.write() as session:
+            row = await session.get(Render, render_id)
+            assert row is not None
+            row.attempts = attempts
+            session.add(row)
+        redis = Redis.from_url(redis_server.url)
+        await redis.zrem(default_queue_name, row.job_id)
+        await redis.delete(job_key_prefix + row.job_id)
+        await redis.aclose()
+        with worker_process(env, tmp_path / "worker.log"):
+            failed = (await take(events, 30))["renderEvents"]
+    assert failed["__typename"] == "RenderFailed"
+    assert failed["render"]["id"] == queued["render"]["id"]
+    assert failed["render"]["status"] == "FAILED"
+    assert failed["error"] == f"gave up after {attempts} attempts"
+    latest = await api.data(
+        alice,
+        "query($id: ID!) { node(id: $id) { ... on Render { status } } }",
+        {"id": queued["render"]["id"]},
+    )
+    assert latest["node"]["status"] == "FAILED"
+
+
+async def next_change(
+    events: AsyncIterator[dict[str, Any]], kind: str, *, progress: bool = False
+) -> dict[str, Any]:
+    """The next event of the project's render of ``kind``; a progress event only if asked."""
+    while True:
+        event: dict[str, Any] = (await take(events))["renderEvents"]
+        wanted = progress or event["__typename"] != "RenderProgress"
+        if event["render"]["kind"] == kind and wanted:
+            return event
+
+
+async def rendering(events: AsyncIterator[dict[str, Any]], kind: str, attempt: int) -> None:
+    """Until ffmpeg reports progress for ``attempt`` at the project's render of ``kind``."""
+    while True:
+        event = await next_change(events, kind, progress=True)
+        render = event["render"]
+        progressing = event["__typename"] == "RenderProgress" and render["progress"] > 0
+        if progressing and render["attempts"] == attempt:
+            return
+
+
+async def test_a_retried_then_cancelled_export_announces_each_change(
+    live: tuple[Api, str],
+    tokens: dict[str, str],
+    long_clip: Path,
+    env: dict[str, str],
+    tmp_path: Path,
+    redis_server: EmbeddedRedis,
+) -> None:
+    api, base = live
+    alice = tokens["alice"]
+    pid = await new_project(api, alice, long_clip)
+    await api.data(alice, APPEND, {"p": pid, "ops": [{"gaussianBlur": {"radius": 30}}]})
+    variables = {"p": pid, "after": FROM_THE_START}
+    with worker_process(env, tmp_path / "worker.log") as worker:
+        async with subscription(base, alice, RENDER_CHANGES, variables) as events:
+            await api.data(alice, EXPORT, {"p": pid})
+            queued = await next_change(events, "EXPORT")
+            assert (queued["__typename"], queued["render"]["status"]) == ("RenderQueued", "QUEUED")
+            own = f"render-{ids.decode(queued['render']['id'], 'Render')}-"
+            await rendering(events, "EXPORT", attempt=1)
+            killed = ffmpeg_children(worker, own)
+            assert killed
+            for child in killed:
+                child.send_signal(signal.SIGKILL)
+            retry = await next_change(events, "EXPORT")
+            await rendering(events, "EXPORT", attempt=2)
+            await api.data(alice, CANCEL, {"id": queued["render"]["id"]})
+            cancelled = await next_change(events, "EXPORT")
+
+        async def stopped() -> bool:
+            return not ffmpeg_children(worker, own)
+
+        await until(stopped, within=10, what="the export's ffmpeg to be killed")
+        pool = jobs_queue.connect(redis_server.url)
+        number = ids.decode(pid, "Project")
+        job = Job(
+            redis_keys.render_job("export", number, 1), pool, _deserializer=jobs_queue.deserialize
+        )
+
+        async def finished() -> bool:
+            return await job.status() == JobStatus.complete
+
+        await until(finished, within=20, what="the worker to end the cancelled job")
+        stored = await pool.xrange(redis_keys.events_stream(number))
+        await pool.aclose(close_connection_pool=True)
+    # The attempt ffmpeg's death cost is given back to the queue, and subscribers see it.
+    assert (retry["__typename"], retry["render"]["status"]) == ("RenderQueued", "QUEUED")
+    assert retry["render"]["error"] == "retrying: ffmpeg was stopped by signal 9"
+    assert cancelled["__typename"] == "RenderCancelled"
+    assert (cancelled["render"]["status"], cancelled["reason"]) == ("CANCELLED", "cancelled")
+    # Announced once, by the cancel itself: the worker that stopped ffmpeg adds no second one.
+    endings = [decode(i.decode(), f[b"e"]) for i, f in stored]
+    assert [e.kind for e in endings if e.render.kind == "export" and e.terminal] == ["cancelled"]

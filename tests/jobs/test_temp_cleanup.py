@@ -13,10 +13,10 @@ from jobs.queue import ArqQueue
 from jobs.reconcile import clean_temp, reconcile
 from jobs.runtime import Runtime
 from models.db import Database
+from models.states import RenderStatus
 from models.store import MediaStore
 from models.tables import Render
 from resolvers import ids
-from resolvers.renders import Status
 from tests.helpers.api import APPEND, Api, new_project
 
 GRACE_S = 1.0
@@ -44,12 +44,12 @@ async def test_the_reconciler_removes_crash_leftovers_and_keeps_live_entries(
         await session.exec(
             update(Render)
             .where(col(Render.id) == running)
-            .values(status=Status.RUNNING, attempts=2)
+            .values(status=RenderStatus.RUNNING, attempts=2)
         )
         await session.exec(
             update(Render)
             .where(col(Render.id) == superseded)
-            .values(status=Status.CANCELLED, attempts=1)
+            .values(status=RenderStatus.CANCELLED, attempts=1)
         )
     store = MediaStore(settings.media_root)
     temp = store.root / "temp"
