@@ -22,6 +22,7 @@ from websockets.typing import Origin, Subprotocol
 from bench.common import serve
 from editgraph.app import create_app
 from editgraph.redis_embed import EmbeddedRedis, free_port
+from editgraph.settings import Settings
 from jobs import queue as jobs_queue
 from jobs.bus import EventBus
 from models import redis_keys
@@ -29,7 +30,7 @@ from models.db import Database
 from models.tables import Render
 from resolvers import ids
 from resolvers.events import decode
-from tests.helpers.api import APPEND, CREATE, Api, project, settings_of, upload
+from tests.helpers.api import APPEND, CREATE, Api, AppFactory, project, settings_of, upload
 from tests.helpers.polling import until
 from tests.helpers.processes import ffmpeg_children, server_process, worker_process
 
@@ -254,38 +255,66 @@ async def test_another_users_project_is_not_found_and_delivers_nothing(
     assert "NOT_FOUND" in str(refused.value.errors)
 
 
-async def test_subscription_limits_per_connection_and_per_user(
-    live: tuple[Api, str], tokens: dict[str, str], media: dict[str, Path]
+# Replaying from the first event: the server listens before it replays, so the replayed
+# RenderQueued (the project's first proxy) proves that the subscription holds its place.
+FROM_START = "0-0"
+
+
+async def live_subscriptions(ws: ClientConnection, wanted: set[str]) -> list[dict[str, Any]]:
+    """Read until each of ``wanted`` has sent an event or an error; the errors, in order."""
+    waiting, refused = set(wanted), []
+    while waiting:
+        message = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        if message.get("id") in waiting:
+            waiting.discard(message["id"])
+            if message["type"] == "error":
+                refused.append(message)
+            elif message["payload"].get("errors"):
+                refused.append({**message, "payload": message["payload"]["errors"]})
+    return refused
+
+
+async def test_subscriptions_per_connection_are_limited(
+    live: tuple[Api, str], settings: Settings, tokens: dict[str, str], media: dict[str, Path]
 ) -> None:
     api, base = live
     alice = tokens["alice"]
     pid = await new_project(api, alice, media["clip"])
-    bus: EventBus = api.app.state.services.bus
-    subscribe = {"query": RENDER_EVENTS, "variables": {"p": pid}}
+    subscribe = {"query": RENDER_EVENTS, "variables": {"p": pid, "after": FROM_START}}
+    limit = settings.subscriptions_per_connection
     async with raw_socket(base, {"authorization": f"Bearer {alice}"}) as ws:
         assert json.loads(await ws.recv())["type"] == "connection_ack"
-        per_connection = api.app.state.services.settings.subscriptions_per_connection
-        for n in range(per_connection + 1):
+        for n in range(limit + 1):
             await ws.send(json.dumps({"id": str(n), "type": "subscribe", "payload": subscribe}))
-        refused = json.loads(await asyncio.wait_for(ws.recv(), 10))
-        assert refused["type"] == "error" and refused["id"] == str(per_connection)
-        assert "limit" in refused["payload"][0]["message"]
-        await until(lambda: _count(bus, per_connection), within=10, what="the subscriptions")
-    bus.per_user = 2
-    async with (
-        raw_socket(base, {"authorization": f"Bearer {alice}"}) as first,
-        raw_socket(base, {"authorization": f"Bearer {alice}"}) as second,
-    ):
-        for ws in (first, second):
-            assert json.loads(await ws.recv())["type"] == "connection_ack"
-        await first.send(json.dumps({"id": "a", "type": "subscribe", "payload": subscribe}))
-        await first.send(json.dumps({"id": "b", "type": "subscribe", "payload": subscribe}))
-        await until(lambda: _count(bus, 2), within=10, what="two subscriptions")
-        await second.send(json.dumps({"id": "c", "type": "subscribe", "payload": subscribe}))
-        message = json.loads(await asyncio.wait_for(second.recv(), 10))
-        assert message["type"] in ("next", "error")
-        errors = message["payload"]["errors"] if message["type"] == "next" else message["payload"]
-        assert errors[0]["extensions"]["code"] == "RATE_LIMITED"
+        [refused] = await live_subscriptions(ws, {str(n) for n in range(limit + 1)})
+    assert refused["type"] == "error" and refused["id"] == str(limit)
+    assert "limit" in refused["payload"][0]["message"]
+
+
+async def test_subscriptions_per_user_are_limited_across_connections(
+    make_api: AppFactory, tokens: dict[str, str], media: dict[str, Path]
+) -> None:
+    alice = tokens["alice"]
+    async with make_api(live=True, subscriptions_per_user=2) as api:
+        pid = await new_project(api, alice, media["clip"])
+        subscribe = {"query": RENDER_EVENTS, "variables": {"p": pid, "after": FROM_START}}
+        async with (
+            raw_socket(api.base, {"authorization": f"Bearer {alice}"}) as first,
+            raw_socket(api.base, {"authorization": f"Bearer {alice}"}) as second,
+        ):
+            for ws in (first, second):
+                assert json.loads(await ws.recv())["type"] == "connection_ack"
+            for sid in ("a", "b"):
+                await first.send(json.dumps({"id": sid, "type": "subscribe", "payload": subscribe}))
+            assert await live_subscriptions(first, {"a", "b"}) == []
+            # A third, on another connection of the same user, is refused.
+            await second.send(json.dumps({"id": "c", "type": "subscribe", "payload": subscribe}))
+            [refused] = await live_subscriptions(second, {"c"})
+            assert refused["payload"][0]["extensions"]["code"] == "RATE_LIMITED"
+            # Ending one gives its place back.
+            await first.send(json.dumps({"id": "a", "type": "complete"}))
+            await second.send(json.dumps({"id": "d", "type": "subscribe", "payload": subscribe}))
+            assert await live_subscriptions(second, {"d"}) == []
 
 
 async def _count(bus: EventBus, expected: int) -> bool:
