@@ -2,6 +2,7 @@
 
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -357,20 +358,23 @@ def chain_hash(previous: str, stored_ops: list[dict[str, Any]]) -> str:
     return previous
 
 
-def parse(raw_ops: list[dict[str, Any]]) -> tuple[list[Op], list[OpError]]:
+def parse(raw_ops: list[dict[str, Any]]) -> tuple[list[Op | None], list[OpError]]:
     """Type-check a batch of ``{"type", "params"}`` dicts as a client sent them (rows named
-    by public ids); every problem is reported."""
-    ops: list[Op] = []
+    by public ids); every problem is reported, and an op that does not parse is None in its
+    place, so the frame checks of the others keep their indexes."""
+    ops: list[Op | None] = []
     errors: list[OpError] = []
     for index, raw in enumerate(raw_ops):
         kind = raw.get("type")
         model = VOCABULARY.get(kind) if isinstance(kind, str) else None
         if model is None:
+            ops.append(None)
             errors.append(OpError(index, "type", f"unknown op type {kind!r}"))
             continue
         try:
             ops.append(model.model_validate(raw.get("params") or {}, context=SENT))
         except ValidationError as exc:
+            ops.append(None)
             for err in exc.errors():
                 loc = ".".join(str(p) for p in err["loc"]) or None
                 errors.append(OpError(index, loc, err["msg"].removeprefix("Value error, ")))
@@ -429,15 +433,18 @@ def _clock(seconds: float) -> str:
 
 
 def check(
-    ops: list[Op],
+    ops: Sequence[Op | None],
     start: Frame,
     concat_durations: dict[int, float],
     limits: Limits = DEFAULT_LIMITS,
 ) -> tuple[Frame, list[OpError]]:
-    """Apply a new batch to the frame it edits, collecting each op that does not fit."""
+    """Apply a new batch to the frame it edits, collecting each op that does not fit; an op
+    that did not parse (None) is left out, and the ops after it are checked without it."""
     frame = start
     errors: list[OpError] = []
     for index, op in enumerate(ops):
+        if op is None:
+            continue
         try:
             after = op.apply(frame, concat_durations)
             _bounded(op, frame, after, limits)

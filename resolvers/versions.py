@@ -10,7 +10,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from models.db import Database
 from models.tables import EditOperation, Project, Render, Version, Video
 from resolvers import lifecycle, ops, pagination, renders
-from resolvers.errors import InvalidOpsError, NotFoundError, VersionConflictError
+from resolvers.errors import InvalidOpsError, NotFoundError, OpError, VersionConflictError
 from resolvers.presets import PROXY
 from resolvers.projects import clean_name, get_project
 from resolvers.queue import JobQueue
@@ -52,12 +52,12 @@ async def append_ops(
     """Append a batch of ops as one new version and queue its proxy; all of it, or none."""
     # Counted before anything is parsed: ops sent as variables escape the query size limits.
     errors = ops.check_counts(batch=len(raw_ops), existing=0, limits=limits)
-    parsed: list[ops.Op] = []
+    parsed: list[ops.Op | None] = []
     if not errors:
         parsed, errors = ops.parse(raw_ops)
     if errors:
-        await get_project(db=db, actor=actor, project_id=project_id)  # NotFound before InvalidOps
-        raise InvalidOpsError(errors)
+        raise InvalidOpsError(await _every_problem(db, actor, project_id, parsed, errors, limits))
+    batch = [op for op in parsed if op is not None]  # all of them: none failed to parse
     await queue.admit(user_id=actor.id, kind=renders.PROXY)  # never inside the transaction
     async with db.write() as session:
         project, number = await _bump(session, actor, project_id, expected_version)
@@ -67,21 +67,21 @@ async def append_ops(
         # Each version records the frame it renders, so validation costs the same at
         # version 5 as at version 5000.
         base = await _version(session, project_id, parent)
-        concat_ids = {o.video_id for o in parsed if isinstance(o, ops.Concat)}
+        concat_ids = {o.video_id for o in batch if isinstance(o, ops.Concat)}
         durations = await _concat_durations(session, actor, concat_ids)
         existing = len(await effective_in(session, project_id, parent))
-        problems = ops.check_counts(batch=len(parsed), existing=existing, limits=limits)
-        frame, misfits = ops.check(parsed, _frame(base), durations, limits)
+        problems = ops.check_counts(batch=len(batch), existing=existing, limits=limits)
+        frame, misfits = ops.check(batch, _frame(base), durations, limits)
         problems += misfits
         if problems:
             raise InvalidOpsError(problems)
         assert base is not None
-        stored = [ops.stored(op) for op in parsed]
+        stored = [ops.stored(op) for op in batch]
         version = new_version(
             project_id, number, parent, actor, frame, ops.chain_hash(base.ops_hash, stored)
         )
         session.add(version)
-        for seq, (op, row) in enumerate(zip(parsed, stored, strict=True)):
+        for seq, (op, row) in enumerate(zip(batch, stored, strict=True)):
             session.add(
                 EditOperation(
                     project_id=project_id,
@@ -246,6 +246,27 @@ async def effective_in(session: AsyncSession, project_id: int, number: int) -> l
             )
         ).all()
     return sorted(rows, key=lambda r: (position[r.version], r.seq))
+
+
+async def _every_problem(
+    db: Database,
+    actor: Actor,
+    project_id: int,
+    parsed: list[ops.Op | None],
+    errors: list[OpError],
+    limits: ops.Limits,
+) -> list[OpError]:
+    """A batch's parse errors and the frame checks of the ops that did parse, in op order:
+    one answer lists every problem. NotFound comes first."""
+    project = await get_project(db=db, actor=actor, project_id=project_id)
+    if not any(op is not None for op in parsed):
+        return errors
+    async with db.read() as session:
+        base = await _version(session, project_id, project.current_version)
+        concat_ids = {o.video_id for o in parsed if isinstance(o, ops.Concat)}
+        durations = await _concat_durations(session, actor, concat_ids)
+    _, misfits = ops.check(parsed, _frame(base), durations, limits)
+    return sorted(errors + misfits, key=lambda e: e.index)
 
 
 async def _concat_durations(

@@ -120,7 +120,12 @@ async def test_invalid_ops_name_the_op_and_field(
     ]
     result = (await api.data(alice, APPEND, {"p": pid, "ops": ops}))["appendOps"]
     assert result["__typename"] == "InvalidOps"
-    assert [(e["index"], e["field"]) for e in result["errors"]] == [(3, "degrees")]
+    # Every problem at once: the frame checks too, not only the params that do not parse.
+    assert [(e["index"], e["field"]) for e in result["errors"]] == [
+        (0, "end"),
+        (1, "width"),
+        (3, "degrees"),
+    ]
     ops[3] = {"rotate": {"degrees": 90}}
     result = (await api.data(alice, APPEND, {"p": pid, "ops": ops}))["appendOps"]
     assert [(e["index"], e["field"]) for e in result["errors"]] == [(0, "end"), (1, "width")]
