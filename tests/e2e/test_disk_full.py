@@ -8,15 +8,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from editgraph.app import create_app
-from editgraph.settings import Settings
-from models.db import Database
-from tests.helpers.api import Api, new_project, project, settings_of, upload
+from tests.helpers.api import AppFactory, new_project, project, upload
 from tests.helpers.polling import until
-from tests.helpers.processes import worker_process
+from tests.helpers.worker import WorkerFactory
 
 pytestmark = pytest.mark.slow
 MiB = 1024 * 1024
@@ -61,25 +57,14 @@ def fill(root: Path) -> Path:
 
 
 async def test_an_upload_to_a_full_disk_is_storage_full_and_keeps_nothing(
-    tmp_path: Path, db: Database, redis_url: str, tokens: dict[str, str], media: dict[str, Path]
+    tmp_path: Path, make_api: AppFactory, tokens: dict[str, str], media: dict[str, Path]
 ) -> None:
     alice = tokens["alice"]
     tiny = tmp_path / "tiny.mp4"  # smaller than a write buffer: it fails when the file closes
     tiny.write_bytes(media["clip"].read_bytes()[:300])
-    with tmpfs(tmp_path / "uploads", "4m") as root:
-        settings = Settings(
-            env="test",
-            media_root=root,
-            redis_url=redis_url,
-            data_dir=tmp_path / "data",
-            min_free_bytes=MiB,
-        )
-        app = create_app(settings, db=db)
-        async with (
-            app.router.lifespan_context(app),
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c,
-        ):
-            api = Api(c, app)
+    with tmpfs(tmp_path / "uploads", "4m") as root:  # the media root of the test's settings
+        async with make_api(min_free_bytes=MiB) as api:
+            c = api.client
             health = await c.get("/healthz")
             assert health.status_code == 200 and "disk" not in health.json()
 
@@ -103,22 +88,17 @@ async def test_an_upload_to_a_full_disk_is_storage_full_and_keeps_nothing(
 
 
 async def test_a_render_on_a_full_disk_waits_for_space_then_finishes(
-    tmp_path: Path,
-    db: Database,
+    make_api: AppFactory,
+    run_worker: WorkerFactory,
     env: dict[str, str],
     tokens: dict[str, str],
     media: dict[str, Path],
 ) -> None:
     alice = tokens["alice"]
     with tmpfs(Path(env["EDITGRAPH_MEDIA_ROOT"]), "16m") as root:
-        app = create_app(settings_of(env), db=db)
-        async with (
-            app.router.lifespan_context(app),
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c,
-        ):
-            api = Api(c, app)
+        async with make_api() as api:
             pid = await new_project(api, alice, media["clip"])
-            with worker_process(env, tmp_path / "worker.log"):
+            async with run_worker():
 
                 async def first_proxy() -> bool:
                     latest = (await project(api, alice, pid))["latestProxy"]

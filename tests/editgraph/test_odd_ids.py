@@ -7,16 +7,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-import httpx
 from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
-from bench.common import serve
-from editgraph.app import create_app
-from editgraph.settings import Settings
-from models.db import Database
 from resolvers import ids
-from tests.helpers.api import Api, new_project
+from tests.helpers.api import Api, AppFactory, new_project
 
 
 def code_of(body: dict[str, Any]) -> str | None:
@@ -92,15 +87,15 @@ async def subscribe_once(base: str, token: str, document: str, variables: dict[s
 
 
 async def test_render_events_after_a_cursor_redis_cannot_resume_from_is_bad_input(
-    settings: Settings, db: Database, tokens: dict[str, str], media: dict[str, Path]
+    make_api: AppFactory, tokens: dict[str, str], media: dict[str, Path]
 ) -> None:
     alice = tokens["alice"]
-    app = create_app(settings, db=db)
     document = (
         "subscription($p: ID!, $a: String) { renderEvents(projectId: $p, after: $a) { cursor } }"
     )
-    async with serve(app) as base, httpx.AsyncClient(base_url=base, timeout=30) as client:
-        pid = await new_project(Api(client, app), alice, media["clip"])
+    async with make_api(live=True) as api:
+        base = api.base
+        pid = await new_project(api, alice, media["clip"])
         for after in (
             "9" * 30 + "-0",  # past a 64-bit millisecond count
             "0-" + "9" * 5000,

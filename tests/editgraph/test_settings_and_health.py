@@ -2,16 +2,14 @@
 
 from pathlib import Path
 
-import httpx
 import pytest
 from pydantic import ValidationError
 from sqlalchemy import text
 
-from editgraph.app import create_app
 from editgraph.redis_embed import free_port
 from editgraph.settings import Settings
 from models.db import Database
-from tests.helpers.api import Api
+from tests.helpers.api import Api, AppFactory
 
 
 def test_production_refuses_the_default_secret_and_graphiql(
@@ -48,16 +46,9 @@ async def test_healthz_is_200_when_both_answer(api: Api) -> None:
     assert response.json() == {"status": "ok", "database": "ok", "redis": "ok"}
 
 
-async def test_healthz_is_503_when_redis_does_not_answer(tmp_path: Path, db: Database) -> None:
-    settings = Settings(
-        env="test", media_root=tmp_path / "m", redis_url=f"redis://127.0.0.1:{free_port()}/0"
-    )
-    app = create_app(settings, db=db)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
-    ):
-        response = await client.get("/healthz")
+async def test_healthz_is_503_when_redis_does_not_answer(make_api: AppFactory) -> None:
+    async with make_api(redis_url=f"redis://127.0.0.1:{free_port()}/0") as api:
+        response = await api.client.get("/healthz")
     assert response.status_code == 503
     body = response.json()
     assert body["database"] == "ok" and body["redis"].startswith("error")

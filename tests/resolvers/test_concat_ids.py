@@ -5,19 +5,16 @@ import os
 import secrets
 import shutil
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import select
 
-from editgraph.app import create_app
 from editgraph.settings import Settings
 from jobs.events import EventLog
 from jobs.queue import ArqQueue
@@ -33,7 +30,7 @@ from resolvers.presets import PROXY
 from resolvers.probe import probe
 from resolvers.users import TOKEN_PREFIX, hash_token
 from tests.helpers import measure
-from tests.helpers.api import Api
+from tests.helpers.api import Api, running
 from tests.helpers.db import POSTGRES_URL
 
 TOKEN = TOKEN_PREFIX + "alice-" + "t" * 40
@@ -48,17 +45,6 @@ UPLOAD = (
     '{"query": "mutation($f: Upload!) { uploadVideo(file: $f) { ... on VideoUploaded '
     '{ video { id } } } }", "variables": {"f": null}}'
 )
-
-
-@asynccontextmanager
-async def serving(settings: Settings, db: Database) -> AsyncIterator[Api]:
-    """The real app over ``db``, called in-process."""
-    app = create_app(settings, db=db)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
-    ):
-        yield Api(client, app)
 
 
 async def uploaded(api: Api, token: str, path: Path) -> str:
@@ -98,7 +84,7 @@ async def test_a_concat_is_stored_by_row_id_and_shown_by_public_id(
     settings: Settings, db: Database, tokens: dict[str, str], media: dict[str, Path]
 ) -> None:
     alice = tokens["alice"]
-    async with serving(settings, db) as api:
+    async with running(settings, db) as api:
         source = await uploaded(api, alice, media["clip"])
         other = await uploaded(api, alice, media["other"])
         created = await api.data(
@@ -333,7 +319,7 @@ async def test_the_migration_rewrites_old_concat_rows_which_still_render(
     first = await rendered(rt, 1)
     assert first.output_key is not None
     assert measure.duration(store.path(first.output_key)) == pytest.approx(2 + 3, abs=0.2)
-    async with serving(settings, db) as api:
+    async with running(settings, db) as api:
         pid = ids.encode("Project", 1)
         project = (await api.data(TOKEN, OPS_OF, {"p": pid}))["project"]
         shown = [{"type": "concat", "params": {"videoId": public}}]

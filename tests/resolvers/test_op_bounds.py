@@ -4,11 +4,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from editgraph.app import create_app
-from editgraph.settings import Settings
 from jobs.queue import ArqQueue
 from models.db import Database
 from models.store import MediaStore
@@ -16,7 +13,7 @@ from models.tables import Project
 from resolvers import ids, ops, versions
 from resolvers.errors import InvalidOpsError, OpError
 from resolvers.users import Actor
-from tests.helpers.api import APPEND, Api
+from tests.helpers.api import APPEND, Api, AppFactory
 from tests.helpers.api import new_project as new_project_over_api
 from tests.helpers.domain import FLIP, counts, insert_history, new_project
 
@@ -212,17 +209,10 @@ async def test_a_huge_ops_list_is_refused_before_its_inputs_are_built(
 
 
 async def test_the_settings_set_the_limits(
-    settings: Settings, db: Database, tokens: dict[str, str], media: dict[str, Path]
+    make_api: AppFactory, tokens: dict[str, str], media: dict[str, Path]
 ) -> None:
-    strict = settings.model_copy(
-        update={"max_ops_per_batch": 2, "max_ops_per_version": 3, "max_timeline_s": 5.0}
-    )
-    app = create_app(strict, db=db)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
-    ):
-        api, alice = Api(client, app), tokens["alice"]
+    async with make_api(max_ops_per_batch=2, max_ops_per_version=3, max_timeline_s=5.0) as api:
+        alice = tokens["alice"]
         pid = await new_project_over_api(api, alice, media["clip"])  # 2 s
 
         async def append(op_list: list[dict[str, Any]]) -> list[tuple[int, str | None]]:

@@ -2,27 +2,25 @@
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 from graphql import GraphQLError
 from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
-from bench.common import serve
-from editgraph.app import create_app
-from editgraph.settings import Settings
 from models.db import Database
 from resolvers import errors
 from resolvers.events import SubscriptionLimit
 from resolvers.users import create_user
-from tests.helpers.api import Api
+from tests.helpers.api import Api, AppFactory
 
-PRODUCTION = {"env": "production", "secret_key": "s" * 40, "allowed_origins": ["https://t"]}
+PRODUCTION: dict[str, Any] = {
+    "env": "production",
+    "secret_key": "s" * 40,
+    "allowed_origins": ["https://t"],
+}
 CODES: list[tuple[errors.DomainError, str]] = [
     (errors.NotFoundError("Video", 7), "NOT_FOUND"),
     (errors.VersionConflictError(1, 2), "VERSION_CONFLICT"),
@@ -101,11 +99,11 @@ async def over_websocket(base: str, token: str, document: str, variables: dict[s
 
 
 async def test_errors_over_a_websocket_carry_their_codes(
-    settings: Settings, db: Database, tokens: dict[str, str], media: dict[str, Path]
+    make_api: AppFactory, tokens: dict[str, str], media: dict[str, Path]
 ) -> None:
-    app = create_app(settings, db=db)
-    async with serve(app) as base, httpx.AsyncClient(base_url=base, timeout=30) as client:
-        pid = await project_of(Api(client, app), tokens["alice"], media)
+    async with make_api(live=True) as api:
+        base = api.base
+        pid = await project_of(api, tokens["alice"], media)
         unconfirmed = await over_websocket(
             base, tokens["root"], "mutation { gcDelete(confirm: false) { id } }", {}
         )
@@ -116,21 +114,11 @@ async def test_errors_over_a_websocket_carry_their_codes(
         assert error["extensions"]["code"] == code, error
 
 
-@asynccontextmanager
-async def app_with(settings: Settings, db: Database, **changes: Any) -> AsyncIterator[Api]:
-    app = create_app(Settings.model_validate({**settings.model_dump(), **changes}), db=db)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
-    ):
-        yield Api(client, app)
-
-
 async def test_the_token_limit_is_counted_not_read_from_a_message(
-    settings: Settings, db: Database
+    make_api: AppFactory, db: Database
 ) -> None:
     _, token = await create_user(db=db, name="alice")
-    async with app_with(settings, db, max_query_tokens=60) as api:
+    async with make_api(max_query_tokens=60) as api:
         for document in (
             "{ " + "me { name } " * 16 + "}",  # 66 tokens
             "{ me { name } }\n" + "# a comment\n" * 70,  # comments count, as in graphql-core
@@ -151,16 +139,16 @@ BAD_ENUM = """mutation($p: ID!, $ops: [OpInput!]!) {
 
 
 async def test_production_errors_suggest_no_schema_names(
-    settings: Settings, db: Database, tokens: dict[str, str], media: dict[str, Path]
+    make_api: AppFactory, tokens: dict[str, str], media: dict[str, Path]
 ) -> None:
     alice = tokens["alice"]
     flip = {"p": "UHJvamVjdDox", "ops": [{"flip": {"axis": "HORIZONTL"}}]}
-    async with app_with(settings, db) as dev:
+    async with make_api() as dev:
         # In development graphql-core suggests names, at validation and at execution.
         for document, variables in ((TYPO, {}), (BAD_ENUM, flip)):
             [error] = (await dev.query(alice, document, variables))["errors"]
             assert "Did you mean" in error["message"], error
-    async with app_with(settings, db, **PRODUCTION) as prod:
+    async with make_api(**PRODUCTION) as prod:
         for document, variables in ((TYPO, {}), (BAD_ENUM, flip)):
             [error] = (await prod.query(alice, document, variables))["errors"]
             assert "Did you mean" not in error["message"], error

@@ -2,13 +2,10 @@
 
 from pathlib import Path
 
-import httpx
 import pytest
 
-from editgraph.app import create_app
 from editgraph.settings import Settings
-from models.db import Database
-from tests.helpers.api import Api
+from tests.helpers.api import Api, AppFactory
 
 
 async def test_refused_media_is_invalid_media_and_leaves_temp_empty(
@@ -34,24 +31,16 @@ async def test_names_are_kept_only_as_sanitized_metadata(
 
 
 async def test_upload_over_the_limit(
-    tmp_path: Path, redis_url: str, db: Database, tokens: dict[str, str], media: dict[str, Path]
+    make_api: AppFactory, settings: Settings, tokens: dict[str, str], media: dict[str, Path]
 ) -> None:
     limit = 10_000
-    settings = Settings(
-        env="test", media_root=tmp_path / "m", redis_url=redis_url, max_upload_bytes=limit
-    )
-    app = create_app(settings, db=db)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
-    ):
-        api = Api(client, app)
+    async with make_api(max_upload_bytes=limit) as api:
         assert media["clip"].stat().st_size > limit
         result = (await api.upload(tokens["alice"], media["clip"])).json()["data"]["uploadVideo"]
         assert result["__typename"] == "TooLarge"
         assert result["limitBytes"] == limit
         # A body that declares far more than the limit is refused before it is read.
-        refused = await client.post(
+        refused = await api.client.post(
             "/graphql",
             content=b"x" * 100,
             headers={
