@@ -13,7 +13,7 @@ from bench.common import emit, scratch_postgres
 from bench.upload import PeakRss
 from models.db import Database
 from models.migrate import upgrade
-from resolvers import gc
+from resolvers import gc, gc_policy
 
 ROWS = int(os.environ.get("EDITGRAPH_BENCH_GC_ROWS", "1000000"))
 PER_PROJECT = 100
@@ -62,7 +62,7 @@ async def one(name: str, url: str) -> None:
     emit(f"GC bench: generate {ROWS} exports ({name})", time.perf_counter() - start, "s")
     with PeakRss() as rss:
         start = time.perf_counter()
-        _, count, size = await gc.candidates(db=db, days_old=30, keep_latest=1)
+        _, count, size = await gc_policy.candidates(db=db, days_old=30, keep_latest=1)
         elapsed = time.perf_counter() - start
     emit(
         f"gcCandidates over {ROWS} exports ({name})",

@@ -11,7 +11,7 @@ from editgraph.settings import Settings
 from models.db import Database
 from models.store import MediaStore
 from models.tables import Export, GcRun
-from resolvers import gc, gc_runs
+from resolvers import gc, gc_policy, gc_runs
 from resolvers.errors import GcBusyError, MediaMissingError, NotFoundError
 from resolvers.gc_runs import Reporter
 
@@ -80,7 +80,7 @@ async def _locked(
 async def _dispatch(db: Database, store: MediaStore, args: argparse.Namespace) -> int:
     verb = args.gc_command
     if verb == "candidates" or (verb == "mark" and args.dry_run):
-        rows, count, size = await gc.candidates(
+        rows, count, size = await gc_policy.candidates(
             db=db, days_old=args.days_old, keep_latest=args.keep_latest, first=10_000
         )
         print(table(rows) if rows else "nothing to mark")
@@ -95,22 +95,22 @@ async def _dispatch(db: Database, store: MediaStore, args: argparse.Namespace) -
                 db=db, actor=None, days_old=args.days_old, keep_latest=args.keep_latest, reporter=r
             ),
         )
-        print(f"marked {run.marked} export(s), {_size(run.bytes)}; nothing was moved")
+        print(f"marked {run.marked} export(s), {_size(run.bytes_marked)}; nothing was moved")
         return 0
     if verb == "archive":
         if args.dry_run:
-            print(table(await gc.in_state(db=db, state=gc.MARKED)))
+            print(table(await gc_policy.in_state(db=db, state=gc.MARKED)))
             print("would archive these, unless pinned or latest by then")
             return 0
         run = await _locked(
             db, "archive", {}, lambda r: gc.archive(db=db, store=store, actor=None, reporter=r)
         )
-        print(f"archived {run.archived} export(s), {_size(run.bytes)}")
+        print(f"archived {run.archived} export(s), {_size(run.bytes_moved)} moved")
         return 0
     if verb in ("delete", "full-cycle"):
         due = timedelta(days=args.days_in_archive)
         if args.dry_run:
-            print(table(await gc.in_state(db=db, state=gc.ARCHIVED, older_than=due)))
+            print(table(await gc_policy.in_state(db=db, state=gc.ARCHIVED, older_than=due)))
             print("would delete these permanently")
             return 0
         if not args.yes:
@@ -151,7 +151,7 @@ async def _dispatch(db: Database, store: MediaStore, args: argparse.Namespace) -
                 ),
             )
             print(f"marked {run.marked}, archived {run.archived}")
-        print(f"deleted {run.deleted} export(s); freed {_size(run.bytes)}")
+        print(f"deleted {run.deleted} export(s); freed {_size(run.bytes_freed)}")
         return 0
     if verb == "restore":
         try:

@@ -4,7 +4,7 @@ import logging
 from typing import Any
 
 from jobs.runtime import Runtime
-from resolvers import gc, gc_runs
+from resolvers import gc, gc_policy, gc_runs
 from resolvers.errors import GcBusyError
 
 log = logging.getLogger(__name__)
@@ -14,10 +14,10 @@ async def gc_report(ctx: dict[str, Any]) -> dict[str, int]:
     """Log what the GC would mark now (and mark it when EDITGRAPH_GC_CRON_MARK is on)."""
     rt: Runtime = ctx["runtime"]
     config = rt.config
-    _, count, size = await gc.candidates(
+    _, count, size = await gc_policy.candidates(
         db=rt.db, days_old=config.gc_days_old, keep_latest=config.gc_keep_latest, first=0
     )
-    proxies, proxy_bytes = await gc.stale_proxies(db=rt.db, days_old=config.gc_days_old)
+    proxies, proxy_bytes = await gc_policy.stale_proxies(db=rt.db, days_old=config.gc_days_old)
     log.info(
         "GC report: %d export(s) (%d bytes) could be marked; %d stale proxies (%d bytes)",
         count,

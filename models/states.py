@@ -36,6 +36,15 @@ class GcState(StrEnum):
     DELETED = "deleted"
 
 
+class GcRunStatus(StrEnum):
+    """Where a GC run is; it holds the cluster-wide GC lock while RUNNING."""
+
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+
 class StateText(TypeDecorator[E]):
     """A state stored as its text (a plain VARCHAR, as the migrations made it) and read back
     as the enum member, on SQLite and PostgreSQL alike."""

@@ -7,7 +7,7 @@ from sqlalchemy import JSON, BigInteger, Column, DateTime, ForeignKey, Integer, 
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
-from models.states import GcState, RenderStatus, StateText
+from models.states import GcRunStatus, GcState, RenderStatus, StateText
 
 
 def utcnow() -> datetime:
@@ -249,7 +249,7 @@ class GcRun(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     action: str = Field(max_length=20)  # mark | archive | delete | full-cycle
-    status: str = Field(default="running", max_length=12)  # running|done|failed|interrupted
+    status: GcRunStatus = Field(default=GcRunStatus.RUNNING, sa_type=StateText(GcRunStatus, 12))
     actor_id: int | None = Field(default=None, foreign_key="users.id")
     holder: str = Field(max_length=200)  # who started it: "admin alice", "cli on host", "cron"
     params: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
@@ -258,7 +258,9 @@ class GcRun(SQLModel, table=True):
     marked: int = Field(default=0)
     archived: int = Field(default=0)
     deleted: int = Field(default=0)
-    bytes: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    bytes_marked: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    bytes_moved: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    bytes_freed: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
     error: str | None = Field(default=None, max_length=2000)
     started_at: datetime = _created()
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)

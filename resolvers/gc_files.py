@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -57,7 +58,27 @@ def has_bytes(store: MediaStore, export: Export, render: Render) -> bool:
     return store.path(archive_key(export)).exists()
 
 
-def _ensure(store: MediaStore, source_key: str, target_key: str) -> None:
+@dataclass
+class Freed:
+    """Bytes a settle freed (a file's last name went) and moved (a file got a new name)."""
+
+    freed: int = 0
+    moved: int = 0
+
+
+def _remove(store: MediaStore, key: str, tally: Freed) -> None:
+    """Remove one name of a file; its bytes are freed only if it was the last one."""
+    path = store.path(key)
+    try:
+        stat = path.stat()
+        path.unlink()
+    except FileNotFoundError:
+        return
+    if stat.st_nlink == 1:
+        tally.freed += stat.st_size
+
+
+def _ensure(store: MediaStore, source_key: str, target_key: str, tally: Freed) -> None:
     """Make ``target`` hold the bytes of ``source`` (a hard link; a copy across filesystems).
     Raises ``MediaMissingError`` when neither exists: a state must never outlive its bytes."""
     source, target = store.path(source_key), store.path(target_key)
@@ -74,35 +95,39 @@ def _ensure(store: MediaStore, source_key: str, target_key: str) -> None:
         temp = store.path(keys.aside_temp())
         shutil.copyfile(source, temp)  # streamed, never the whole file in memory
         os.replace(temp, target)
+    tally.moved += target.stat().st_size
 
 
-def settle(store: MediaStore, export: Export, render: Render) -> None:
+def settle(store: MediaStore, export: Export, render: Render, tally: Freed) -> None:
     """Make the files agree with the row as it is now. Call only with the row locked."""
     live = render.output_key
     kept = archive_key(export)
     if render.status != DONE or live is None:
         # Being rendered (again): the worker owns the live name; an archive copy is stray.
-        store.path(kept).unlink(missing_ok=True)
+        _remove(store, kept, tally)
     elif export.gc_state in (NONE, MARKED):
-        _ensure(store, kept, live)
-        store.path(kept).unlink(missing_ok=True)
+        _ensure(store, kept, live, tally)
+        _remove(store, kept, tally)
     elif export.gc_state == ARCHIVED:
-        _ensure(store, live, kept)
-        store.path(live).unlink(missing_ok=True)
+        _ensure(store, live, kept, tally)
+        _remove(store, live, tally)
     else:  # DELETED
-        store.path(kept).unlink(missing_ok=True)
-        store.path(live).unlink(missing_ok=True)
+        _remove(store, kept, tally)
+        _remove(store, live, tally)
     export.files_pending = False
 
 
-async def settle_locked(session: AsyncSession, store: MediaStore, ids: Sequence[int]) -> int:
+async def settle_locked(
+    session: AsyncSession, store: MediaStore, ids: Sequence[int], tally: Freed | None = None
+) -> int:
     """Lock these exports, re-read them, and settle those whose files may disagree."""
+    tally = tally if tally is not None else Freed()
     settled = 0
     for export, render, _ in (await session.exec(locked(ids))).all():
         if not export.files_pending:
             continue  # settled by someone else in between
         try:
-            settle(store, export, render)
+            settle(store, export, render, tally)
         except MediaMissingError as exc:
             # Bytes lost before this run (nothing here removes a name a row needs): say so
             # loudly and leave the row pending, so every run reports it until someone acts.

@@ -19,24 +19,31 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 
 from models.db import Database
+from models.states import GcRunStatus
 from models.tables import Export, GcAudit, GcLock, GcRun, utcnow
 from resolvers.errors import GcBusyError, NotFoundError
 from resolvers.users import Actor
 
-RUNNING, DONE, FAILED, INTERRUPTED = "running", "done", "failed", "interrupted"
+RUNNING, DONE, FAILED = GcRunStatus.RUNNING, GcRunStatus.DONE, GcRunStatus.FAILED
+INTERRUPTED = GcRunStatus.INTERRUPTED
 LEASE_S = 60.0
 
 
 @dataclass
 class Tally:
-    """What a run has done so far; written to its row as it goes."""
+    """What a run has done so far; written to its row as it goes. Bytes are counted the way
+    the disk sees them: ``bytes_freed`` when a file's last name goes (a file shared through a
+    hard link frees nothing until its last name goes), ``bytes_moved`` for each export that
+    got its archive (or restored) name, ``bytes_marked`` for what marking flagged."""
 
     done: int = 0
     total: int = 0
     marked: int = 0
     archived: int = 0
     deleted: int = 0
-    bytes: int = 0
+    bytes_marked: int = 0
+    bytes_moved: int = 0
+    bytes_freed: int = 0
 
 
 def holder_of(actor: Actor | None, where: str) -> str:
@@ -109,7 +116,7 @@ async def report(db: Database, run_id: int, tally: Tally, lease_s: float = LEASE
 
 
 async def release(
-    db: Database, run_id: int, tally: Tally, *, status: str, error: str | None = None
+    db: Database, run_id: int, tally: Tally, *, status: GcRunStatus, error: str | None = None
 ) -> None:
     """Record how the run ended and free the lock (if it still holds it)."""
     async with db.write() as session:

@@ -2,13 +2,13 @@
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from enum import Enum
 from typing import Annotated, Any
 
 import strawberry
 
 from models import tables
-from resolvers import gc, gc_runs, ids
+from models.states import GcRunStatus
+from resolvers import exports, gc, gc_policy, gc_runs, ids
 from resolvers.errors import ConfirmationRequiredError, NotFoundError
 from resolvers.gc_runs import Reporter
 from schema.errors import NotFound
@@ -27,12 +27,7 @@ class GcReport:
     stale_proxy_bytes: float
 
 
-@strawberry.enum(description="Where a GC run is: it holds the GC lock while RUNNING.")
-class GcRunStatus(Enum):
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
-    INTERRUPTED = "interrupted"
+strawberry.enum(GcRunStatus, description="Where a GC run is: it holds the GC lock while RUNNING.")
 
 
 @strawberry.type(
@@ -51,7 +46,17 @@ class GcRun:
     archived: int
     deleted: int
     restored: int
-    bytes: float
+    bytes: float = strawberry.field(
+        deprecation_reason="bytesFreed: archiving frees nothing, and bytes count once"
+    )
+    bytes_marked: float = strawberry.field(description="Bytes of the exports it marked.")
+    bytes_moved: float = strawberry.field(
+        description="Bytes of the exports that got a new name (archived, or restored)."
+    )
+    bytes_freed: float = strawberry.field(
+        description="Bytes the disk got back: a file counts once, when its last name goes "
+        "(an export sharing its file with another frees nothing)."
+    )
     error: str | None
     started_at: datetime
     finished_at: datetime | None
@@ -71,7 +76,10 @@ class GcRun:
             archived=row.archived,
             deleted=row.deleted,
             restored=0,
-            bytes=float(row.bytes),
+            bytes=float(row.bytes_freed),
+            bytes_marked=float(row.bytes_marked),
+            bytes_moved=float(row.bytes_moved),
+            bytes_freed=float(row.bytes_freed),
             error=row.error,
             started_at=row.started_at,
             finished_at=row.finished_at,
@@ -141,10 +149,10 @@ async def _start(
 class GcQuery:
     @strawberry.field(permission_classes=[IsAdmin])
     async def gc_candidates(self, info: Info, days_old: int = 30, keep_latest: int = 1) -> GcReport:
-        rows, count, size = await gc.candidates(
+        rows, count, size = await gc_policy.candidates(
             db=info.context.db, days_old=days_old, keep_latest=keep_latest
         )
-        proxies, proxy_bytes = await gc.stale_proxies(db=info.context.db, days_old=days_old)
+        proxies, proxy_bytes = await gc_policy.stale_proxies(db=info.context.db, days_old=days_old)
         return GcReport(
             exports=[Export.from_row(e) for e, _ in rows],
             count=count,
@@ -170,13 +178,13 @@ class GcQuery:
 
     @strawberry.field(permission_classes=[IsAdmin])
     async def unused_videos(self, info: Info) -> list[Video]:
-        return [Video.from_row(v) for v in await gc.unused_videos(db=info.context.db)]
+        return [Video.from_row(v) for v in await gc_policy.unused_videos(db=info.context.db)]
 
     @strawberry.field(permission_classes=[IsAdmin])
     def storage_usage(self, info: Info) -> StorageUsage:
         usage = {
             k: AreaUsage(bytes=float(b), files=n)
-            for k, (b, n) in gc.storage_usage(info.context.store).items()
+            for k, (b, n) in gc_policy.storage_usage(info.context.store).items()
         }
         return StorageUsage(**usage)
 
@@ -190,7 +198,7 @@ class GcMutation:
         self, info: Info, project_id: strawberry.ID, version: int, pinned: bool
     ) -> PinResult:
         try:
-            export = await gc.set_pinned(
+            export = await exports.set_pinned(
                 db=info.context.db,
                 store=info.context.store,
                 actor=info.context.actor,

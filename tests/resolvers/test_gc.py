@@ -1,5 +1,6 @@
 """The safe GC: protected exports never move, stages are explicit, crashes converge."""
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from jobs.queue import ArqQueue
 from models.db import Database
 from models.store import MediaStore
 from models.tables import Export, GcAudit, Project, Render, Video, utcnow
-from resolvers import gc, renders
+from resolvers import exports, gc, gc_policy, renders
 from resolvers.errors import ConfirmationRequiredError, NotFoundError
 from resolvers.users import Actor
 from tests.helpers.domain import new_project, stage
@@ -22,13 +23,13 @@ async def test_mark_flags_old_unprotected_exports_and_moves_nothing(
     db: Database, queue: ArqQueue, store: MediaStore, alice: Actor, media: dict[str, Path]
 ) -> None:
     setup = await exports_on_disk(db, queue, store, alice, media["clip"])
-    await gc.set_pinned(
+    await exports.set_pinned(
         db=db, store=store, actor=alice, project_id=setup.project_id, version=2, pinned=True
     )
-    rows, count, size = await gc.candidates(db=db, days_old=30, keep_latest=1)
+    rows, count, size = await gc_policy.candidates(db=db, days_old=30, keep_latest=1)
     assert sorted((e.version, b) for e, b in rows) == [(1, 800), (3, 800)]
     assert (count, size) == (2, 1600)
-    assert (await gc.candidates(db=db, days_old=60, keep_latest=1))[1] == 0
+    assert (await gc_policy.candidates(db=db, days_old=60, keep_latest=1))[1] == 0
     # Old proxies of versions that are no longer current are reported with their bytes.
     async with db.write() as session:
         await session.exec(
@@ -36,10 +37,10 @@ async def test_mark_flags_old_unprotected_exports_and_moves_nothing(
             .where(col(Render.kind) == "proxy")
             .values(status="done", bytes=100, created_at=utcnow() - timedelta(days=40))
         )
-    assert await gc.stale_proxies(db=db, days_old=30) == (4, 400)  # v0..v3, not v4 (current)
+    assert await gc_policy.stale_proxies(db=db, days_old=30) == (4, 400)  # v0..v3, not v4 (current)
     before = on_disk(store)
     outcome = await gc.mark(db=db, actor=alice, days_old=30, keep_latest=1)
-    assert (outcome.marked, outcome.bytes) == (2, 1600)
+    assert (outcome.marked, outcome.tally.bytes_marked) == (2, 1600)
     assert await states(db) == {1: "marked", 2: "none", 3: "marked", 4: "none"}
     assert on_disk(store) == before
     async with db.read() as s:
@@ -56,7 +57,7 @@ async def test_archive_rechecks_pins_and_latest_then_delete_needs_confirm_and_ag
     setup = await exports_on_disk(db, queue, store, alice, media["clip"])
     await gc.mark(db=db, actor=alice, days_old=30, keep_latest=1)  # v1, v2, v3
     # Between mark and archive: v2 is pinned and v3 becomes the latest export. Both win.
-    await gc.set_pinned(
+    await exports.set_pinned(
         db=db, store=store, actor=alice, project_id=setup.project_id, version=2, pinned=True
     )
     async with db.write() as s:
@@ -79,7 +80,7 @@ async def test_archive_rechecks_pins_and_latest_then_delete_needs_confirm_and_ag
             .where(col(Export.gc_state) == "archived")
         )
     deleted = await gc.delete(db=db, store=store, actor=alice, days_in_archive=30, confirm=True)
-    assert (deleted.deleted, deleted.bytes) == (1, 800)
+    assert (deleted.deleted, deleted.bytes_freed) == (1, 800)
     assert await states(db) == {1: "deleted", 2: "none", 3: "none", 4: "none"}
     await consistent(db, store)
 
@@ -93,7 +94,7 @@ async def test_restore_and_pinning_an_archived_export_bring_it_back(
     assert await states(db) == {1: "archived", 2: "archived", 3: "archived", 4: "none"}
     restored = await gc.restore(db=db, store=store, actor=alice, export_id=setup.exports[1].id or 0)
     assert restored.gc_state == "none"
-    pinned = await gc.set_pinned(
+    pinned = await exports.set_pinned(
         db=db, store=store, actor=alice, project_id=setup.project_id, version=2, pinned=True
     )
     assert (pinned.gc_state, pinned.pinned) == ("none", True)
@@ -180,8 +181,8 @@ async def test_unused_videos_and_storage_usage(
     spare, _ = await videos.upload_video(
         db=db, store=store, queue=queue, actor=alice, staged=stage(store, media["other"])
     )
-    assert [v.id for v in await gc.unused_videos(db=db)] == [spare.id]
-    usage = gc.storage_usage(store)
+    assert [v.id for v in await gc_policy.unused_videos(db=db)] == [spare.id]
+    usage = gc_policy.storage_usage(store)
     assert usage["videos"] == (media["clip"].stat().st_size + media["other"].stat().st_size, 2)
     assert usage["archive"] == (0, 0)
 
@@ -220,16 +221,53 @@ async def test_source_bytes_go_only_unreferenced_and_after_the_grace_period(
         blob_grace_s=0,
         checkpoint=upload_meanwhile,
     )
-    assert outcome.bytes == media["other"].stat().st_size
+    assert outcome.bytes_freed == 0  # the upload that raced it took the bytes back
     assert reuploaded and original.exists()
     assert original.read_bytes() == media["other"].read_bytes()
     assert await videos.get_video(db=db, actor=alice, video_id=reuploaded[0].id or 0)
     # Once nothing references it again and the grace period passes, it goes for good.
     await videos.delete_video(db=db, actor=alice, video_id=reuploaded[0].id or 0)
-    await gc.delete(
+    gone = await gc.delete(
         db=db, store=store, actor=alice, days_in_archive=30, confirm=True, blob_grace_s=0
     )
     assert not original.exists()
+    assert gone.bytes_freed == media["other"].stat().st_size
     async with db.read() as s:
         audit = (await s.exec(select(GcAudit).where(GcAudit.action == "delete-source"))).all()
     assert [a.bytes for a in audit] == [media["other"].stat().st_size] * 2
+
+
+def disk_bytes(store: MediaStore) -> int:
+    """Bytes the media root holds, each file once however many names it has."""
+    return sum(size for size, _ in gc_policy.storage_usage(store).values())
+
+
+async def test_bytes_are_counted_as_the_disk_sees_them(
+    db: Database, queue: ArqQueue, store: MediaStore, alice: Actor, media: dict[str, Path]
+) -> None:
+    setup = await exports_on_disk(db, queue, store, alice, media["clip"], count=4)
+    # v2 shares v1's file, as a revert's export reuses an equal render through a hard link.
+    v1 = store.path(renders.output_key("export", setup.project_id, 1))
+    v2 = store.path(renders.output_key("export", setup.project_id, 2))
+    v2.unlink()
+    os.link(v1, v2)
+    usage = gc_policy.storage_usage(store)
+    assert usage["export"] == (3 * 800, 3)  # four names, three files
+    before = disk_bytes(store)
+    # Keep v3 (and the latest, v4): v1 and v2 are archived and deleted in the same cycle.
+    await exports.set_pinned(
+        db=db, store=store, actor=alice, project_id=setup.project_id, version=3, pinned=True
+    )
+    cycle = await gc.full_cycle(
+        db=db,
+        store=store,
+        actor=alice,
+        days_old=30,
+        keep_latest=1,
+        days_in_archive=0,
+        confirm=True,
+    )
+    assert (cycle.marked, cycle.archived, cycle.deleted) == (2, 2, 2)
+    assert sorted(e.version for e in cycle.exports) == [1, 2]  # each listed once
+    assert cycle.tally.bytes_moved == 1600  # both exports got an archive name
+    assert cycle.bytes_freed == 800 == before - disk_bytes(store)

@@ -17,7 +17,7 @@ from jobs.queue import ArqQueue
 from models.db import Database
 from models.store import MediaStore
 from models.tables import Blob, Export, GcLock, Project, Render, Video, utcnow
-from resolvers import gc, gc_runs, renders, videos
+from resolvers import exports, gc, gc_runs, renders, videos
 from resolvers.errors import GcBusyError, MediaMissingError, NotFoundError
 from resolvers.presets import export_preset
 from resolvers.users import Actor
@@ -117,7 +117,7 @@ async def test_a_pin_and_a_re_export_at_any_step_boundary_win(
         # And pins the archived v2 and the marked v3 (too late, a pin finds it deleted).
         for version in (2, 3):
             try:
-                await gc.set_pinned(
+                await exports.set_pinned(
                     db=db,
                     store=store,
                     actor=alice,
@@ -165,7 +165,7 @@ async def test_restore_refuses_when_the_archived_file_is_gone(
     with pytest.raises(MediaMissingError, match="nothing was changed"):
         await gc.restore(db=db, store=store, actor=alice, export_id=v1.id)
     with pytest.raises(MediaMissingError):
-        await gc.set_pinned(
+        await exports.set_pinned(
             db=db, store=store, actor=alice, project_id=setup.project_id, version=1, pinned=True
         )
     export, _, _ = await row(db, setup.project_id, 1)
@@ -265,7 +265,7 @@ async def test_gc_stages_racing_each_other_and_users_lose_nothing(
                 await finish_export(db, store, export, b"v1 again %d" % round_)
             for version in (2, 3):
                 with contextlib.suppress(NotFoundError):  # deleted before the pin arrived
-                    await gc.set_pinned(
+                    await exports.set_pinned(
                         db=db,
                         store=store,
                         actor=alice,

@@ -6,6 +6,7 @@ audit row matches a change that happened, and files and rows agree.
 """
 
 import asyncio
+import os
 import secrets
 import shutil
 from collections import Counter
@@ -30,7 +31,7 @@ from jobs.queue import ArqQueue, connect
 from models.db import Database
 from models.store import MediaStore
 from models.tables import Blob, Export, GcAudit, Project, Render, Video, utcnow
-from resolvers import gc, renders, versions, videos
+from resolvers import exports, gc, gc_policy, renders, versions, videos
 from resolvers.errors import NotFoundError
 from resolvers.presets import export_preset
 from resolvers.users import Actor, create_user
@@ -156,13 +157,12 @@ class GcMachine(RuleBasedStateMachine):
         self.run(self._pin(pick, pinned))
 
     async def _pin(self, pick: int, pinned: bool) -> None:
-        exports = await self._exports()
-        live = [e for e in exports if e.gc_state != "deleted"]
+        live = [e for e in await self._exports() if e.gc_state != "deleted"]
         if not live:
             return
         target = live[pick % len(live)]
         try:
-            await gc.set_pinned(
+            await exports.set_pinned(
                 db=self.db,
                 store=self.store,
                 actor=self.actor,
@@ -255,12 +255,16 @@ class GcMachine(RuleBasedStateMachine):
 
     @rule()
     def archive(self) -> None:
+        before = self._disk()
         outcome = self.run(gc.archive(db=self.db, store=self.store, actor=self.actor))
         self.changes["archive"] += outcome.archived
+        # Archiving only renames: the disk gets nothing back.
+        assert outcome.bytes_freed == 0 and self._disk() == before
 
     @rule(days=st.sampled_from([0, 30]))
     def delete(self, days: int) -> None:
         cutoff = utcnow() - timedelta(days=days)
+        before = self._disk()
         eligible = {
             e.id
             for e in self.run(self._exports())
@@ -279,6 +283,59 @@ class GcMachine(RuleBasedStateMachine):
         # Nothing is deleted before its retention.
         assert {e.id for e in outcome.exports} <= eligible
         self.changes["delete"] += outcome.deleted
+        # What it says it freed is what the disk got back (shared files count once).
+        assert before - self._disk() == outcome.bytes_freed
+
+    def _disk(self) -> int:
+        return sum(size for size, _ in gc_policy.storage_usage(self.store).values())
+
+    @rule(pick=st.integers(0, 100))
+    def export_sharing_a_file(self, pick: int) -> None:
+        """An export whose render reuses another's file through a hard link, as the worker
+        does for equal content (a revert, the same edit again)."""
+        self.run(self._export_sharing(pick))
+
+    async def _export_sharing(self, pick: int) -> None:
+        async with self.db.read() as s:
+            project = await s.get(Project, self.project_id)
+            donors = (
+                await s.exec(
+                    select(Export, Render)
+                    .join(Render, col(Render.id) == Export.render_id)
+                    .where(Render.status == "done", col(Export.gc_state).in_(["none", "marked"]))
+                )
+            ).all()
+            taken = set((await s.exec(select(Export.version))).all())
+        assert project is not None
+        free = [v for v in range(project.current_version + 1) if v not in taken]
+        if not donors or not free:
+            return
+        donor, donor_render = donors[pick % len(donors)]
+        export, render = await renders.request_export(
+            db=self.db,
+            queue=self.queue,
+            actor=self.actor,
+            project_id=self.project_id,
+            version=free[pick % len(free)],
+            preset=PRESET,
+        )
+        key = renders.output_key("export", self.project_id, export.version)
+        self.store.path(key).parent.mkdir(parents=True, exist_ok=True)
+        assert donor_render.output_key is not None
+        os.link(self.store.path(donor_render.output_key), self.store.path(key))
+        async with self.db.write() as s:
+            await s.exec(
+                update(Render)
+                .where(col(Render.id) == render.id)
+                .values(status="done", output_key=key, bytes=donor_render.bytes)
+            )
+            await s.exec(
+                update(Project)
+                .where(col(Project.id) == self.project_id)
+                .values(latest_export_id=export.id)
+            )
+        assert export.id is not None and donor.id is not None
+        self.contents[export.id] = self.contents[donor.id]
 
     @rule(pick=st.integers(0, 100))
     def restore(self, pick: int) -> None:

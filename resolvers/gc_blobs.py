@@ -1,0 +1,69 @@
+"""Source bytes no video references any more: deleted by ``gcDelete`` after a grace period,
+without losing an upload of the same bytes that races it."""
+
+import contextlib
+import os
+from datetime import timedelta
+
+from sqlalchemy import delete as delete_rows
+from sqlmodel import col, select
+
+from models import keys
+from models.db import Database
+from models.store import MediaStore
+from models.tables import Blob, GcAudit, utcnow
+from resolvers.gc_files import Checkpoint
+from resolvers.users import Actor
+
+
+async def delete_unreferenced(
+    db: Database, store: MediaStore, actor: Actor | None, grace_s: int, checkpoint: Checkpoint
+) -> int:
+    """Delete source bytes unreferenced for longer than the grace period; returns bytes freed."""
+    cutoff = utcnow() - timedelta(seconds=grace_s)
+    async with db.read() as session:
+        due = list(
+            (
+                await session.exec(
+                    select(Blob).where(Blob.ref_count == 0, col(Blob.unreferenced_at) < cutoff)
+                )
+            ).all()
+        )
+    freed = 0
+    for blob in due:
+        async with db.write() as session:
+            gone = await session.exec(
+                delete_rows(Blob)
+                .where(col(Blob.id) == blob.id, col(Blob.ref_count) == 0)
+                .returning(col(Blob.id))
+            )
+            if gone.scalar_one_or_none() is None:
+                continue  # referenced again since the query above
+            session.add(
+                GcAudit(
+                    actor_id=actor.id if actor else None,
+                    action="delete-source",
+                    blob_sha256=blob.sha256,
+                    bytes=blob.bytes,
+                )
+            )
+        await checkpoint("recorded")
+        # Move the bytes aside first: an upload of the same bytes may have re-referenced them
+        # in the meantime (it commits its row before placing its file); then they go back.
+        names = [blob.key, keys.mezzanine(blob.sha256)]  # the original and its 480p copy
+        aside = {k: store.path(keys.aside_temp()) for k in names}
+        for key, temp in aside.items():
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(store.path(key), temp)
+        async with db.read() as session:
+            again = (await session.exec(select(Blob).where(Blob.sha256 == blob.sha256))).first()
+        for key, temp in aside.items():
+            if again is not None and temp.exists() and not store.path(key).exists():
+                os.replace(temp, store.path(key))
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                stat = temp.stat()
+                temp.unlink()
+                # Counted only if this was its last name (and the upload did not take it back).
+                freed += stat.st_size if stat.st_nlink == 1 else 0
+    return freed
