@@ -157,15 +157,9 @@ async def done(
                 return "cancelled"
             return "superseded"
         export = None
-        if render.kind == RenderKind.PROXY:
-            await _advance_latest_proxy(session, render)
-        else:
+        if render.kind == RenderKind.EXPORT:
             export = (await session.exec(select(Export).where(Export.render_id == render.id))).one()
-            await session.exec(
-                update(Project)
-                .where(col(Project.id) == render.project_id)
-                .values(latest_export_id=export.id)
-            )
+        await _advance_latest(session, render, export)
         finished = await session.get(Render, render.id, populate_existing=True)
     assert finished is not None
     await _announce(
@@ -174,16 +168,23 @@ async def done(
     return "done"
 
 
-async def _advance_latest_proxy(session: AsyncSession, render: Render) -> None:
-    """Point the project at this proxy unless a newer version's proxy is already there."""
-    project = await session.get(Project, render.project_id)
+async def _advance_latest(session: AsyncSession, render: Render, export: Export | None) -> None:
+    """Point the project at this proxy (or export) unless a newer version's is already there:
+    latest means the highest version that finished, whatever order they finished in."""
+    project = await session.get(Project, render.project_id, with_for_update=True)
     assert project is not None
-    current = (
-        await session.get(Render, project.latest_proxy_id) if project.latest_proxy_id else None
-    )
-    if current is None or current.version <= render.version:
+    current: Render | Export | None = None
+    if export is None and project.latest_proxy_id:
+        current = await session.get(Render, project.latest_proxy_id)
+    elif export is not None and project.latest_export_id:
+        current = await session.get(Export, project.latest_export_id)
+    if current is not None and current.version > render.version:
+        return
+    if export is None:
         project.latest_proxy_id = render.id
-        session.add(project)
+    else:
+        project.latest_export_id = export.id
+    session.add(project)
 
 
 async def fail(*, db: Database, announce: Announce, render: Render, reason: str) -> None:

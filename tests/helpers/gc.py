@@ -1,5 +1,6 @@
 """Finished exports on disk, and what the GC left of them, for GC tests at every level."""
 
+import os
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -7,12 +8,14 @@ from pathlib import Path
 from sqlalchemy import update
 from sqlmodel import col, select
 
+from jobs.events import EventLog
 from jobs.queue import ArqQueue
 from models.db import Database
 from models.store import MediaStore
 from models.tables import Export, Project, Render, utcnow
-from resolvers import gc, renders, versions
+from resolvers import gc, lifecycle, renders, versions
 from resolvers.presets import export_preset
+from resolvers.probe import Probe
 from resolvers.users import Actor
 from tests.helpers.domain import new_project
 
@@ -96,3 +99,45 @@ async def consistent(db: Database, store: MediaStore) -> None:
             elif export.gc_state == "archived":
                 expected.add(gc.archive_key(export))
     assert on_disk(store) == expected
+
+
+FINISHED = Probe(
+    demuxer="mov,mp4,m4a,3gp,3g2,mj2",
+    extension="mp4",
+    duration=2.0,
+    width=160,
+    height=120,
+    fps=25.0,
+    video_codec="h264",
+    audio_codec="aac",
+)
+
+
+async def finish_export(
+    db: Database,
+    queue: ArqQueue,
+    store: MediaStore,
+    export: Export,
+    *,
+    data: bytes | None = None,
+    link_from: Path | None = None,
+) -> None:
+    """What a worker does when an export finishes: its file in place (new bytes, or a hard
+    link to an equal render's file), then DONE through the lifecycle, which moves the
+    project's latest export only forward."""
+    worker = EventLog(queue.pool).publish
+    claimed = await lifecycle.claim(db=db, announce=worker, render_id=export.render_id, lease_s=60)
+    assert claimed is not None
+    key = renders.output_key("export", export.project_id, export.version)
+    target = store.path(key)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if link_from is not None:
+        os.link(link_from, target)
+    else:
+        assert data is not None
+        target.write_bytes(data)
+    size = target.stat().st_size
+    finished = await lifecycle.done(
+        db=db, announce=worker, render=claimed, output_key=key, size=size, facts=FINISHED
+    )
+    assert finished == "done"

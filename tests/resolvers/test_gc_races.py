@@ -22,28 +22,10 @@ from resolvers.errors import GcBusyError, MediaMissingError, NotFoundError
 from resolvers.presets import export_preset
 from resolvers.users import Actor
 from tests.helpers.domain import stage
-from tests.helpers.gc import consistent, exports_on_disk
+from tests.helpers.gc import consistent, exports_on_disk, finish_export
 
 PRESET = export_preset(crf=20, x264_preset="fast")
 STEPS = ["converge listed", "listed", "recorded", "settled"]
-
-
-async def finish_export(db: Database, store: MediaStore, export: Export, data: bytes) -> None:
-    """What a worker does when an export finishes: the file, then DONE and latest."""
-    key = renders.output_key("export", export.project_id, export.version)
-    store.path(key).parent.mkdir(parents=True, exist_ok=True)
-    store.path(key).write_bytes(data)
-    async with db.write() as s:
-        await s.exec(
-            update(Render)
-            .where(col(Render.id) == export.render_id)
-            .values(status="done", output_key=key, bytes=len(data))
-        )
-        await s.exec(
-            update(Project)
-            .where(col(Project.id) == export.project_id)
-            .values(latest_export_id=export.id)
-        )
 
 
 async def row(db: Database, project_id: int, version: int) -> tuple[Export, Render, Project]:
@@ -109,11 +91,11 @@ async def test_a_pin_and_a_re_export_at_any_step_boundary_win(
     async def user_acts(where: str) -> None:
         if where != step or pinned:
             return
-        # The user asks again for the deleted v1: it renders and becomes the latest export.
+        # The user asks again for the deleted v1: it renders again (v4 stays the latest).
         export, _ = await renders.request_export(
             db=db, queue=queue, actor=alice, project_id=project_id, version=1, preset=PRESET
         )
-        await finish_export(db, store, export, b"v1 rendered again")
+        await finish_export(db, queue, store, export, data=b"v1 rendered again")
         # And pins the archived v2 and the marked v3 (too late, a pin finds it deleted).
         for version in (2, 3):
             try:
@@ -138,7 +120,9 @@ async def test_a_pin_and_a_re_export_at_any_step_boundary_win(
     assert pinned, f"the {stage_name} stage never reached {step!r}"
 
     v1, v1_render, project = await row(db, project_id, 1)
-    assert (v1.gc_state, v1_render.status, project.latest_export_id) == ("none", "done", v1.id)
+    assert (v1.gc_state, v1_render.status) == ("none", "done")
+    v4, v4_render, _ = await row(db, project_id, 4)
+    assert project.latest_export_id == v4.id and store.path(v4_render.output_key or "").exists()
     assert v1_render.output_key is not None
     assert store.path(v1_render.output_key).read_bytes() == b"v1 rendered again"
     for version, kept in pinned.items():
@@ -262,7 +246,7 @@ async def test_gc_stages_racing_each_other_and_users_lose_nothing(
                 db=db, queue=queue, actor=alice, project_id=project_id, version=1, preset=PRESET
             )
             if export.gc_state == "none" and (await row(db, project_id, 1))[1].status != "done":
-                await finish_export(db, store, export, b"v1 again %d" % round_)
+                await finish_export(db, queue, store, export, data=b"v1 again %d" % round_)
             for version in (2, 3):
                 with contextlib.suppress(NotFoundError):  # deleted before the pin arrived
                     await exports.set_pinned(

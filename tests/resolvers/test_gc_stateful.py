@@ -6,7 +6,6 @@ audit row matches a change that happened, and files and rows agree.
 """
 
 import asyncio
-import os
 import secrets
 import shutil
 from collections import Counter
@@ -24,7 +23,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from sqlalchemy import func, text, update
+from sqlalchemy import func, text
 from sqlmodel import SQLModel, col, select
 
 from jobs.queue import ArqQueue, connect
@@ -36,6 +35,7 @@ from resolvers.errors import NotFoundError
 from resolvers.presets import export_preset
 from resolvers.users import Actor, create_user
 from tests.helpers.domain import stage
+from tests.helpers.gc import finish_export
 
 pytestmark = pytest.mark.slow
 PRESET = export_preset(crf=20, x264_preset="fast")
@@ -133,22 +133,9 @@ class GcMachine(RuleBasedStateMachine):
         )
         if export.gc_state != "none" or render.status == "done":
             return
-        # What a worker does when the export finishes.
-        key = renders.output_key("export", self.project_id, version)
         data = f"export {export.id} v{version}".encode() * 50
-        self.store.path(key).parent.mkdir(parents=True, exist_ok=True)
-        self.store.path(key).write_bytes(data)
-        async with self.db.write() as s:
-            await s.exec(
-                update(Render)
-                .where(col(Render.id) == render.id)
-                .values(status="done", output_key=key, bytes=len(data))
-            )
-            await s.exec(
-                update(Project)
-                .where(col(Project.id) == self.project_id)
-                .values(latest_export_id=export.id)
-            )
+        # Exports finish in whatever order they were asked for: latest is the newest version.
+        await finish_export(self.db, self.queue, self.store, export, data=data)
         assert export.id is not None
         self.contents[export.id] = data
 
@@ -311,7 +298,7 @@ class GcMachine(RuleBasedStateMachine):
         if not donors or not free:
             return
         donor, donor_render = donors[pick % len(donors)]
-        export, render = await renders.request_export(
+        export, _ = await renders.request_export(
             db=self.db,
             queue=self.queue,
             actor=self.actor,
@@ -319,21 +306,14 @@ class GcMachine(RuleBasedStateMachine):
             version=free[pick % len(free)],
             preset=PRESET,
         )
-        key = renders.output_key("export", self.project_id, export.version)
-        self.store.path(key).parent.mkdir(parents=True, exist_ok=True)
         assert donor_render.output_key is not None
-        os.link(self.store.path(donor_render.output_key), self.store.path(key))
-        async with self.db.write() as s:
-            await s.exec(
-                update(Render)
-                .where(col(Render.id) == render.id)
-                .values(status="done", output_key=key, bytes=donor_render.bytes)
-            )
-            await s.exec(
-                update(Project)
-                .where(col(Project.id) == self.project_id)
-                .values(latest_export_id=export.id)
-            )
+        await finish_export(
+            self.db,
+            self.queue,
+            self.store,
+            export,
+            link_from=self.store.path(donor_render.output_key),
+        )
         assert export.id is not None and donor.id is not None
         self.contents[export.id] = self.contents[donor.id]
 
@@ -370,6 +350,24 @@ class GcMachine(RuleBasedStateMachine):
     async def _exports(self) -> list[Export]:
         async with self.db.read() as s:
             return list((await s.exec(select(Export).order_by(col(Export.id)))).all())
+
+    @invariant()
+    def the_latest_export_is_the_newest_finished_version(self) -> None:
+        async def check() -> None:
+            async with self.db.read() as s:
+                project = await s.get(Project, self.project_id)
+                finished = (
+                    await s.exec(
+                        select(Export)
+                        .join(Render, col(Render.id) == Export.render_id)
+                        .where(Render.status == "done")
+                        .order_by(col(Export.version).desc())
+                    )
+                ).first()
+            assert project is not None
+            assert project.latest_export_id == (finished.id if finished else None)
+
+        self.run(check())
 
     @invariant()
     def protected_exports_exist_and_verify(self) -> None:

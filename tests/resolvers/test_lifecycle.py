@@ -193,6 +193,44 @@ async def test_the_latest_proxy_only_moves_forward(
     assert await latest_proxy(db, project.id) == newer.id
 
 
+async def test_the_latest_export_is_the_newest_version_whatever_finishes_first(
+    db: Database, queue: ArqQueue, alice: Actor, project: Project
+) -> None:
+    assert project.id is not None
+    for _ in range(2):
+        await versions.append_ops(
+            db=db,
+            queue=queue,
+            actor=alice,
+            project_id=project.id,
+            raw_ops=[BLUR],
+            expected_version=None,
+        )
+    preset = export_preset(crf=20, x264_preset="ultrafast")
+    requested = [
+        await renders.request_export(
+            db=db, queue=queue, actor=alice, project_id=project.id, version=n, preset=preset
+        )
+        for n in (1, 2)
+    ]
+    worker = EventLog(queue.pool).publish
+    for _, render in reversed(requested):  # v2 finishes first, then v1
+        claimed = await lifecycle.claim(
+            db=db, announce=worker, render_id=render.id or 0, lease_s=60
+        )
+        assert claimed is not None
+        key = renders.output_key(render.kind, project.id, render.version)
+        assert (
+            await lifecycle.done(
+                db=db, announce=worker, render=claimed, output_key=key, size=1, facts=FACTS
+            )
+            == "done"
+        )
+    async with db.read() as session:
+        stored = await session.get(Project, project.id)
+    assert stored is not None and stored.latest_export_id == requested[1][0].id
+
+
 async def test_states_are_stored_as_text_and_read_back_as_the_one_enum(
     db: Database, queue: ArqQueue, alice: Actor, project: Project
 ) -> None:
