@@ -145,7 +145,7 @@ async def _serve(settings: Settings, host: str, port: int, log_level: str) -> No
     logging.getLogger("uvicorn.access").addFilter(RedactMediaLinks())
     server = uvicorn.Server(config)
     worker = (
-        asyncio.create_task(run_forever(settings.worker_config()))
+        asyncio.create_task(run_forever(settings))
         if settings.embedded_worker
         else None
     )
@@ -167,16 +167,15 @@ def cmd_worker(settings: Settings, _: argparse.Namespace) -> int:
         return 2
     asyncio.run(_migrate(settings))
     asyncio.run(_clean_temp(settings))
-    config = settings.worker_config()
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    print(f"render worker: {config.concurrency} at a time, queue on {config.redis_url}")
+    print(f"render worker: {settings.render_concurrency} at a time, queue on {settings.redis_url}")
     sys.stdout.flush()
     # SIGTERM/SIGINT end the worker; running renders are released and picked up again.
     signal.signal(signal.SIGTERM, _exit_on_signal)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_forever(config))
+        asyncio.run(run_forever(settings))
     return 0
 
 

@@ -147,7 +147,7 @@ class EditgraphGraphQL(GraphQL[Context, None]):
             allowed_origins=settings.allowed_origins,
         )
         self.services = services
-        self.export_preset = services.settings.worker_config().export
+        self.export_preset = services.settings.export
         self._ide_html = graphiql_with_connection_params(super().graphql_ide_html)
 
     @property

@@ -6,42 +6,28 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from jobs.runtime import WorkerConfig
+from jobs.runtime import WorkerSettings
 from resolvers import ops
 
 DEFAULT_SECRET = "editgraph-development-secret-change-me"  # noqa: S105 (refused in production)
 GiB = 1024**3
 
 
-class Settings(BaseSettings):
-    """Every knob, with a default that works on one machine out of the box."""
+class Settings(WorkerSettings, BaseSettings):
+    """Every knob, with a default that works on one machine out of the box. What a render
+    worker reads is defined once, in ``jobs.runtime.WorkerSettings``, and inherited here."""
 
     model_config = SettingsConfigDict(env_prefix="EDITGRAPH_", extra="ignore")
 
     env: Literal["development", "production", "test"] = "development"
-    database_url: str = "sqlite+aiosqlite:///data/editgraph.db"
-    # Unset: `editgraph serve` starts a private redis-server child and stops it on exit.
-    redis_url: str | None = None
-    media_root: Path = Path("uploads")
     data_dir: Path = Path("data")
     secret_key: str = DEFAULT_SECRET
     graphiql: bool | None = None  # default: on in development, off in production
     max_upload_bytes: int = Field(default=4 * GiB, gt=0)
     host: str = "127.0.0.1"
     port: int = 8000
-    # Rendering (seed: 2 concurrent jobs, 3 attempts, 5-minute timeout).
     embedded_worker: bool = True  # `serve` also runs a worker unless this is off
-    render_concurrency: int = Field(default=2, ge=1)
-    render_timeout_s: float = Field(default=300.0, gt=0)
-    render_max_attempts: int = Field(default=3, ge=1)
-    reconcile_every_s: int = Field(default=60, ge=1, le=60)
-    render_lease_s: float = Field(default=30.0, gt=0)
-    export_crf: int = Field(default=20, ge=0, le=51)
-    export_x264_preset: str = "medium"
     media_url_ttl_s: int = Field(default=6 * 3600, gt=0)
-    # Live updates: replay keeps this many events per project, for at most this long.
-    events_keep: int = Field(default=1000, ge=1)
-    events_keep_s: int = Field(default=24 * 3600, ge=60)
     subscriptions_per_connection: int = Field(default=20, ge=1)
     subscriptions_per_user: int = Field(default=100, ge=1)
     subscriber_buffer: int = Field(default=100, ge=1)
@@ -58,49 +44,15 @@ class Settings(BaseSettings):
     rate_window_s: int = Field(default=60, ge=1)
     rate_exports: int = Field(default=30, ge=1)  # exports a user may queue per window
     rate_proxies: int = Field(default=600, ge=1)  # edits (each queues a proxy) per window
-    # The weekly GC report never deletes; with gc_cron_mark it also marks.
-    gc_cron_weekday: int = Field(default=6, ge=0, le=6)
-    gc_cron_hour: int = Field(default=3, ge=0, le=23)
-    gc_cron_mark: bool = False
-    gc_days_old: int = Field(default=30, ge=0)
-    gc_keep_latest: int = Field(default=1, ge=0)
     # What one user's edits may cost: ops per batch and per version, the length and picture
-    # size of a version, and the memory of each render's ffmpeg (CPU time follows the timeout).
+    # size of a version (each render's ffmpeg memory is a worker setting).
     max_ops_per_batch: int = Field(default=100, ge=1)
     max_ops_per_version: int = Field(default=1000, ge=1)
     max_timeline_s: float = Field(default=4 * 3600.0, gt=0)
     max_frame_pixels: int = Field(default=8192 * 4320, ge=256)
-    render_max_memory_mb: int = Field(default=4096, ge=256)
-    # Faults: temp/ entries untouched this long are removed (crash leftovers); /healthz
-    # warns "disk": "low" when the media root has less free space than this.
-    temp_grace_s: float = Field(default=3600.0, gt=0)
+    # /healthz warns "disk": "low" when the media root has less free space than this
+    # (how long crash leftovers stay in temp/ is a worker setting).
     min_free_bytes: int = Field(default=GiB, ge=0)
-
-    def worker_config(self) -> WorkerConfig:
-        """What a render worker needs from these settings."""
-        if self.redis_url is None:
-            raise ValueError("a worker needs EDITGRAPH_REDIS_URL (serve starts an embedded one)")
-        return WorkerConfig(
-            database_url=self.database_url,
-            redis_url=self.redis_url,
-            media_root=self.media_root,
-            concurrency=self.render_concurrency,
-            timeout_s=self.render_timeout_s,
-            max_attempts=self.render_max_attempts,
-            reconcile_every_s=self.reconcile_every_s,
-            lease_s=self.render_lease_s,
-            events_keep=self.events_keep,
-            events_keep_s=self.events_keep_s,
-            gc_cron_weekday=self.gc_cron_weekday,
-            gc_cron_hour=self.gc_cron_hour,
-            gc_cron_mark=self.gc_cron_mark,
-            gc_days_old=self.gc_days_old,
-            gc_keep_latest=self.gc_keep_latest,
-            temp_grace_s=self.temp_grace_s,
-            export_crf=self.export_crf,
-            export_x264_preset=self.export_x264_preset,
-            render_max_memory_mb=self.render_max_memory_mb,
-        )
 
     def op_limits(self) -> ops.Limits:
         """What a batch of ops may hold and what a version may become."""

@@ -25,8 +25,8 @@ async def ensure_mezzanine(rt: Runtime, video: Video, blob: Blob) -> Path:
         return target
     lock = rt.redis.lock(
         redis_keys.mezzanine_lock(blob.sha256),
-        timeout=rt.config.timeout_s + 30,
-        blocking_timeout=rt.config.timeout_s + 30,
+        timeout=rt.config.render_timeout_s + 30,
+        blocking_timeout=rt.config.render_timeout_s + 30,
     )
     async with lock:
         if not target.exists():
@@ -63,7 +63,7 @@ async def _make_mezzanine(rt: Runtime, video: Video, blob: Blob, target: Path) -
         outcome = await run_ffmpeg(
             edl.mezzanine_argv(source, temp),
             expected_duration=video.duration,
-            timeout_s=rt.config.timeout_s,
+            timeout_s=rt.config.render_timeout_s,
             max_memory_mb=rt.config.render_max_memory_mb,
             on_progress=keep_going,
         )

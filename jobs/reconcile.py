@@ -41,7 +41,7 @@ async def reconcile(ctx: dict[str, Any]) -> int:
             continue
         if status in LIVE:
             continue
-        if render.attempts >= rt.config.max_attempts:
+        if render.attempts >= rt.config.render_max_attempts:
             reason = f"gave up after {render.attempts} attempts"
             await lifecycle.fail(db=rt.db, announce=rt.events.publish, render=render, reason=reason)
             continue

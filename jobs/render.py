@@ -37,7 +37,7 @@ async def render(ctx: dict[str, Any], render_id: int) -> str:
     """Produce one render's file. Safe to run twice: a finished or claimed render is skipped."""
     rt = _runtime(ctx)
     claimed = await lifecycle.claim(
-        db=rt.db, announce=rt.events.publish, render_id=render_id, lease_s=rt.config.lease_s
+        db=rt.db, announce=rt.events.publish, render_id=render_id, lease_s=rt.config.render_lease_s
     )
     if claimed is None:
         return "skipped"
@@ -48,7 +48,7 @@ async def render(ctx: dict[str, Any], render_id: int) -> str:
     except StorageFull as exc:
         raise await _wait_for_space(rt, claimed, ctx, exc) from exc
     except Transient as exc:
-        if claimed.attempts < rt.config.max_attempts:
+        if claimed.attempts < rt.config.render_max_attempts:
             await _release(rt, claimed, f"retrying: {exc}")
             raise Retry(defer=2**claimed.attempts) from exc
         await _fail(rt, claimed, f"{exc} (gave up after {claimed.attempts} attempts)")
@@ -61,7 +61,7 @@ async def render(ctx: dict[str, Any], render_id: int) -> str:
             raise await _wait_for_space(rt, claimed, ctx, StorageFull()) from exc
         # A bug or an outage (database, disk): never leave the render RUNNING.
         log.exception("render %s stopped unexpectedly", render_id)
-        if claimed.attempts < rt.config.max_attempts:
+        if claimed.attempts < rt.config.render_max_attempts:
             await _release(rt, claimed, "retrying after an internal error")
             raise Retry(defer=2**claimed.attempts) from None
         await _fail(rt, claimed, "an internal error stopped the render; see the worker log")
@@ -74,8 +74,8 @@ async def render(ctx: dict[str, Any], render_id: int) -> str:
 
 async def _keep_lease(rt: Runtime, render: Render) -> None:
     while True:
-        await asyncio.sleep(rt.config.lease_s / 3)
-        await lifecycle.renew(db=rt.db, render=render, lease_s=rt.config.lease_s)
+        await asyncio.sleep(rt.config.render_lease_s / 3)
+        await lifecycle.renew(db=rt.db, render=render, lease_s=rt.config.render_lease_s)
 
 
 async def _produce(rt: Runtime, render: Render) -> str:
@@ -185,7 +185,7 @@ async def _run(
         outcome = await run_ffmpeg(
             plan.argv,
             expected_duration=plan.duration,
-            timeout_s=rt.config.timeout_s,
+            timeout_s=rt.config.render_timeout_s,
             max_memory_mb=rt.config.render_max_memory_mb,
             on_progress=on_progress,
         )
@@ -197,7 +197,8 @@ async def _run(
     if outcome.cancelled:
         return "cancelled"  # announced by the cancel itself
     if outcome.timed_out:
-        raise Permanent(f"the render took longer than {rt.config.timeout_s:g} s and was stopped")
+        limit = rt.config.render_timeout_s
+        raise Permanent(f"the render took longer than {limit:g} s and was stopped")
     if outcome.limit is not None:
         raise Permanent(outcome.limit)  # the same edit would hit the same limit again
     if outcome.returncode < 0:
@@ -238,7 +239,7 @@ async def _heartbeat(rt: Runtime, render: Render, fraction: float) -> bool:
         announce=rt.events.publish,
         render=render,
         fraction=fraction,
-        lease_s=rt.config.lease_s,
+        lease_s=rt.config.render_lease_s,
     )
 
 

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from arq import ArqRedis
+from pydantic import BaseModel, Field
 
 from jobs.events import EventLog
 from models.db import Database
@@ -11,45 +12,55 @@ from models.store import MediaStore
 from resolvers.presets import Preset, export_preset
 
 
-@dataclass(frozen=True)
-class WorkerConfig:
-    """Everything a worker needs to know, from the wiring's settings."""
+class WorkerSettings(BaseModel):
+    """Every setting a render worker reads, each defined once, with its default and bounds.
+    editgraph's ``Settings`` extends this class, so ``EDITGRAPH_*`` variables set these too."""
 
-    database_url: str
-    redis_url: str
-    media_root: Path
-    concurrency: int = 2
-    timeout_s: float = 300.0
-    max_attempts: int = 3
-    reconcile_every_s: int = 60
-    # A running render's lease; a worker renews it every half second while ffmpeg runs.
-    lease_s: float = 30.0
-    export_crf: int = 20
+    database_url: str = "sqlite+aiosqlite:///data/editgraph.db"
+    # Unset: `editgraph serve` starts a private redis-server child and stops it on exit.
+    redis_url: str | None = None
+    media_root: Path = Path("uploads")
+    # Rendering (seed: 2 concurrent jobs, 3 attempts, 5-minute timeout).
+    render_concurrency: int = Field(default=2, ge=1)
+    render_timeout_s: float = Field(default=300.0, gt=0)
+    render_max_attempts: int = Field(default=3, ge=1)
+    reconcile_every_s: int = Field(default=60, ge=1, le=60)
+    # A running render's lease; a worker renews it while ffmpeg runs.
+    render_lease_s: float = Field(default=30.0, gt=0)
+    export_crf: int = Field(default=20, ge=0, le=51)
     export_x264_preset: str = "medium"
-    # The address space each ffmpeg may use (RLIMIT_AS); its CPU time follows timeout_s.
-    render_max_memory_mb: int = 4096
-    events_keep: int = 1000
-    events_keep_s: int = 24 * 3600
-    # The weekly GC report (a cron): when, with which rules, and whether it also marks.
-    gc_cron_weekday: int = 6  # Sunday
-    gc_cron_hour: int = 3
+    # The address space each ffmpeg may use (RLIMIT_AS); its CPU time follows the timeout.
+    render_max_memory_mb: int = Field(default=4096, ge=256)
+    # Live updates: replay keeps this many events per project, for at most this long.
+    events_keep: int = Field(default=1000, ge=1)
+    events_keep_s: int = Field(default=24 * 3600, ge=60)
+    # The weekly GC report never deletes; with gc_cron_mark it also marks.
+    gc_cron_weekday: int = Field(default=6, ge=0, le=6)  # Sunday
+    gc_cron_hour: int = Field(default=3, ge=0, le=23)
     gc_cron_mark: bool = False
-    gc_days_old: int = 30
-    gc_keep_latest: int = 1
+    gc_days_old: int = Field(default=30, ge=0)
+    gc_keep_latest: int = Field(default=1, ge=0)
     # temp/ entries untouched this long are left by a crash; the reconciler removes them.
-    temp_grace_s: float = 3600.0
+    temp_grace_s: float = Field(default=3600.0, gt=0)
 
     @property
     def export(self) -> Preset:
         """The export preset these settings describe."""
         return export_preset(crf=self.export_crf, x264_preset=self.export_x264_preset)
 
+    @property
+    def worker_redis_url(self) -> str:
+        """The Redis a worker connects to; a worker cannot start its own."""
+        if self.redis_url is None:
+            raise ValueError("a worker needs EDITGRAPH_REDIS_URL (serve starts an embedded one)")
+        return self.redis_url
+
 
 @dataclass
 class Runtime:
     """Per-worker state, stored in arq's ctx under "runtime"."""
 
-    config: WorkerConfig
+    config: WorkerSettings
     db: Database
     store: MediaStore
     redis: ArqRedis

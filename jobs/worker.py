@@ -15,15 +15,15 @@ from jobs.mezzanine import mezzanine
 from jobs.queue import deserialize, serialize
 from jobs.reconcile import reconcile
 from jobs.render import render
-from jobs.runtime import Runtime, WorkerConfig
+from jobs.runtime import Runtime, WorkerSettings
 from models.db import Database
 from models.store import MediaStore
 
 log = logging.getLogger(__name__)
 
 
-def create_worker(config: WorkerConfig, *, handle_signals: bool = True) -> Worker:
-    """A worker running ``config.concurrency`` jobs at a time."""
+def create_worker(config: WorkerSettings, *, handle_signals: bool = True) -> Worker:
+    """A worker running ``config.render_concurrency`` jobs at a time."""
 
     async def startup(ctx: dict[str, Any]) -> None:
         store = MediaStore(config.media_root)
@@ -42,11 +42,11 @@ def create_worker(config: WorkerConfig, *, handle_signals: bool = True) -> Worke
             await runtime.db.dispose()
 
     # ffmpeg is stopped by our own timeout; arq's is a backstop a little later.
-    backstop = config.timeout_s + 60
+    backstop = config.render_timeout_s + 60
     every = max(1, min(60, config.reconcile_every_s))
     return Worker(
         functions=[
-            func(render, name="render", timeout=backstop, max_tries=config.max_attempts + 3),
+            func(render, name="render", timeout=backstop, max_tries=config.render_max_attempts + 3),
             func(mezzanine, name="mezzanine", timeout=backstop, max_tries=2),
         ],
         cron_jobs=[
@@ -60,10 +60,10 @@ def create_worker(config: WorkerConfig, *, handle_signals: bool = True) -> Worke
                 second=0,
             ),
         ],
-        redis_settings=RedisSettings.from_dsn(config.redis_url),
+        redis_settings=RedisSettings.from_dsn(config.worker_redis_url),
         job_serializer=serialize,
         job_deserializer=deserialize,
-        max_jobs=config.concurrency,
+        max_jobs=config.render_concurrency,
         poll_delay=0.2,
         keep_result=3600,
         on_startup=startup,
@@ -72,7 +72,7 @@ def create_worker(config: WorkerConfig, *, handle_signals: bool = True) -> Worke
     )
 
 
-async def run_forever(config: WorkerConfig, *, handle_signals: bool = False) -> None:
+async def run_forever(config: WorkerSettings, *, handle_signals: bool = False) -> None:
     """Run a worker; when Redis goes away (a restart), start a fresh one with backoff."""
     backoff = 0.5
     while True:

@@ -66,7 +66,7 @@ def run_worker(settings: Settings) -> WorkerFactory:
     worker, or start the command line, use ``worker_process`` instead."""
 
     def start(**changes: Any) -> AbstractAsyncContextManager[Worker]:
-        return worker_in_process(changed(settings, **changes).worker_config())
+        return worker_in_process(changed(settings, **changes))
 
     return start
 

@@ -101,7 +101,7 @@ async def test_edits_save_while_redis_hangs_and_the_reconciler_queues_their_rend
 
         assert await statuses() == [JobStatus.not_found] * len(wanted)
         runtime = Runtime(
-            config=settings_of(env).worker_config(),
+            config=settings_of(env),
             db=db,
             store=MediaStore(Path(env["EDITGRAPH_MEDIA_ROOT"])),
             redis=pool,

@@ -8,6 +8,7 @@ from sqlalchemy import text
 
 from editgraph.redis_embed import free_port
 from editgraph.settings import Settings
+from jobs.runtime import WorkerSettings
 from models.db import Database
 from tests.helpers.api import Api, AppFactory
 
@@ -60,3 +61,21 @@ async def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(db: Database) -> None
         assert (await conn.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
         assert (await conn.execute(text("PRAGMA busy_timeout"))).scalar() == 30000
         assert (await conn.execute(text("PRAGMA foreign_keys"))).scalar() == 1
+
+
+def test_a_worker_reads_the_same_settings_the_server_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("EDITGRAPH_RENDER_TIMEOUT_S", "42")
+    monkeypatch.setenv("EDITGRAPH_RENDER_CONCURRENCY", "3")
+    settings = Settings()
+    # Each worker setting is defined once (jobs.runtime.WorkerSettings) and the server's
+    # Settings is one: no copy of defaults, no field copied by hand.
+    assert isinstance(settings, WorkerSettings)
+    assert (settings.render_timeout_s, settings.render_concurrency) == (42.0, 3)
+    assert set(WorkerSettings.model_fields) <= set(Settings.model_fields)
+    for name, field in WorkerSettings.model_fields.items():
+        assert Settings.model_fields[name].default == field.default, name
+    monkeypatch.setenv("EDITGRAPH_RENDER_CONCURRENCY", "0")
+    with pytest.raises(ValueError, match="render_concurrency"):
+        Settings()

@@ -9,7 +9,7 @@ from sqlmodel import select
 from jobs.events import EventLog
 from jobs.queue import ArqQueue
 from jobs.render import render
-from jobs.runtime import Runtime, WorkerConfig
+from jobs.runtime import Runtime, WorkerSettings
 from models.db import Database
 from models.store import MediaStore
 from models.tables import Project, Render
@@ -19,11 +19,11 @@ from resolvers.users import Actor
 
 def runtime(db: Database, queue: ArqQueue, store: MediaStore, **changes: Any) -> Runtime:
     """What a worker holds; exports use x264's fastest preset unless ``changes`` say not."""
-    settings = WorkerConfig(
+    settings = WorkerSettings(
         database_url=db.url,
         redis_url="redis://unused",  # the job reaches Redis through ``queue.pool``
         media_root=store.root,
-        **{"timeout_s": 60, "export_x264_preset": "ultrafast", **changes},
+        **{"render_timeout_s": 60, "export_x264_preset": "ultrafast", **changes},
     )
     return Runtime(
         config=settings, db=db, store=store, redis=queue.pool, events=EventLog(queue.pool)

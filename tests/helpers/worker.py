@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from arq import ArqRedis, Worker
 
-from jobs.runtime import WorkerConfig
+from jobs.runtime import WorkerSettings
 from jobs.worker import create_worker
 
 
@@ -24,7 +24,7 @@ class WorkerFactory(Protocol):
 
 
 @asynccontextmanager
-async def worker_in_process(config: WorkerConfig) -> AsyncIterator[Worker]:
+async def worker_in_process(config: WorkerSettings) -> AsyncIterator[Worker]:
     """The same worker `editgraph worker` runs (functions, cron, msgpack, start-up), polling in
     a task of this loop; on exit its running jobs are cancelled (their ffmpeg killed)."""
     worker = create_worker(config, handle_signals=False)

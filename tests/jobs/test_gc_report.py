@@ -7,7 +7,7 @@ import pytest
 from jobs.events import EventLog
 from jobs.gc_report import gc_report
 from jobs.queue import ArqQueue
-from jobs.runtime import Runtime, WorkerConfig
+from jobs.runtime import Runtime, WorkerSettings
 from models.db import Database
 from models.store import MediaStore
 from resolvers.users import Actor
@@ -25,7 +25,7 @@ async def test_the_weekly_report(
     marks: bool,
 ) -> None:
     await exports_on_disk(db, queue, store, alice, media["clip"], count=3)
-    config = WorkerConfig(
+    config = WorkerSettings(
         database_url=db.url, redis_url=redis_url, media_root=store.root, gc_cron_mark=marks
     )
     runtime = Runtime(

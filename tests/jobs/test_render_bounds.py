@@ -11,7 +11,7 @@ from jobs import runner
 from jobs.events import EventLog
 from jobs.queue import ArqQueue
 from jobs.render import render
-from jobs.runtime import Runtime, WorkerConfig
+from jobs.runtime import Runtime, WorkerSettings
 from models.db import Database
 from models.store import MediaStore
 from models.tables import Project, Render
@@ -24,14 +24,15 @@ from tests.helpers.domain import insert_history, new_project
 
 def runtime(db: Database, queue: ArqQueue, store: MediaStore, *, memory_mb: int = 4096) -> Runtime:
     """What a worker holds, over the test's database, Redis and media root."""
-    settings = WorkerConfig(
+    settings = WorkerSettings(
         database_url=db.url,
         redis_url="redis://unused",  # the job reaches Redis through ``queue.pool``
         media_root=store.root,
-        timeout_s=60,
+        render_timeout_s=60,
         export_x264_preset="ultrafast",
-        render_max_memory_mb=memory_mb,
     )
+    # Copied without validation: a test may set a limit below what an operator could, to hit it.
+    settings = settings.model_copy(update={"render_max_memory_mb": memory_mb})
     return Runtime(
         config=settings, db=db, store=store, redis=queue.pool, events=EventLog(queue.pool)
     )

@@ -85,7 +85,7 @@ async def test_the_reconciler_removes_crash_leftovers_and_keeps_live_entries(
     put("mezzanine-fresh.mp4")
 
     runtime = Runtime(
-        config=settings.model_copy(update={"temp_grace_s": GRACE_S}).worker_config(),
+        config=settings.model_copy(update={"temp_grace_s": GRACE_S}),
         db=db,
         store=store,
         redis=queue.pool,

@@ -61,7 +61,7 @@ async def uploaded(api: Api, token: str, path: Path) -> str:
 
 def runtime(settings: Settings, db: Database, queue: ArqQueue) -> Runtime:
     """What a worker holds, over the test's database, Redis and media root."""
-    config = settings.worker_config()
+    config = settings
     return Runtime(
         config=config,
         db=db,
