@@ -9,10 +9,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 
+from editgraph.bus import EventBus
 from editgraph.graphql_view import EditgraphGraphQL, Services
 from editgraph.media import MediaSigner, media_endpoint
 from editgraph.settings import Settings
-from jobs.bus import EventBus
 from jobs.queue import ArqQueue, connect
 from models.db import Database
 from models.store import MediaStore

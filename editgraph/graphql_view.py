@@ -17,9 +17,9 @@ from strawberry.types.unset import UnsetType
 
 from editgraph import multipart
 from editgraph.auth import authenticate
+from editgraph.bus import EventBus
 from editgraph.media import MediaSigner
 from editgraph.settings import Settings
-from jobs.bus import EventBus
 from jobs.queue import ArqQueue
 from models.db import Database
 from models.store import MediaStore

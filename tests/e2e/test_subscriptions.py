@@ -21,10 +21,10 @@ from websockets.typing import Origin, Subprotocol
 
 from bench.common import serve
 from editgraph.app import create_app
+from editgraph.bus import EventBus
 from editgraph.redis_embed import EmbeddedRedis, free_port
 from editgraph.settings import Settings
 from jobs import queue as jobs_queue
-from jobs.bus import EventBus
 from models import redis_keys
 from models.db import Database
 from models.tables import Render

@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime
 
-from jobs.bus import Feed
+from editgraph.bus import Feed
 from models.tables import Render
 from resolvers.events import RenderEvent
 
