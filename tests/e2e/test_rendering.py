@@ -214,27 +214,44 @@ async def test_a_killed_ffmpeg_is_retried(
 ) -> None:
     api, alice = app_api, tokens["alice"]
     pid = await start_project(api, alice, long_clip)
+    await without_its_proxy(api, alice, pid)
     async with run_worker():
-
-        async def first_proxy() -> bool:
-            latest = (await project(api, alice, pid))["latestProxy"]
-            return bool(latest) and latest["status"] == "DONE"
-
-        # Let the 480p copy and the first proxy finish, so the only ffmpeg is the export's.
-        await until(first_proxy, what="version 0's proxy")
-        await api.data(alice, EXPORT, {"p": pid})
+        queued = (await api.data(alice, EXPORT, {"p": pid}))["requestExport"]["export"]
+        own = await render_files(api, alice, queued["id"])
 
         async def busy() -> bool:
-            return bool(ffmpeg_children()) and bool(
+            return bool(ffmpeg_children(rendering=own)) and bool(
                 [e for e in (await project(api, alice, pid))["exports"] if e["status"] == "RUNNING"]
             )
 
         await until(busy, what="the export to start")
-        for child in ffmpeg_children():
+        for child in ffmpeg_children(rendering=own):
             child.send_signal(signal.SIGKILL)
         export = await until(lambda: export_done(api, alice, pid), what="the retried export")
     assert export["render"]["attempts"] == 2
     assert measure.duration(media_root(env) / export_key(pid)) == pytest.approx(20, abs=0.3)
+
+
+async def without_its_proxy(api: Api, token: str, pid: str) -> None:
+    """Cancel the project's queued first proxy, so the export is its only render."""
+    data = await api.data(
+        token,
+        "query($p: ID!) { project(id: $p) { versions { nodes { proxy { id } } } } }",
+        {"p": pid},
+    )
+    [version] = data["project"]["versions"]["nodes"]
+    cancelled = (await api.data(token, CANCEL, {"id": version["proxy"]["id"]}))["cancelRender"]
+    assert cancelled["render"]["status"] == "CANCELLED"
+
+
+async def render_files(api: Api, token: str, export_id: str) -> str:
+    """What the temp files (and so the ffmpeg command line) of an export's render start with."""
+    node = await api.data(
+        token,
+        "query($id: ID!) { node(id: $id) { ... on Export { render { id } } } }",
+        {"id": export_id},
+    )
+    return f"render-{ids.decode(node['node']['render']['id'], 'Render')}-"
 
 
 def export_key(pid: str, version: int = 0) -> str:
