@@ -23,10 +23,9 @@ from models.migrate import upgrade
 from models.store import MediaStore
 from resolvers.users import Actor, create_user
 from tests.helpers.api import Api, AppFactory, changed, running
+from tests.helpers.db import BACKENDS, POSTGRES_URL
 from tests.helpers.media import make_hostile, make_video
 
-POSTGRES_URL = os.environ.get("EDITGRAPH_TEST_POSTGRES_URL")
-BACKENDS = ["sqlite", "postgres"]
 T = TypeVar("T")
 
 
