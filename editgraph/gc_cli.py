@@ -120,12 +120,13 @@ async def _dispatch(db: Database, store: MediaStore, args: argparse.Namespace) -
             run = await _locked(
                 db,
                 "delete",
-                {"daysInArchive": args.days_in_archive},
+                {"daysInArchive": args.days_in_archive, "proxyDaysOld": args.proxy_days_old},
                 lambda r: gc.delete(
                     db=db,
                     store=store,
                     actor=None,
                     days_in_archive=args.days_in_archive,
+                    proxy_days_old=args.proxy_days_old,
                     confirm=True,
                     reporter=r,
                 ),
@@ -151,7 +152,10 @@ async def _dispatch(db: Database, store: MediaStore, args: argparse.Namespace) -
                 ),
             )
             print(f"marked {run.marked}, archived {run.archived}")
-        print(f"deleted {run.deleted} export(s); freed {_size(run.bytes_freed)}")
+        print(
+            f"deleted {run.deleted} export(s), reclaimed {run.proxies_reclaimed} old proxies; "
+            f"freed {_size(run.bytes_freed)}"
+        )
         return 0
     if verb == "restore":
         try:
@@ -193,6 +197,13 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
         if name in ("delete", "full-cycle"):
             verb.add_argument("--days-in-archive", type=int, default=30)
             verb.add_argument("--yes", action="store_true", help="confirm permanent deletion")
+        if name == "delete":
+            verb.add_argument(
+                "--proxy-days-old",
+                type=int,
+                default=30,
+                help="also take back proxies of old versions older than this (they render again)",
+            )
         if name in ("mark", "archive", "delete", "full-cycle"):
             verb.add_argument("--dry-run", action="store_true", help="show, change nothing")
         if name == "restore":

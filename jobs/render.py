@@ -83,7 +83,8 @@ async def _produce(rt: Runtime, render: Render) -> str:
     async with rt.db.read() as session:
         project = await session.get(Project, render.project_id)
         assert project is not None
-        if render.kind == renders.PROXY and render.version != project.current_version:
+        unwanted = render.version != project.current_version and not render.on_demand
+        if render.kind == renders.PROXY and unwanted:
             await lifecycle.supersede(
                 db=rt.db,
                 announce=rt.events.publish,

@@ -25,6 +25,8 @@ class RenderStatus(StrEnum):
     DONE = "done"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    # A proxy of an old version whose file the GC took back; asking for it renders it again.
+    RECLAIMED = "reclaimed"
 
 
 class GcState(StrEnum):

@@ -194,6 +194,8 @@ class Render(SQLModel, table=True):
     duration: float | None = Field(default=None)
     error: str | None = Field(default=None, max_length=2000)
     attempts: int = Field(default=0)
+    # Asked for by name (requestProxy): a proxy of an old version that renders all the same.
+    on_demand: bool = Field(default=False)
     # A running render belongs to the worker holding the lease; an expired lease is free.
     lease_until: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
     created_at: datetime = _created()
@@ -258,6 +260,7 @@ class GcRun(SQLModel, table=True):
     marked: int = Field(default=0)
     archived: int = Field(default=0)
     deleted: int = Field(default=0)
+    proxies_reclaimed: int = Field(default=0)
     bytes_marked: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
     bytes_moved: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
     bytes_freed: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))

@@ -28,7 +28,7 @@ from models.tables import (
     UTCDateTime,
     utcnow,
 )
-from resolvers import gc_blobs, gc_policy
+from resolvers import gc_blobs, gc_policy, gc_proxies
 from resolvers.errors import ConfirmationRequiredError, MediaMissingError, NotFoundError
 from resolvers.gc_files import (
     ARCHIVED,
@@ -292,13 +292,15 @@ async def delete(
     actor: Actor | None,
     days_in_archive: int,
     confirm: bool,
+    proxy_days_old: int = 30,
     blob_grace_s: int = 24 * 3600,
     checkpoint: Checkpoint = no_fault,
     reporter: Reporter | None = None,
     tally: Tally | None = None,
 ) -> GcOutcome:
-    """Permanently delete archived exports past the retention, and source bytes no video has
-    referenced for ``blob_grace_s``; needs ``confirm``."""
+    """Permanently delete archived exports past the retention, the files of proxies of old
+    versions older than ``proxy_days_old`` (they render again on request), and source bytes
+    no video has referenced for ``blob_grace_s``; needs ``confirm``."""
     if not confirm:
         raise ConfirmationRequiredError()
     outcome = GcOutcome("delete", _tally(reporter, tally))
@@ -314,6 +316,14 @@ async def delete(
         outcome=outcome,
         checkpoint=checkpoint,
         reporter=reporter,
+    )
+    outcome.tally.proxies_reclaimed += await gc_proxies.reclaim(
+        db=db,
+        store=store,
+        actor=actor,
+        days_old=proxy_days_old,
+        tally=outcome.tally,
+        checkpoint=checkpoint,
     )
     outcome.tally.bytes_freed += await gc_blobs.delete_unreferenced(
         db, store, actor, blob_grace_s, checkpoint
@@ -381,6 +391,7 @@ async def full_cycle(
         store=store,
         actor=actor,
         days_in_archive=days_in_archive,
+        proxy_days_old=days_old,
         confirm=True,
         reporter=reporter,
         tally=tally,

@@ -66,7 +66,7 @@ class Freed:
     moved: int = 0
 
 
-def _remove(store: MediaStore, key: str, tally: Freed) -> None:
+def remove(store: MediaStore, key: str, tally: Freed) -> None:
     """Remove one name of a file; its bytes are freed only if it was the last one."""
     path = store.path(key)
     try:
@@ -104,16 +104,16 @@ def settle(store: MediaStore, export: Export, render: Render, tally: Freed) -> N
     kept = archive_key(export)
     if render.status != DONE or live is None:
         # Being rendered (again): the worker owns the live name; an archive copy is stray.
-        _remove(store, kept, tally)
+        remove(store, kept, tally)
     elif export.gc_state in (NONE, MARKED):
         _ensure(store, kept, live, tally)
-        _remove(store, kept, tally)
+        remove(store, kept, tally)
     elif export.gc_state == ARCHIVED:
         _ensure(store, live, kept, tally)
-        _remove(store, live, tally)
+        remove(store, live, tally)
     else:  # DELETED
-        _remove(store, kept, tally)
-        _remove(store, live, tally)
+        remove(store, kept, tally)
+        remove(store, live, tally)
     export.files_pending = False
 
 

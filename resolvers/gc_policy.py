@@ -77,23 +77,25 @@ async def candidates(
     return [(e, r.bytes or 0) for e, r in rows], int(count or 0), int(size or 0)
 
 
+def stale_proxy(days_old: int) -> ColumnElement[bool]:
+    """A finished proxy of a version that is neither current nor the latest proxy, older than
+    ``days_old`` days: derived data nobody is watching (joined with its Project)."""
+    return and_(
+        col(Render.kind) == "proxy",
+        col(Render.status) == RenderStatus.DONE,
+        col(Render.version) != col(Project.current_version),
+        or_(col(Project.latest_proxy_id).is_(None), col(Project.latest_proxy_id) != col(Render.id)),
+        col(Render.created_at) < utcnow() - timedelta(days=days_old),
+    )
+
+
 async def stale_proxies(*, db: Database, days_old: int) -> tuple[int, int]:
-    """Finished proxies of versions that are no longer current or latest: (count, bytes)."""
-    cutoff = utcnow() - timedelta(days=days_old)
+    """Proxies ``gcDelete`` would reclaim now: (count, bytes)."""
     query = (
         sa_select(func.count(), func.coalesce(func.sum(col(Render.bytes)), 0))
         .select_from(Render)
         .join(Project, col(Project.id) == col(Render.project_id))
-        .where(
-            col(Render.kind) == "proxy",
-            col(Render.status) == RenderStatus.DONE,
-            col(Render.version) != col(Project.current_version),
-            or_(
-                col(Project.latest_proxy_id).is_(None),
-                col(Project.latest_proxy_id) != col(Render.id),
-            ),
-            col(Render.created_at) < cutoff,
-        )
+        .where(stale_proxy(days_old))
     )
     async with db.read() as session:
         count, size = (await (await session.connection()).execute(query)).one()

@@ -41,6 +41,7 @@ class Tally:
     marked: int = 0
     archived: int = 0
     deleted: int = 0
+    proxies_reclaimed: int = 0
     bytes_marked: int = 0
     bytes_moved: int = 0
     bytes_freed: int = 0

@@ -62,6 +62,21 @@ async def queued(session: AsyncSession, render: Render) -> Render:
     return render
 
 
+async def on_demand(session: AsyncSession, render: Render) -> Render:
+    """QUEUED because someone asked for this very render (a reclaimed proxy of an old
+    version): it renders even though its version is no longer current."""
+    render.on_demand = True
+    return await queued(session, render)
+
+
+async def reclaim(session: AsyncSession, render: Render) -> None:
+    """RECLAIMED by the GC, inside its transaction with the row locked: a finished proxy of
+    an old version gives its file back (the caller removes it once this is committed).
+    Nobody watches an old version's proxy, so there is nothing to announce."""
+    render.status, render.progress, render.on_demand = RenderStatus.RECLAIMED, 0.0, False
+    session.add(render)
+
+
 async def enqueue(queue: JobQueue, render: Render) -> None:
     """Hand a committed QUEUED render to the workers and announce it."""
     assert render.id is not None

@@ -160,6 +160,45 @@ async def _request_export(
     return export, render
 
 
+async def request_proxy(
+    *, db: Database, queue: JobQueue, actor: Actor, project_id: int, version: int | None
+) -> Render:
+    """The proxy of a version (default: current). One the GC reclaimed, or that failed or was
+    cancelled, is rendered again, even for a version that is no longer current."""
+    async with db.read() as session:
+        project = await session.get(Project, project_id)
+        if project is None or project.owner_id != actor.id:
+            raise NotFoundError("Project", project_id)
+        number = project.current_version if version is None else version
+        render = (
+            await session.exec(
+                select(Render).where(
+                    Render.project_id == project_id,
+                    Render.kind == PROXY,
+                    Render.version == number,
+                )
+            )
+        ).first()
+    if render is None:
+        raise NotFoundError(f"Version {number} of project", project_id)
+    if render.status not in _RENDERS_AGAIN:
+        return render
+    # Counted against the rate limit before the transaction (Redis is never waited on
+    # under the write lock); over the limit nothing is queued.
+    await queue.admit(user_id=actor.id, kind=PROXY)
+    async with db.write() as session:
+        again = await session.get(Render, render.id, with_for_update=True)
+        assert again is not None
+        if again.status not in _RENDERS_AGAIN:
+            return again  # asked for twice at once: the other request queued it
+        await lifecycle.on_demand(session, again)
+    await lifecycle.enqueue(queue, again)
+    return again
+
+
+_RENDERS_AGAIN = (RenderStatus.RECLAIMED, RenderStatus.FAILED, RenderStatus.CANCELLED)
+
+
 async def cancel_render(*, db: Database, queue: JobQueue, actor: Actor, render_id: int) -> Render:
     """Cancel a queued or running render; a worker running it kills its ffmpeg."""
     render = await _owned(db, actor, Render, render_id)

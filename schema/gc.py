@@ -45,6 +45,10 @@ class GcRun:
     marked: int
     archived: int
     deleted: int
+    proxies_reclaimed: int = strawberry.field(
+        description="Proxies of old versions whose files it took back (requestProxy renders "
+        "one again)."
+    )
     restored: int
     bytes: float = strawberry.field(
         deprecation_reason="bytesFreed: archiving frees nothing, and bytes count once"
@@ -75,6 +79,7 @@ class GcRun:
             marked=row.marked,
             archived=row.archived,
             deleted=row.deleted,
+            proxies_reclaimed=row.proxies_reclaimed,
             restored=0,
             bytes=float(row.bytes_freed),
             bytes_marked=float(row.bytes_marked),
@@ -251,9 +256,12 @@ class GcMutation:
 
     @strawberry.mutation(
         permission_classes=[IsAdmin],
-        description="Delete archived exports past the retention, in the background.",
+        description="Delete archived exports past the retention, and take back the files of "
+        "proxies of old versions, in the background.",
     )
-    async def gc_delete(self, info: Info, confirm: bool, days_in_archive: int = 30) -> GcRun:
+    async def gc_delete(
+        self, info: Info, confirm: bool, days_in_archive: int = 30, proxy_days_old: int = 30
+    ) -> GcRun:
         _confirmed(confirm)
         context = info.context
 
@@ -263,11 +271,13 @@ class GcMutation:
                 store=context.store,
                 actor=context.actor,
                 days_in_archive=days_in_archive,
+                proxy_days_old=proxy_days_old,
                 confirm=confirm,
                 reporter=reporter,
             )
 
-        return await _start(info, "delete", {"daysInArchive": days_in_archive}, stage)
+        params = {"daysInArchive": days_in_archive, "proxyDaysOld": proxy_days_old}
+        return await _start(info, "delete", params, stage)
 
     @strawberry.mutation(permission_classes=[IsAdmin])
     async def gc_restore(self, info: Info, export_id: strawberry.ID) -> GcRestoreResult:

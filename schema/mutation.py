@@ -45,6 +45,11 @@ class ExportQueued:
     export: Export
 
 
+@strawberry.type(description="The proxy asked for: finished, or queued to render again.")
+class ProxyRequested:
+    render: Render
+
+
 @strawberry.type
 class CancelRequested:
     render: Render
@@ -68,6 +73,7 @@ AppendOpsResult = Annotated[
 ]
 RequestExportResult = Annotated[ExportQueued | NotFound, strawberry.union("RequestExportResult")]
 CancelResult = Annotated[CancelRequested | NotFound, strawberry.union("CancelResult")]
+RequestProxyResult = Annotated[ProxyRequested | NotFound, strawberry.union("RequestProxyResult")]
 
 
 def _appended(
@@ -169,6 +175,22 @@ class Mutation(GcMutation):
             preset=info.context.export_preset,
         )
         return ExportQueued(export=Export.from_row(export))
+
+    @strawberry.mutation(
+        description="The 480p proxy of a version (default: current); one the GC reclaimed, or "
+        "that failed, renders again."
+    )
+    async def request_proxy(
+        self, info: Info, project_id: strawberry.ID, version: int | None = None
+    ) -> RequestProxyResult:
+        render = await renders.request_proxy(
+            db=info.context.db,
+            queue=info.context.queue,
+            actor=info.context.actor,
+            project_id=ids.decode(project_id, "Project"),
+            version=version,
+        )
+        return ProxyRequested(render=Render.from_row(render))
 
     @strawberry.mutation(description="Cancel a queued or running render; its ffmpeg is stopped.")
     async def cancel_render(self, info: Info, id: strawberry.ID) -> CancelResult:

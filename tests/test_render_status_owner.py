@@ -101,4 +101,5 @@ def test_the_rule_sees_each_change_the_lifecycle_makes() -> None:
         "supersede",
         "release",
         "cancel",
+        "reclaim",
     }

@@ -31,6 +31,7 @@ def upgrade() -> None:
         sa.Column("marked", sa.Integer(), nullable=False),
         sa.Column("archived", sa.Integer(), nullable=False),
         sa.Column("deleted", sa.Integer(), nullable=False),
+        sa.Column("proxies_reclaimed", sa.Integer(), nullable=False),
         sa.Column("bytes_marked", sa.BigInteger(), nullable=False),
         sa.Column("bytes_moved", sa.BigInteger(), nullable=False),
         sa.Column("bytes_freed", sa.BigInteger(), nullable=False),

@@ -1,0 +1,124 @@
+"""Proxies of old versions are derived data: ``gcDelete`` reclaims their files, and asking
+for one again (``requestProxy``) renders it again.
+
+The same two steps as exports: the render is marked RECLAIMED (re-checked under the locks of
+its row and its project), then, with the rows locked again, the file goes only if the render
+is still RECLAIMED. A request that re-queued it in between keeps it. A reclaimed render whose
+file is not gone yet still has its ``output_key``: that is what ``converge`` settles.
+"""
+
+import asyncio
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from models.db import Database
+from models.states import RenderStatus
+from models.store import MediaStore
+from models.tables import GcAudit, Project, Render
+from resolvers import lifecycle
+from resolvers.gc_files import BATCH, Checkpoint, Freed, no_fault, remove
+from resolvers.gc_policy import stale_proxy
+from resolvers.gc_runs import Tally
+from resolvers.users import Actor
+
+
+async def _settle(session: AsyncSession, store: MediaStore, ids: list[int], disk: Freed) -> None:
+    """Remove the files of these renders if they are still RECLAIMED (rows locked)."""
+    rows = await session.exec(
+        select(Render).where(col(Render.id).in_(ids)).order_by(col(Render.id)).with_for_update()
+    )
+    for render in rows.all():
+        if render.status == RenderStatus.RECLAIMED and render.output_key is not None:
+            remove(store, render.output_key, disk)
+            render.output_key, render.bytes = None, None
+            session.add(render)
+
+
+async def converge(*, db: Database, store: MediaStore) -> int:
+    """Remove the files of reclaimed proxies a crash left on disk; returns bytes freed."""
+    disk, after = Freed(), 0
+    while True:
+        async with db.read() as session:
+            ids = [
+                i
+                for i in (
+                    await session.exec(
+                        select(Render.id)
+                        .where(
+                            col(Render.status) == RenderStatus.RECLAIMED,
+                            col(Render.output_key).is_not(None),
+                            col(Render.id) > after,
+                        )
+                        .order_by(col(Render.id))
+                        .limit(BATCH)
+                    )
+                ).all()
+                if i is not None
+            ]
+        if not ids:
+            return disk.freed
+        after = ids[-1]
+        async with db.write() as session:
+            await _settle(session, store, ids, disk)
+
+
+async def reclaim(
+    *,
+    db: Database,
+    store: MediaStore,
+    actor: Actor | None,
+    days_old: int,
+    tally: Tally,
+    checkpoint: Checkpoint = no_fault,
+) -> int:
+    """Reclaim the files of proxies of old versions (``gc_policy.stale_proxy``); returns how
+    many. Their bytes freed are added to ``tally``."""
+    tally.bytes_freed += await converge(db=db, store=store)
+    reclaimed, after = 0, 0
+    while True:
+        async with db.read() as session:
+            ids = [
+                i
+                for i in (
+                    await session.exec(
+                        select(Render.id)
+                        .join(Project, col(Project.id) == col(Render.project_id))
+                        .where(stale_proxy(days_old), col(Render.id) > after)
+                        .order_by(col(Render.id))
+                        .limit(BATCH)
+                    )
+                ).all()
+                if i is not None
+            ]
+        if not ids:
+            return reclaimed
+        after = ids[-1]
+        taken: list[int] = []
+        async with db.write() as session:
+            rows = await session.exec(
+                select(Render)
+                .join(Project, col(Project.id) == col(Render.project_id))
+                .where(col(Render.id).in_(ids), stale_proxy(days_old))
+                .order_by(col(Render.id))
+                .with_for_update(of=[Render, Project])
+            )
+            for render in rows.all():
+                await lifecycle.reclaim(session, render)
+                session.add(
+                    GcAudit(
+                        actor_id=actor.id if actor else None,
+                        action="reclaim-proxy",
+                        bytes=render.bytes or 0,
+                    )
+                )
+                taken.append(render.id or 0)
+        await checkpoint("proxies recorded")
+        if taken:
+            disk = Freed()
+            async with db.write() as session:
+                await _settle(session, store, taken, disk)
+            tally.bytes_freed += disk.freed
+            reclaimed += len(taken)
+        await checkpoint("proxies settled")
+        await asyncio.sleep(0.02)  # leave the write lock free between batches
