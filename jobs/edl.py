@@ -9,7 +9,7 @@ from typing import Any
 from jobs import filtergraph as fg
 from resolvers import ops
 from resolvers.presets import Preset
-from resolvers.probe import DEMUXERS
+from resolvers.probe import DEMUXERS, MIN_DIMENSION
 
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 SAMPLE_RATE = 48000
@@ -90,6 +90,13 @@ def frame_rate(fps: float) -> str:
     return str(rate)
 
 
+def _number(value: float) -> str:
+    """A number as ffmpeg's option parsers read it: its duration options refuse exponents
+    (1e-05), so a value Python would print so is written to the microsecond instead."""
+    text = str(value)
+    return f"{value:.6f}" if "e" in text else text
+
+
 def _even(value: float) -> int:
     return max(2, round(value) // 2 * 2)
 
@@ -144,7 +151,9 @@ def compile_edl(
         video, audio = _apply(op, index, video, audio, state, concat_sources, workdir, text_files)
         state.frame = after
     return Plan(
-        argv=_encode(video, audio, preset, output, workdir, text_files),
+        argv=_encode(
+            video, audio, preset, output, workdir, text_files, small=_under_min(state, preset)
+        ),
         duration=state.frame.duration,
         text_files=text_files,
     )
@@ -164,13 +173,12 @@ def _apply(
     duration = state.frame.duration
     match op:
         case ops.Trim(start=start, end=end):
-            video = video.filter("trim", start=start, end=end).filter("setpts", "PTS-STARTPTS")
+            cut = {"start": _number(start), "end": _number(end)}
+            video = video.filter("trim", **cut).filter("setpts", "PTS-STARTPTS")
             if audio is not None:
-                audio = audio.filter("atrim", start=start, end=end).filter(
-                    "asetpts", "PTS-STARTPTS"
-                )
+                audio = audio.filter("atrim", **cut).filter("asetpts", "PTS-STARTPTS")
         case ops.Speed(factor=factor):
-            video = video.filter("setpts", f"PTS/{factor}")
+            video = video.filter("setpts", f"PTS/{_number(factor)}")
             if audio is not None:
                 audio = _atempo(audio, factor)
         case ops.Crop(x=x, y=y, width=width, height=height):
@@ -197,19 +205,28 @@ def _apply(
             video = video.filter("gblur", sigma=round(radius * (state.sx + state.sy) / 2, 3))
         case ops.Grayscale():
             video = video.filter("hue", s=0)
-        case ops.Fade(in_seconds=fade_in, out_seconds=fade_out):
+        case ops.Fade(in_seconds=in_s, out_seconds=out_s):
+            # To the microsecond, the finest time ffmpeg keeps; a fade of 0 s is none (fade
+            # would read 0 as "unset" and fade over 25 frames).
+            fade_in, fade_out = round(in_s, 6), round(out_s, 6)
             if fade_in > 0:
-                video = video.filter("fade", type="in", start_time=0, duration=fade_in)
+                video = video.filter("fade", type="in", start_time=0, duration=_number(fade_in))
                 if audio is not None:
-                    audio = audio.filter("afade", type="in", start_time=0, duration=fade_in)
+                    audio = audio.filter(
+                        "afade", type="in", start_time=0, duration=_number(fade_in)
+                    )
             if fade_out > 0:
                 start = round(max(0.0, duration - fade_out), 3)
-                video = video.filter("fade", type="out", start_time=start, duration=fade_out)
+                video = video.filter(
+                    "fade", type="out", start_time=start, duration=_number(fade_out)
+                )
                 if audio is not None:
-                    audio = audio.filter("afade", type="out", start_time=start, duration=fade_out)
+                    audio = audio.filter(
+                        "afade", type="out", start_time=start, duration=_number(fade_out)
+                    )
         case ops.Volume(gain_db=gain):
             if audio is not None:
-                audio = audio.filter("volume", f"{gain}dB")
+                audio = audio.filter("volume", f"{_number(gain)}dB")
         case ops.Mute():
             if audio is not None:
                 audio = audio.filter("volume", 0)
@@ -224,7 +241,7 @@ def _apply(
                 "y": round(op.y * state.sy),
                 "fontsize": max(1, round(op.size * (state.sx + state.sy) / 2)),
                 "fontcolor": op.color,
-                "enable": f"between(t,{op.start},{op.end if op.end is not None else duration})",
+                "enable": f"between(t,{_number(op.start)},{_number(op.end or duration)})",
             }
             if FONT.exists():
                 options["fontfile"] = str(FONT)
@@ -252,6 +269,17 @@ def _apply(
     return video, audio
 
 
+def _under_min(state: _State, preset: Preset) -> bool:
+    """Whether the output could be under 16 px a side, which editgraph, reading it back with
+    an upload's rules, would refuse: a proxy of a small crop (its 480p copy is smaller than
+    the original), or a crop stored before crops were held to 16 px."""
+    scale = 1.0
+    if preset.max_width and preset.max_height:
+        scale = min(1.0, preset.max_width / state.width, preset.max_height / state.height)
+    # Two pixels of margin for the rounding to even sides.
+    return min(state.width, state.height) * scale < MIN_DIMENSION + 2
+
+
 def _encode(
     video: fg.Stream,
     audio: fg.Stream | None,
@@ -259,6 +287,8 @@ def _encode(
     output: Path,
     workdir: Path,
     text_files: dict[Path, str],
+    *,
+    small: bool = False,
 ) -> list[str]:
     if preset.max_width and preset.max_height:
         video = video.filter(
@@ -270,6 +300,10 @@ def _encode(
         )
     else:
         video = video.filter("scale", "trunc(iw/2)*2", "trunc(ih/2)*2")
+    if small:
+        # Black borders up to the smallest picture editgraph reads.
+        side = MIN_DIMENSION
+        video = video.filter("pad", f"max({side},iw)", f"max({side},ih)", "(ow-iw)/2", "(oh-ih)/2")
     video = video.filter("format", "yuv420p")
     options: dict[str, Any] = {
         "vcodec": "libx264",

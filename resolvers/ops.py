@@ -20,10 +20,11 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from models.db import canonical_json
-from resolvers import ids
+from resolvers import colors, ids
 from resolvers.errors import OpError
+from resolvers.probe import MIN_DIMENSION
 
-COLOR = re.compile(r"^(#[0-9a-fA-F]{6}|[a-z]{3,20})$")
+COLOR = re.compile(r"^(#[0-9a-fA-F]{6}|[A-Za-z]{3,20})$")
 # Validation context of params as a client sent them: rows are named by public ids.
 SENT = {"sent": True}
 
@@ -95,7 +96,11 @@ class Op(BaseModel):
     """Base of every op: params are camelCase in JSON and GraphQL, extra keys are refused."""
 
     model_config = ConfigDict(
-        extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True
+        extra="forbid",
+        frozen=True,
+        alias_generator=to_camel,
+        populate_by_name=True,
+        allow_inf_nan=False,  # JSON may spell them (NaN, Infinity); no op means them
     )
     type: ClassVar[str]
     description: ClassVar[str]
@@ -139,8 +144,9 @@ class Crop(Op):
     description = "Keep a rectangle of the picture (pixels of the frame as it is at this point)."
     x: int = Field(ge=0)
     y: int = Field(ge=0)
-    width: int = Field(ge=2)
-    height: int = Field(ge=2)
+    # A version is a video editgraph would accept as an upload: 16 px a side at least.
+    width: int = Field(ge=MIN_DIMENSION)
+    height: int = Field(ge=MIN_DIMENSION)
 
     def apply(self, frame: Frame, concat_durations: dict[int, float]) -> Frame:
         if self.x + self.width > frame.width:
@@ -254,9 +260,20 @@ class Text(Op):
     x: int = Field(default=0, ge=0)
     y: int = Field(default=0, ge=0)
     size: int = Field(default=32, ge=4, le=512)
-    color: str = Field(default="white", pattern=COLOR.pattern)
+    color: str = Field(
+        default="white",
+        pattern=COLOR.pattern,
+        description="#rrggbb or a colour name ffmpeg knows (ffmpeg -colors), e.g. gold",
+    )
     start: float = Field(default=0, ge=0)
     end: float | None = Field(default=None, gt=0)
+
+    @field_validator("color")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if not colors.is_colour(value):
+            raise ValueError(f"{value!r} is not a colour: give #rrggbb or a name like white")
+        return value
 
     @model_validator(mode="after")
     def _clean(self) -> "Text":
@@ -405,8 +422,11 @@ def check_counts(*, batch: int, existing: int, limits: Limits) -> list[OpError]:
     return []
 
 
-# The param that makes an op lengthen the timeline, named in the error when it goes too far.
+# The param that makes an op lengthen or shorten the timeline, named when it goes too far.
 _LENGTHENS: dict[type[Op], str] = {Speed: "factor", Concat: "videoId"}
+_SHORTENS: dict[type[Op], str] = {Speed: "factor", Trim: "end"}
+# The shortest version: a few frames at any common rate (a shorter trim may hold no frame).
+MIN_DURATION_S = 0.1
 
 
 def _bounded(op: Op, before: Frame, after: Frame, limits: Limits) -> None:
@@ -416,6 +436,12 @@ def _bounded(op: Op, before: Frame, after: Frame, limits: Limits) -> None:
             _LENGTHENS.get(type(op)),
             f"the video would last {_clock(after.duration)}, longer than the "
             f"{_clock(limits.timeline_s)} a version may last",
+        )
+    if after.duration < MIN_DURATION_S - 1e-9 and after.duration < before.duration:
+        raise OpProblem(
+            _SHORTENS.get(type(op)),
+            f"the video would last {after.duration:.3g} s; a version lasts at least "
+            f"{MIN_DURATION_S:g} s",
         )
     pixels = after.width * after.height
     # Only a crop makes the picture smaller: any other op on an oversized frame is refused.

@@ -1,9 +1,11 @@
 """The render job run in the test's own process: a worker's runtime over the test's database,
 Redis and media root, and one render run to its end."""
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
+from arq import Retry
 from sqlmodel import select
 
 from jobs.events import EventLog
@@ -12,7 +14,7 @@ from jobs.render import render
 from jobs.runtime import Runtime, WorkerSettings
 from models.db import Database
 from models.store import MediaStore
-from models.tables import Project, Render
+from models.tables import Project, Render, Version
 from resolvers import renders, versions
 from resolvers.users import Actor
 
@@ -33,7 +35,8 @@ def runtime(db: Database, queue: ArqQueue, store: MediaStore, **changes: Any) ->
 async def rendered(rt: Runtime, job: Render) -> Render:
     """Run the render job once and return the row as it ended."""
     assert job.id is not None
-    await render({"runtime": rt}, job.id)
+    with contextlib.suppress(Retry):  # the job asked to run again: the row says why
+        await render({"runtime": rt}, job.id)
     async with rt.db.read() as session:
         row = await session.get(Render, job.id)
     assert row is not None
@@ -76,7 +79,7 @@ async def proxy_and_export(
 
 async def append(
     rt: Runtime, queue: ArqQueue, actor: Actor, project: Project, raw_ops: list[dict[str, Any]]
-) -> tuple[int, Render]:
+) -> tuple[Version, Render]:
     """Append ``raw_ops`` as the client sends them; the new version and its queued proxy."""
     assert project.id is not None
     _, version, proxy = await versions.append_ops(
@@ -87,4 +90,4 @@ async def append(
         raw_ops=raw_ops,
         expected_version=None,
     )
-    return version.number, proxy
+    return version, proxy

@@ -70,7 +70,7 @@ async def test_every_kind_appended_to_one_renders_a_proxy_and_an_export(
         for p in others
     ]
     version, proxy_job = await append(rt, queue, alice, project, batch)
-    proxy, export = await proxy_and_export(rt, queue, alice, project, version)
+    proxy, export = await proxy_and_export(rt, queue, alice, project, version.number)
     assert proxy == await output_of(rt, proxy_job)
     expected = 0.5 + len(others)
     for output in (proxy, export):

@@ -88,3 +88,78 @@ async def test_the_api_lists_every_problem_with_its_index_and_field(
     ]
     body = await api.query(alice, "{ projects { nodes { currentVersion } } }")
     assert body["data"]["projects"]["nodes"] == [{"currentVersion": 0}]
+
+
+def text(color: str) -> dict[str, Any]:
+    return {"type": "text", "params": {"text": "hi", "color": color}}
+
+
+# Params that ffmpeg would refuse, or render as nothing, are refused when they are appended.
+REFUSED: list[tuple[list[dict[str, Any]], list[tuple[int, str | None]]]] = [
+    ([text("notacolor")], [(0, "color")]),
+    ([text("#12345")], [(0, "color")]),
+    ([text("white@0.5")], [(0, "color")]),
+    ([{"type": "crop", "params": {"x": 0, "y": 0, "width": 8, "height": 120}}], [(0, "width")]),
+    ([{"type": "trim", "params": {"start": 0, "end": 0.05}}], [(0, "end")]),
+    (
+        [
+            {"type": "trim", "params": {"start": 0, "end": 0.3}},
+            {"type": "speed", "params": {"factor": 4}},
+        ],
+        [(1, "factor")],
+    ),
+    ([{"type": "trim", "params": {"start": 0, "end": float("inf")}}], [(0, "end")]),
+    ([{"type": "volume", "params": {"gainDb": float("nan")}}], [(0, "gainDb")]),
+]
+
+
+REFUSED_IDS = [
+    "unknown-colour",
+    "short-hex",
+    "colour-with-alpha",
+    "crop-under-16px",
+    "trim-under-0.1s",
+    "speed-under-0.1s",
+    "infinite-end",
+    "nan-gain",
+]
+
+
+@pytest.mark.parametrize(("raw_ops", "expected"), REFUSED, ids=REFUSED_IDS)
+async def test_params_ffmpeg_cannot_render_are_refused(
+    db: Database,
+    queue: ArqQueue,
+    store: MediaStore,
+    alice: Actor,
+    media: dict[str, Path],
+    raw_ops: list[dict[str, Any]],
+    expected: list[tuple[int, str | None]],
+) -> None:
+    project = await new_project(db, queue, store, alice, media["clip"])
+    assert project.id is not None
+    with pytest.raises(InvalidOpsError) as caught:
+        await versions.append_ops(
+            db=db,
+            queue=queue,
+            actor=alice,
+            project_id=project.id,
+            raw_ops=raw_ops,
+            expected_version=None,
+        )
+    assert [(e.index, e.field) for e in caught.value.errors] == expected
+
+
+async def test_colours_are_names_ffmpeg_knows_in_any_case_or_hex(
+    db: Database, queue: ArqQueue, store: MediaStore, alice: Actor, media: dict[str, Path]
+) -> None:
+    project = await new_project(db, queue, store, alice, media["clip"])
+    assert project.id is not None
+    _, version, _ = await versions.append_ops(
+        db=db,
+        queue=queue,
+        actor=alice,
+        project_id=project.id,
+        raw_ops=[text("gold"), text("DarkSlateGray"), text("#FFcc00")],
+        expected_version=None,
+    )
+    assert version.number == 1

@@ -190,7 +190,7 @@ def problems(exc: InvalidOpsError) -> list[tuple[int, str | None]]:
         (
             [
                 {"type": "rotate", "params": {"degrees": 90}},
-                {"type": "crop", "params": {"x": 0, "y": 0, "width": 150, "height": 10}},
+                {"type": "crop", "params": {"x": 0, "y": 0, "width": 150, "height": 20}},
             ],
             [(1, "width")],
         ),
