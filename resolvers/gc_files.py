@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 NONE, MARKED, ARCHIVED, DELETED = GcState.NONE, GcState.MARKED, GcState.ARCHIVED, GcState.DELETED
 DONE = RenderStatus.DONE
-BATCH = 200
+BATCH = 100
 
 
 def archive_key(export: Export) -> str:
