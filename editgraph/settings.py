@@ -44,11 +44,10 @@ class Settings(WorkerSettings, BaseSettings):
     rate_window_s: int = Field(default=60, ge=1)
     rate_exports: int = Field(default=30, ge=1)  # exports a user may queue per window
     rate_proxies: int = Field(default=600, ge=1)  # edits (each queues a proxy) per window
-    # What one user's edits may cost: ops per batch and per version, the length and picture
-    # size of a version (each render's ffmpeg memory is a worker setting).
+    # What one user's edits may cost: ops per batch and per version, the picture size of a
+    # version (its length and each render's ffmpeg memory are worker settings).
     max_ops_per_batch: int = Field(default=100, ge=1)
     max_ops_per_version: int = Field(default=1000, ge=1)
-    max_timeline_s: float = Field(default=4 * 3600.0, gt=0)
     max_frame_pixels: int = Field(default=8192 * 4320, ge=256)
     # /healthz warns "disk": "low" when the media root has less free space than this
     # (how long crash leftovers stay in temp/ is a worker setting).

@@ -10,7 +10,7 @@ from sqlmodel import col, select
 
 from jobs import edl
 from jobs.errors import Permanent, Transient
-from jobs.runner import run_ffmpeg
+from jobs.runner import run_ffmpeg, timeout_for
 from jobs.runtime import Runtime
 from models import keys, redis_keys
 from models.tables import Blob, Video
@@ -23,10 +23,13 @@ async def ensure_mezzanine(rt: Runtime, video: Video, blob: Blob) -> Path:
     target = rt.store.path(mezzanine_key(blob))
     if target.exists():
         return target
+    making_s = timeout_for(
+        rt.config.render_timeout_s, rt.config.render_timeout_per_s, video.duration
+    )
     lock = rt.redis.lock(
         redis_keys.mezzanine_lock(blob.sha256),
-        timeout=rt.config.render_timeout_s + 30,
-        blocking_timeout=rt.config.render_timeout_s + 30,
+        timeout=making_s + 30,
+        blocking_timeout=making_s + 30,
     )
     async with lock:
         if not target.exists():
@@ -64,6 +67,7 @@ async def _make_mezzanine(rt: Runtime, video: Video, blob: Blob, target: Path) -
             edl.mezzanine_argv(source, temp),
             expected_duration=video.duration,
             timeout_s=rt.config.render_timeout_s,
+            timeout_per_s=rt.config.render_timeout_per_s,
             max_memory_mb=rt.config.render_max_memory_mb,
             on_progress=keep_going,
         )

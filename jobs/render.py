@@ -187,6 +187,7 @@ async def _run(
             plan.argv,
             expected_duration=plan.duration,
             timeout_s=rt.config.render_timeout_s,
+            timeout_per_s=rt.config.render_timeout_per_s,
             max_memory_mb=rt.config.render_max_memory_mb,
             on_progress=on_progress,
         )
@@ -197,10 +198,7 @@ async def _run(
             workdir.rmdir()
     if outcome.cancelled:
         return "cancelled"  # announced by the cancel itself
-    if outcome.timed_out:
-        limit = rt.config.render_timeout_s
-        raise Permanent(f"the render took longer than {limit:g} s and was stopped")
-    if outcome.limit is not None:
+    if outcome.limit is not None:  # the timeout too: it names its settings
         raise Permanent(outcome.limit)  # the same edit would hit the same limit again
     if outcome.returncode < 0:
         raise Transient(f"ffmpeg was stopped by signal {-outcome.returncode}")

@@ -19,6 +19,8 @@ TICK_S = 0.5
 # 0.5-1.4 GB, a 1080p export 1.0-2.1 GB; 4K exports need up to 5.2 GB and 8K 7-12 GB.
 DEFAULT_MAX_MEMORY_MB = 4096
 MEMORY_SETTING = "EDITGRAPH_RENDER_MAX_MEMORY_MB"
+TIMEOUT_SETTING = "EDITGRAPH_RENDER_TIMEOUT_S"
+TIMEOUT_PER_S_SETTING = "EDITGRAPH_RENDER_TIMEOUT_PER_S"
 # CPU seconds beyond every core busy for the whole timeout: the CPU limit is a backstop for
 # an ffmpeg whose worker cannot stop it, never stricter than the timeout itself.
 CPU_GRACE_S = 5
@@ -44,6 +46,12 @@ def die_with_parent() -> None:
     if sys.platform.startswith("linux"):
         pr_set_pdeathsig = 1
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
+def timeout_for(base_s: float, per_output_s: float, output_s: float) -> float:
+    """How long an ffmpeg may run: a base, and ``per_output_s`` for each second it writes
+    (a 4-minute 1080p export takes minutes where a 10 s proxy takes seconds)."""
+    return base_s + per_output_s * max(0.0, output_s)
 
 
 def cpu_limit_s(timeout_s: float) -> int:
@@ -97,13 +105,16 @@ async def run_ffmpeg(
     expected_duration: float,
     timeout_s: float,
     on_progress: Callable[[float], Awaitable[bool]],
+    timeout_per_s: float = 0.0,
     max_memory_mb: int = DEFAULT_MAX_MEMORY_MB,
     max_cpu_s: int | None = None,
 ) -> Outcome:
-    """Run ``argv`` under a memory limit and a CPU-time limit (default: from ``timeout_s``);
-    ``on_progress(fraction)`` is called every tick and returns False to cancel."""
+    """Run ``argv`` for at most ``timeout_s`` plus ``timeout_per_s`` per second of
+    ``expected_duration``, under a memory limit and a CPU-time limit (default: from that
+    timeout); ``on_progress(fraction)`` is called every tick and returns False to cancel."""
+    allowed_s = timeout_for(timeout_s, timeout_per_s, expected_duration)
     memory = _capped(max_memory_mb * 1024 * 1024, resource.RLIMIT_AS)
-    cpu_s = _capped(max_cpu_s or cpu_limit_s(timeout_s), resource.RLIMIT_CPU)
+    cpu_s = _capped(max_cpu_s or cpu_limit_s(allowed_s), resource.RLIMIT_CPU)
     memory_hit = f"the render needed more memory than {MEMORY_SETTING} allows ({max_memory_mb} MB)"
     try:
         proc = await asyncio.create_subprocess_exec(
@@ -154,11 +165,16 @@ async def run_ffmpeg(
     readers = [asyncio.create_task(read_progress()), asyncio.create_task(read_errors())]
     watcher = asyncio.create_task(watch())
     try:
-        async with asyncio.timeout_at(asyncio.get_running_loop().time() + timeout_s):
+        async with asyncio.timeout_at(asyncio.get_running_loop().time() + allowed_s):
             await asyncio.gather(*readers)
             returncode = await proc.wait()
     except TimeoutError:
-        return Outcome(returncode=-9, stderr="\n".join(tail), timed_out=True)
+        hit = (
+            f"the render took longer than {allowed_s:g} s and was stopped: {TIMEOUT_SETTING} "
+            f"({timeout_s:g} s) plus {TIMEOUT_PER_S_SETTING} ({timeout_per_s:g} s) for each of "
+            f"the {expected_duration:.1f} s it writes; raise either to allow longer renders"
+        )
+        return Outcome(returncode=-9, stderr="\n".join(tail), timed_out=True, limit=hit)
     finally:
         # Whatever happened (timeout, cancel, our task cancelled), no ffmpeg outlives the job.
         if proc.returncode is None:
@@ -174,7 +190,7 @@ async def run_ffmpeg(
         if returncode in _STOPPED:
             limit = (
                 f"the render used more than {cpu_s} s of CPU time (the limit that follows "
-                "EDITGRAPH_RENDER_TIMEOUT_S)"
+                f"the render timeout, {TIMEOUT_SETTING} and {TIMEOUT_PER_S_SETTING})"
             )
         elif (
             (returncode in _CRASHES and peak >= memory * 0.5)

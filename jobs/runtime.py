@@ -23,6 +23,11 @@ class WorkerSettings(BaseModel):
     # Rendering (seed: 2 concurrent jobs, 3 attempts, 5-minute timeout).
     render_concurrency: int = Field(default=2, ge=1)
     render_timeout_s: float = Field(default=300.0, gt=0)
+    # Render time allowed per second of output, on top of the base: a long export gets
+    # longer (this machine: 34-75 s per 30 s of 1080p).
+    render_timeout_per_s: float = Field(default=10.0, ge=0)
+    # The longest version an edit may make (also the longest render a worker may be given).
+    max_timeline_s: float = Field(default=4 * 3600.0, gt=0)
     render_max_attempts: int = Field(default=3, ge=1)
     reconcile_every_s: int = Field(default=60, ge=1, le=60)
     # A running render's lease; a worker renews it while ffmpeg runs.

@@ -15,6 +15,7 @@ from jobs.mezzanine import mezzanine
 from jobs.queue import deserialize, serialize
 from jobs.reconcile import reconcile
 from jobs.render import render
+from jobs.runner import timeout_for
 from jobs.runtime import Runtime, WorkerSettings
 from models.db import Database
 from models.store import MediaStore
@@ -41,8 +42,12 @@ def create_worker(config: WorkerSettings, *, handle_signals: bool = True) -> Wor
         if runtime is not None:
             await runtime.db.dispose()
 
-    # ffmpeg is stopped by our own timeout; arq's is a backstop a little later.
-    backstop = config.render_timeout_s + 60
+    # ffmpeg is stopped by our own timeout; arq's is a backstop a little later than the
+    # longest one (the timeout scales with the output, up to the longest version).
+    longest = timeout_for(
+        config.render_timeout_s, config.render_timeout_per_s, config.max_timeline_s
+    )
+    backstop = longest + 60
     every = max(1, min(60, config.reconcile_every_s))
     return Worker(
         functions=[

@@ -158,7 +158,7 @@ async def test_a_timeout_fails_with_a_readable_error(
     api, alice = app_api, tokens["alice"]
     pid = await start_project(api, alice, long_clip)
     await api.data(alice, APPEND, {"p": pid, "ops": [{"gaussianBlur": {"radius": 30}}]})
-    async with run_worker(render_timeout_s=1.5):
+    async with run_worker(render_timeout_s=1.5, render_timeout_per_s=0):
         await api.data(alice, EXPORT, {"p": pid})
 
         async def failed() -> dict[str, Any] | None:
@@ -173,6 +173,9 @@ async def test_a_timeout_fails_with_a_readable_error(
         )
         render = node["node"]["render"]
         assert "took longer than 1.5 s" in render["error"]
+        # It says which limit it hit and how to raise it.
+        assert "EDITGRAPH_RENDER_TIMEOUT_S (1.5 s)" in render["error"]
+        assert "EDITGRAPH_RENDER_TIMEOUT_PER_S (0 s)" in render["error"]
         assert render["attempts"] == 1
     assert no_ffmpeg_left(media_root(env))
 
