@@ -166,9 +166,8 @@ class Reporter:
         if self.lost:
             raise LeaseLost(f"GC run {self.run_id} lost its lock")
 
-    async def step(self, done: int = 1) -> None:
-        """Count work done; progress reaches the row at most every second."""
-        self.tally.done += done
+    async def step(self) -> None:
+        """Progress (``tally``) reaches the row at most every second; stop if the lock is lost."""
         now = asyncio.get_running_loop().time()
         if now - self._flushed >= 1.0:
             self._flushed = now

@@ -18,7 +18,7 @@ async def finished(api: Api, token: str, run_id: str) -> dict[str, Any]:
         run = (
             await api.data(
                 token,
-                "query($id: ID!) { gcRun(id: $id) { status done total marked archived deleted bytes error exports { version } } }",
+                "query($id: ID!) { gcRun(id: $id) { status done total marked archived deleted bytesFreed error exports { version } } }",
                 {"id": run_id},
             )
         )["gcRun"]
@@ -89,6 +89,8 @@ async def test_a_full_cycle_through_the_api_keeps_latest_and_pinned(
     assert started["gcFullCycle"]["holder"] == "api (root)"
     run = await finished(api, tokens["root"], started["gcFullCycle"]["id"])
     assert (run["status"], run["marked"], run["archived"], run["deleted"]) == ("DONE", 1, 1, 1)
+    assert run["done"] == run["total"] == 2  # one export archived, then deleted
+    assert run["bytesFreed"] == 800
     assert [e["version"] for e in run["exports"]] == [2]
     listing = await api.data(
         tokens["alice"],
