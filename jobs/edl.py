@@ -178,7 +178,9 @@ def _apply(
             if audio is not None:
                 audio = audio.filter("atrim", **cut).filter("asetpts", "PTS-STARTPTS")
         case ops.Speed(factor=factor):
-            video = video.filter("setpts", f"PTS/{_number(factor)}")
+            # Back to the version's rate: frames dropped or repeated, so the picture ends
+            # where the sound does (a sped-up stream kept its old frame durations).
+            video = video.filter("setpts", f"PTS/{_number(factor)}").filter("fps", state.rate)
             if audio is not None:
                 audio = _atempo(audio, factor)
         case ops.Crop(x=x, y=y, width=width, height=height):

@@ -152,6 +152,8 @@ EDGES: list[tuple[str, dict[str, Any]]] = [
     ("trim", {"start": 3.2e-12, "end": 0.5}),  # was written as 3.2e-12, which trim refuses
     ("fade", {"inSeconds": 1e-107, "outSeconds": 0.5}),
     ("text", {"text": "hi", "color": "Gold", "start": 1e-9}),
+    # The picture kept its old frame durations and ran 0.1 s past the sound (0.44 s for 0.33).
+    ("speed", {"factor": 3.0015118808899484}),
 ]
 
 
