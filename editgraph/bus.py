@@ -3,8 +3,11 @@
 import asyncio
 import collections
 import contextlib
+import ctypes
+import gc
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from redis.asyncio import Redis
@@ -50,13 +53,89 @@ class Feed:
         return self._items.popleft()
 
 
+def _malloc_trim() -> Callable[[], object]:
+    """glibc's ``malloc_trim(0)``; a no-op where the C library has none (musl, macOS)."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (AttributeError, OSError, TypeError):  # TypeError: no CDLL(None) on Windows
+        return lambda: None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return lambda: trim(0)
+
+
+class Reclaim:
+    """Hands memory back to the OS once a burst of subscribers has left and gone quiet.
+
+    Two things keep a closed connection's memory: graphql-core's execution context and
+    asyncio's socket transport are reference cycles, freed only by a full collection, which
+    an idle server may not run for hours; and glibc keeps freed heap pages. So, after at
+    least ``burst`` releases and ``quiet_s`` without one (at most once every ``every_s``):
+    a full ``gc.collect()``, then ``malloc_trim(0)``. That pauses the loop as the interpreter's
+    own full collection of that garbage would (measured: ~0.15 s after 200 connections, ~0.35 s
+    after 1,000). What pymalloc keeps (its arenas with a live object left) is reused, not grown.
+    """
+
+    def __init__(self, *, burst: int = 50, quiet_s: float = 1.0, every_s: float = 10.0) -> None:
+        self.burst = burst
+        self.quiet_s = quiet_s
+        self.every_s = every_s
+        self.released = 0  # subscribers released since the last run
+        self.runs = 0
+        self.due: float | None = None  # loop time of the scheduled run
+        self._last = float("-inf")
+        self._timer: asyncio.TimerHandle | None = None
+        self._trim = _malloc_trim()
+
+    def release(self) -> None:
+        """Count one subscriber gone; (re)arm the run once a burst has left."""
+        self.released += 1
+        if self.released < self.burst:
+            return
+        # Each release restarts the quiet period: one run per burst, not one per close.
+        self.cancel()
+        loop = asyncio.get_running_loop()
+        self.due = max(loop.time() + self.quiet_s, self._last + self.every_s)
+        self._timer = loop.call_at(self.due, self.run)
+
+    def run(self) -> None:
+        """Collect reference cycles, then return free heap pages to the OS."""
+        self._timer, self.due = None, None
+        self._last = asyncio.get_running_loop().time()
+        released, self.released = self.released, 0
+        start = time.perf_counter()
+        collected = gc.collect()
+        self._trim()
+        self.runs += 1
+        log.info(
+            "%d subscribers left: collected %d objects and trimmed the heap in %.0f ms",
+            released,
+            collected,
+            (time.perf_counter() - start) * 1000,
+        )
+
+    def cancel(self) -> None:
+        """Drop a scheduled run."""
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer, self.due = None, None
+
+
 class EventBus:
     """Fans out every project's events to the feeds of this process; reconnects with backoff."""
 
-    def __init__(self, redis: Redis, *, buffer: int = 100, per_user: int = 100) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        buffer: int = 100,
+        per_user: int = 100,
+        reclaim: Reclaim | None = None,
+    ) -> None:
         self.redis = redis
         self.buffer = buffer
         self.per_user = per_user
+        self.reclaim = reclaim or Reclaim()
         self.feeds: dict[int, set[Feed]] = collections.defaultdict(set)
         self.per_user_count: collections.Counter[int] = collections.Counter()
         self.connected = asyncio.Event()
@@ -70,6 +149,7 @@ class EventBus:
 
     async def stop(self) -> None:
         """Stop listening and drop the Redis subscription."""
+        self.reclaim.cancel()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -127,6 +207,7 @@ class EventBus:
             self.per_user_count[user_id] -= 1
             if self.per_user_count[user_id] <= 0:
                 del self.per_user_count[user_id]
+            self.reclaim.release()
 
     async def replay(self, *, project_id: int, after: str) -> list[RenderEvent]:
         """The retained events after ``after``, oldest first."""

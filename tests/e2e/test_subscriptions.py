@@ -1,10 +1,11 @@
 """Live updates over graphql-transport-ws: real websocket clients, uvicorn, a worker process."""
 
 import asyncio
+import gc
 import json
 import signal
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from models.db import Database
 from models.tables import Render
 from resolvers import ids
 from resolvers.events import decode
+from schema.context import Context
 from tests.helpers.api import APPEND, CREATE, Api, AppFactory, project, settings_of, upload
 from tests.helpers.polling import until
 from tests.helpers.processes import ffmpeg_children, server_process, worker_process
@@ -349,6 +351,44 @@ async def test_a_thousand_connect_disconnect_cycles_leave_nothing_behind(
 
 async def _settled(baseline: int) -> bool:
     return len(asyncio.all_tasks()) <= baseline + 1
+
+
+async def test_subscribers_leaving_in_a_burst_free_what_their_connections_held(
+    live: tuple[Api, str], tokens: dict[str, str], media: dict[str, Path]
+) -> None:
+    # A closed connection's objects sit in reference cycles (graphql-core's execution
+    # context, asyncio's transport) that only a full collection frees, and an idle server
+    # may not run one for hours: the server must not wait for the interpreter to.
+    api, base = live
+    alice = tokens["alice"]
+    pid = await new_project(api, alice, media["clip"])
+    bus: EventBus = api.app.state.services.bus
+    subscribe = {"query": RENDER_EVENTS, "variables": {"p": pid}}
+    gc.collect()
+    gc.disable()
+    try:
+        async with AsyncExitStack() as sockets:
+            for n in range(60):
+                ws = await sockets.enter_async_context(
+                    raw_socket(base, {"authorization": f"Bearer {alice}"})
+                )
+                assert json.loads(await ws.recv())["type"] == "connection_ack"
+                await ws.send(json.dumps({"id": str(n), "type": "subscribe", "payload": subscribe}))
+            await until(lambda: _count(bus, 60), within=20, what="60 live subscriptions")
+            assert _websocket_contexts() == 60
+        await until(lambda: _count(bus, 0), within=10, what="every subscription to be released")
+        await until(_all_freed, within=10, what="the closed connections' contexts to be freed")
+    finally:
+        gc.enable()
+
+
+def _websocket_contexts() -> int:
+    # type(), not isinstance(): a dead weak proxy among the objects raises on isinstance.
+    return sum(1 for o in gc.get_objects() if type(o) is Context and o.long_lived)
+
+
+async def _all_freed() -> bool:
+    return _websocket_contexts() == 0
 
 
 async def test_a_foreign_origin_is_refused_when_origins_are_configured(
