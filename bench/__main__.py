@@ -2,11 +2,12 @@
 
 import asyncio
 
-from bench import append_ops, events, gc, render, upload
+from bench import append_ops, events, gc, render, subscriber_memory, upload
 
 if __name__ == "__main__":
     asyncio.run(append_ops.main())
     asyncio.run(upload.main())
     asyncio.run(render.main())
     asyncio.run(events.main())
+    subscriber_memory.main()
     asyncio.run(gc.main())
