@@ -2,7 +2,7 @@
 
 import asyncio
 
-from bench import append_ops, events, gc, render, subscriber_memory, upload
+from bench import append_ops, events, gc, gc_load, render, subscriber_memory, upload
 
 if __name__ == "__main__":
     asyncio.run(append_ops.main())
@@ -11,3 +11,4 @@ if __name__ == "__main__":
     asyncio.run(events.main())
     subscriber_memory.main()
     asyncio.run(gc.main())
+    gc_load.main()

@@ -271,7 +271,7 @@ def main() -> None:
             child, pipe = phase(base, plan, 10.0)
             baseline = pipe.recv()
             child.join()
-            time.sleep(2)
+            time.sleep(12)  # the bus gives memory back a moment after a burst leaves
             rss_after_baseline = rss_mib(process)
 
             child, pipe = phase(base, plan, 600.0 if ROWS > 0 else 5.0)
@@ -296,7 +296,7 @@ def main() -> None:
             pipe.send("stop")
             during = pipe.recv()
             child.join()
-            time.sleep(2)
+            time.sleep(12)
             rss_after_gc = rss_mib(process)
         finally:
             server.send_signal(signal.SIGINT)
