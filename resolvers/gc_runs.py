@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, update
+from sqlalchemy import update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 
@@ -234,20 +234,6 @@ async def recent_runs(*, db: Database, first: int = 20) -> list[GcRun]:
             select(GcRun).order_by(col(GcRun.id).desc()).limit(max(1, min(first, 100)))
         )
         return list(rows.all())
-
-
-async def lock_holder(*, db: Database) -> GcRun | None:
-    """The run holding the GC lock now, if any."""
-    now = utcnow()
-    async with db.read() as session:
-        row = (
-            await session.exec(
-                select(GcRun)
-                .join(GcLock, col(GcLock.run_id) == col(GcRun.id))
-                .where(and_(col(GcLock.lease_until).is_not(None), col(GcLock.lease_until) > now))
-            )
-        ).first()
-    return row
 
 
 async def exports_of_run(*, db: Database, run_id: int, first: int = 100) -> list[Export]:
