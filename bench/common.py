@@ -15,6 +15,9 @@ from starlette.types import ASGIApp
 
 from editgraph.redis_embed import free_port
 from models.db import Database
+from models.tables import Blob, Video
+from resolvers import users
+from resolvers.versions import create_project
 
 
 def emit(figure: str, value: float, unit: str, baseline: float | None = None, **extra: Any) -> None:
@@ -67,3 +70,46 @@ async def serve(app: ASGIApp) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await task
+
+
+class NoQueue:
+    """A job queue that accepts and drops everything (no worker runs while a bench sets up)."""
+
+    async def enqueue(self, job_id: str, function: str, *args: int) -> None:
+        return None
+
+    async def announce(self, kind: str, render: object, export: object = None) -> None:
+        return None
+
+    async def admit(self, *, user_id: int, kind: str) -> None:
+        return None
+
+
+async def project_to_watch(db: Database) -> tuple[str, int]:
+    """A user and one project over a placeholder video, for subscribers to watch:
+    (the user's token, the project's id)."""
+    user, token = await users.create_user(db=db, name="bench")
+    actor = users.Actor.of(user)
+    async with db.write() as session:
+        blob = Blob(sha256="0" * 64, key="videos/none.mp4", bytes=1, ref_count=1)
+        session.add(blob)
+        await session.flush()
+        assert blob.id is not None
+        video = Video(
+            owner_id=actor.id,
+            blob_id=blob.id,
+            filename="x.mp4",
+            format_name="mov",
+            duration=10.0,
+            width=640,
+            height=360,
+            fps=25.0,
+            video_codec="h264",
+        )
+        session.add(video)
+    assert video.id is not None
+    project = await create_project(
+        db=db, queue=NoQueue(), actor=actor, video_id=video.id, name="bench"
+    )
+    assert project.id is not None
+    return token, project.id

@@ -18,33 +18,19 @@ from sqlmodel import select
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
-from bench.common import emit, percentile
+from bench.common import emit, percentile, project_to_watch
 from editgraph.redis_embed import EmbeddedRedis, free_port
 from jobs.events import EventLog
 from jobs.queue import connect as connect_redis
 from models.db import Database
 from models.migrate import upgrade
-from models.tables import Blob, Render, Video
-from resolvers import ids, users
-from resolvers.versions import create_project
+from models.tables import Render
+from resolvers import ids
 
 ROUNDS = 20
 SUBSCRIBE = (
     """subscription($p: ID!) { renderEvents(projectId: $p) { cursor render { progress } } }"""
 )
-
-
-class Nothing:
-    """A queue that accepts and drops everything (no worker runs during this benchmark)."""
-
-    async def enqueue(self, job_id: str, function: str, *args: int) -> None:
-        return None
-
-    async def announce(self, kind: str, render: Render, export: object = None) -> None:
-        return None
-
-    async def admit(self, *, user_id: int, kind: str) -> None:
-        return None
 
 
 async def subscriber(
@@ -82,35 +68,12 @@ async def main() -> None:
         db_url = f"sqlite+aiosqlite:///{work / 'bench.db'}"
         db = Database(db_url)
         await upgrade(db)
-        user, token = await users.create_user(db=db, name="bench")
-        actor = users.Actor.of(user)
-        async with db.write() as session:
-            blob = Blob(sha256="0" * 64, key="videos/none.mp4", bytes=1, ref_count=1)
-            session.add(blob)
-            await session.flush()
-            assert blob.id is not None
-            video = Video(
-                owner_id=actor.id,
-                blob_id=blob.id,
-                filename="x.mp4",
-                format_name="mov",
-                duration=10.0,
-                width=640,
-                height=360,
-                fps=25.0,
-                video_codec="h264",
-            )
-            session.add(video)
-        assert video.id is not None
-        project = await create_project(
-            db=db, queue=Nothing(), actor=actor, video_id=video.id, name="bench"
-        )
-        assert project.id is not None
+        token, project_id = await project_to_watch(db)
         async with db.read() as session:
             render = (
-                await session.exec(select(Render).where(Render.project_id == project.id))
+                await session.exec(select(Render).where(Render.project_id == project_id))
             ).one()
-        pid = ids.encode("Project", project.id)
+        pid = ids.encode("Project", project_id)
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("EDITGRAPH_")}
         env.update(

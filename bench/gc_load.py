@@ -26,7 +26,7 @@ from sqlalchemy import text
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
-from bench.common import emit, percentile
+from bench.common import NoQueue, emit, percentile
 from editgraph.redis_embed import free_port
 from models.db import Database
 from models.migrate import upgrade
@@ -42,19 +42,6 @@ MiB = 1024 * 1024
 SUBSCRIBE = "subscription($p: ID!) { renderEvents(projectId: $p) { cursor } }"
 APPEND = """mutation($p: ID!) { appendOps(projectId: $p, ops: [{brightness: {brightness: 5}}])
   { __typename } }"""
-
-
-class Nothing:
-    """No worker is needed to set up the editors' projects."""
-
-    async def enqueue(self, job_id: str, function: str, *args: int) -> None:
-        return None
-
-    async def announce(self, kind: str, render: object, export: object = None) -> None:
-        return None
-
-    async def admit(self, *, user_id: int, kind: str) -> None:
-        return None
 
 
 async def prepare(root: Path, url: str) -> dict[str, Any]:
@@ -111,11 +98,11 @@ async def prepare(root: Path, url: str) -> dict[str, Any]:
         staged = store.stage("clip.mp4", max_bytes=1 << 30)
         staged.write(clip.read_bytes())
         video, _ = await videos.upload_video(
-            db=db, store=store, queue=Nothing(), actor=actor, staged=staged.finish()
+            db=db, store=store, queue=NoQueue(), actor=actor, staged=staged.finish()
         )
         assert video.id is not None
         project = await versions.create_project(
-            db=db, queue=Nothing(), actor=actor, video_id=video.id, name="edit"
+            db=db, queue=NoQueue(), actor=actor, video_id=video.id, name="edit"
         )
         assert project.id is not None
         editors.append((token, ids.encode("Project", project.id)))

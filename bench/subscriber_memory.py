@@ -23,14 +23,11 @@ import psutil
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
-from bench.common import emit
-from bench.events import Nothing
+from bench.common import emit, project_to_watch
 from editgraph.redis_embed import free_port
 from models.db import Database
 from models.migrate import upgrade
-from models.tables import Blob, Video
-from resolvers import ids, users
-from resolvers.versions import create_project
+from resolvers import ids
 
 SUBSCRIBERS = int(os.environ.get("EDITGRAPH_BENCH_SUBSCRIBERS", "200"))
 CYCLES = 3
@@ -44,32 +41,9 @@ async def prepare(url: str) -> tuple[str, str]:
     """A user and one project to subscribe to: (token, project id)."""
     db = Database(url)
     await upgrade(db)
-    user, token = await users.create_user(db=db, name="bench")
-    actor = users.Actor.of(user)
-    async with db.write() as session:
-        blob = Blob(sha256="0" * 64, key="videos/none.mp4", bytes=1, ref_count=1)
-        session.add(blob)
-        await session.flush()
-        assert blob.id is not None
-        video = Video(
-            owner_id=actor.id,
-            blob_id=blob.id,
-            filename="x.mp4",
-            format_name="mov",
-            duration=10.0,
-            width=640,
-            height=360,
-            fps=25.0,
-            video_codec="h264",
-        )
-        session.add(video)
-    assert video.id is not None
-    project = await create_project(
-        db=db, queue=Nothing(), actor=actor, video_id=video.id, name="bench"
-    )
-    assert project.id is not None
+    token, project_id = await project_to_watch(db)
     await db.dispose()
-    return token, ids.encode("Project", project.id)
+    return token, ids.encode("Project", project_id)
 
 
 async def subscribers(url: str, token: str, pid: str, orders: Connection) -> None:
