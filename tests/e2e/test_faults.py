@@ -180,7 +180,12 @@ async def test_serve_restarts_its_embedded_redis_after_a_kill_9(
         (second,) = redis_children(server)
         assert second.pid != first.pid
         assert listening(second) == redis_port
-        assert "embedded redis-server restarted" in log.read_text()
+
+        async def restart_logged() -> bool:
+            # The supervisor logs once the new child answers, which can be just after /healthz.
+            return "embedded redis-server restarted" in log.read_text()
+
+        await until(restart_logged, within=10, what="the restart to be logged")
         # Renders go on: an edit made after the restart gets its proxy.
         url = await asyncio.to_thread(edit_and_wait_for_proxy, base, token[1], media["clip"])
         assert "/media/proxy/" in url
