@@ -223,7 +223,7 @@ async def test_a_kill_9_mid_upload_leaves_nothing_in_temp_after_the_next_start(
 ) -> None:
     port = free_port()
     log = tmp_path / "serve.log"
-    grace_s = 4  # longer than a server takes to start, so the fresh entry below stays fresh
+    grace_s = 8  # longer than a server takes to start (on a busy machine too): fresh stays fresh
     settings = {
         **env,
         "EDITGRAPH_EMBEDDED_WORKER": "false",
