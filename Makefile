@@ -6,16 +6,20 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: install system-deps run test lint typecheck bench schema clean
 
-install: system-deps $(STAMP)
+NODE_STAMP := node_modules/.package-lock.json
+
+install: system-deps $(STAMP) $(NODE_STAMP)
 
 # ffmpeg/ffprobe render and probe media; redis-server is the embedded default queue;
-# DejaVu Sans draws the text op.
+# DejaVu Sans draws the text op; Chromium and npm (hls.js) serve the browser tests.
 system-deps:
 	@missing=""; \
 	command -v ffmpeg >/dev/null 2>&1 || missing="$$missing ffmpeg"; \
 	command -v ffprobe >/dev/null 2>&1 || missing="$$missing ffmpeg"; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing="$$missing fonts-dejavu-core"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing nodejs npm"; \
 	missing=$$(echo $$missing | tr ' ' '\n' | sort -u | tr '\n' ' '); \
 	if [ -n "$$(echo $$missing | tr -d ' ')" ]; then \
 	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
@@ -24,7 +28,7 @@ system-deps:
 	  else \
 	    echo "editgraph needs these programs on PATH: $$missing"; \
 	    echo "  Debian/Ubuntu (as root): apt-get install -y $$missing"; \
-	    echo "  macOS (Homebrew):        brew install ffmpeg redis (and a TrueType font)"; \
+	    echo "  macOS (Homebrew):        brew install ffmpeg redis node (and a TrueType font)"; \
 	    exit 1; \
 	  fi; \
 	fi
@@ -34,6 +38,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
+
+# hls.js, pinned by package-lock.json, for the browser tests (tests/e2e/test_hls_browser.py).
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
 
 run: install
 	$(BIN)/editgraph serve
@@ -55,4 +64,4 @@ schema: install
 	$(BIN)/editgraph schema
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache node_modules

@@ -2,12 +2,13 @@
 
 import asyncio
 
-from bench import append_ops, events, gc, gc_load, render, subscriber_memory, upload
+from bench import append_ops, events, gc, gc_load, previews, render, subscriber_memory, upload
 
 if __name__ == "__main__":
     asyncio.run(append_ops.main())
     asyncio.run(upload.main())
     asyncio.run(render.main())
+    asyncio.run(previews.main())
     asyncio.run(events.main())
     subscriber_memory.main()
     asyncio.run(gc.main())

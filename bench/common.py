@@ -1,20 +1,32 @@
-"""Shared bench helpers: JSON-line output, percentiles, and an in-process uvicorn server."""
+"""Shared bench helpers: JSON-line output, percentiles, an in-process uvicorn server, and a
+rendering stack (that server with a real worker process) with a client signed in to it."""
 
 import asyncio
 import json
 import os
+import resource
 import statistics
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import httpx
 import uvicorn
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from starlette.types import ASGIApp
 
-from editgraph.redis_embed import free_port
+from editgraph.app import create_app
+from editgraph.redis_embed import EmbeddedRedis, free_port
+from editgraph.settings import Settings
 from models.db import Database
+from models.migrate import upgrade
+from models.store import MediaStore
 from models.tables import Blob, Video
 from resolvers import users
 from resolvers.versions import create_project
@@ -78,7 +90,9 @@ class NoQueue:
     async def enqueue(self, job_id: str, function: str, *args: int) -> None:
         return None
 
-    async def announce(self, kind: str, render: object, export: object = None) -> None:
+    async def announce(
+        self, kind: str, render: object, export: object = None, segments: object = None
+    ) -> None:
         return None
 
     async def admit(self, *, user_id: int, kind: str) -> None:
@@ -113,3 +127,83 @@ async def project_to_watch(db: Database) -> tuple[str, int]:
     )
     assert project.id is not None
     return token, project.id
+
+
+@dataclass(frozen=True)
+class Stack:
+    """A served app and a worker process, and what a bench reads them with."""
+
+    client: httpx.AsyncClient  # signed in as the bench user, at the server's base URL
+    base: str
+    token: str
+    db: Database  # the server's own database, for records the API does not show
+    store: MediaStore
+
+
+@asynccontextmanager
+async def rendering_stack(work: Path, **settings: Any) -> AsyncIterator[Stack]:
+    """The app served by uvicorn in this process and one `editgraph worker` process, over
+    SQLite and an embedded Redis under ``work``. ``settings`` (Settings fields) go to both."""
+    with EmbeddedRedis(work / "redis") as redis:
+        db_url = f"sqlite+aiosqlite:///{work / 'bench.db'}"
+        db = Database(db_url)
+        await upgrade(db)
+        _, token = await users.create_user(db=db, name="bench")
+        fields: dict[str, Any] = {
+            "env": "test",
+            "database_url": db_url,
+            "redis_url": redis.url,
+            "media_root": work / "uploads",
+            **settings,
+        }
+        env = {k: v for k, v in os.environ.items() if not k.startswith("EDITGRAPH_")}
+        env.update({f"EDITGRAPH_{k.upper()}": str(v) for k, v in fields.items()})
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "editgraph.cli", "worker"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        app = create_app(Settings(**fields), db=db)
+        try:
+            async with (
+                serve(app) as base,
+                httpx.AsyncClient(
+                    base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=600
+                ) as client,
+            ):
+                yield Stack(client, base, token, db, MediaStore(work / "uploads"))
+        finally:
+            worker.terminate()
+            worker.wait()
+            await db.dispose()
+
+
+async def upload_video(client: httpx.AsyncClient, path: Path) -> str:
+    """Upload a file through the API (GraphQL multipart); the new video's id."""
+    operations = (
+        '{"query": "mutation($f: Upload!) { uploadVideo(file: $f) { __typename '
+        '... on VideoUploaded { video { id } } } }", "variables": {"f": null}}'
+    )
+    with path.open("rb") as fh:
+        response = await client.post(
+            "/graphql",
+            data={"operations": operations, "map": '{"0": ["variables.f"]}'},
+            files={"0": (path.name, fh, "video/mp4")},
+        )
+    body = response.json()
+    assert body.get("data") and "video" in body["data"]["uploadVideo"], body
+    video_id: str = body["data"]["uploadVideo"]["video"]["id"]
+    return video_id
+
+
+def run_timed(argv: list[str]) -> tuple[float, float]:
+    """Run a command to its end: (wall seconds, CPU seconds of it and its children).
+    Call it from one thread at a time: the CPU time is read from this process's children."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    subprocess.run(argv, check=True, capture_output=True)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from bench.common import emit
+from bench.common import emit, serve
 from editgraph.app import create_app
 from editgraph.redis_embed import EmbeddedRedis
 from editgraph.settings import Settings
@@ -113,10 +113,9 @@ async def main() -> None:
         app = create_app(settings, db=db)
         try:
             async with (
-                app.router.lifespan_context(app),
+                serve(app) as base,
                 httpx.AsyncClient(
-                    transport=httpx.ASGITransport(app=app),
-                    base_url="http://bench",
+                    base_url=base,
                     headers={"Authorization": f"Bearer {token}"},
                     timeout=600,
                 ) as client,

@@ -1,7 +1,7 @@
 """The Starlette application: /graphql, /media, /healthz, and the lifecycle of its connections."""
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from redis.asyncio import Redis
 from starlette.applications import Starlette
@@ -10,29 +10,34 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 
 from editgraph.bus import EventBus
-from editgraph.graphql_view import EditgraphGraphQL, Services
+from editgraph.graphql_view import AppState, EditgraphGraphQL, Services, services_of
+from editgraph.hls import hls_endpoint
 from editgraph.media import MediaSigner, media_endpoint
 from editgraph.settings import Settings
 from jobs.queue import ArqQueue, connect
 from models.db import Database
+from models.states import RenderKind
 from models.store import MediaStore
+from schema.context import Background
 
 
 def create_app(settings: Settings, *, db: Database | None = None) -> Starlette:
-    """Build the app. ``settings.redis_url`` must be set (serve starts an embedded one)."""
+    """Build the app. ``settings.redis_url`` must be set (serve starts an embedded one).
+
+    The queue, the event bus and the database are connected by the app's lifespan, which
+    yields them as its state (``AppState``): each request reads them from there."""
     if settings.redis_url is None:
         raise ValueError("create_app needs a Redis URL; `editgraph serve` provides one")
     redis_url = settings.redis_url
-    database = db or Database(settings.database_url)
     store = MediaStore(settings.media_root)
     store.ensure_layout()
     signer = MediaSigner(settings.secret_key, settings.media_url_ttl_s)
-    services = Services(settings=settings, db=database, store=store, signer=signer)
-    graphql = EditgraphGraphQL(services)
+    graphql = EditgraphGraphQL(settings)
 
-    async def healthz(_: Request) -> JSONResponse:
+    async def healthz(request: Request) -> JSONResponse:
+        services = services_of(request)
         checks: dict[str, str] = {}
-        for name, ping in (("database", database.ping), ("redis", services.ping_redis)):
+        for name, ping in (("database", services.db.ping), ("redis", services.ping_redis)):
             try:
                 await ping()
                 checks[name] = "ok"
@@ -49,39 +54,59 @@ def create_app(settings: Settings, *, db: Database | None = None) -> Starlette:
         return JSONResponse(body, status_code=200 if healthy else 503)
 
     @asynccontextmanager
-    async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        pool = connect(redis_url)
-        services.queue = ArqQueue(
-            pool,
-            keep=settings.events_keep,
-            keep_s=settings.events_keep_s,
-            limits={"export": settings.rate_exports, "proxy": settings.rate_proxies},
-            window_s=settings.rate_window_s,
-        )
-        # Its own client: a subscription waits on its socket indefinitely, with no read timeout.
-        listener = Redis.from_url(redis_url, socket_connect_timeout=2, health_check_interval=15)
-        services.bus = EventBus(
-            listener, buffer=settings.subscriber_buffer, per_user=settings.subscriptions_per_user
-        )
-        services.bus.start()
-        try:
-            yield
-        finally:
-            await services.background.stop()
-            await services.bus.stop()
-            await listener.aclose()
-            await services.queue.close()
-            if db is None:
-                await database.dispose()
+    async def lifespan(_: Starlette) -> AsyncIterator[AppState]:
+        # Each step is undone at shutdown, in reverse order, also when a later one fails.
+        async with AsyncExitStack() as stack:
+            database = db
+            if database is None:
+                database = Database(settings.database_url)
+                stack.push_async_callback(database.dispose)
+            queue = ArqQueue(
+                connect(redis_url),
+                keep=settings.events_keep,
+                keep_s=settings.events_keep_s,
+                limits={
+                    RenderKind.EXPORT: settings.rate_exports,
+                    RenderKind.PROXY: settings.rate_proxies,
+                },
+                window_s=settings.rate_window_s,
+            )
+            stack.push_async_callback(queue.close)
+            # Its own client: a subscription waits on its socket indefinitely, with no timeout.
+            listener = Redis.from_url(redis_url, socket_connect_timeout=2, health_check_interval=15)
+            stack.push_async_callback(listener.aclose)
+            bus = EventBus(
+                listener,
+                buffer=settings.subscriber_buffer,
+                per_user=settings.subscriptions_per_user,
+            )
+            bus.start()
+            stack.push_async_callback(bus.stop)
+            background = Background()
+            stack.push_async_callback(background.stop)
+            yield {
+                "services": Services(
+                    settings=settings,
+                    db=database,
+                    store=store,
+                    signer=signer,
+                    queue=queue,
+                    bus=bus,
+                    background=background,
+                )
+            }
 
-    app = Starlette(
+    return Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
+            Route(
+                "/media/hls/{render_id:int}/{name:path}",
+                hls_endpoint(signer, store),
+                methods=["GET", "HEAD"],
+            ),
             Route("/media/{key:path}", media_endpoint(signer, store), methods=["GET", "HEAD"]),
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
         ],
         lifespan=lifespan,
     )
-    app.state.services = services
-    return app

@@ -48,6 +48,8 @@ def _progress(tally: gc_runs.Tally) -> None:
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
     db = Database(settings.database_url)
     store = MediaStore(settings.media_root)
+    if getattr(args, "segment_days_old", 0) is None:
+        args.segment_days_old = settings.gc_segment_days
     try:
         return await _dispatch(db, store, args)
     except GcBusyError as exc:
@@ -117,16 +119,22 @@ async def _dispatch(db: Database, store: MediaStore, args: argparse.Namespace) -
             print("permanent deletion needs --yes (try --dry-run first)", file=sys.stderr)
             return 2
         if verb == "delete":
+            segment_days = args.segment_days_old
             run = await _locked(
                 db,
                 "delete",
-                {"daysInArchive": args.days_in_archive, "proxyDaysOld": args.proxy_days_old},
+                {
+                    "daysInArchive": args.days_in_archive,
+                    "proxyDaysOld": args.proxy_days_old,
+                    "segmentDaysOld": segment_days,
+                },
                 lambda r: gc.delete(
                     db=db,
                     store=store,
                     actor=None,
                     days_in_archive=args.days_in_archive,
                     proxy_days_old=args.proxy_days_old,
+                    segment_days_old=segment_days,
                     confirm=True,
                     reporter=r,
                 ),
@@ -203,6 +211,13 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
                 type=int,
                 default=30,
                 help="also take back proxies of old versions older than this (they render again)",
+            )
+            verb.add_argument(
+                "--segment-days-old",
+                type=int,
+                default=None,
+                help="and proxy segments nothing has used for this many days "
+                "(default: EDITGRAPH_GC_SEGMENT_DAYS, 7)",
             )
         if name in ("mark", "archive", "delete", "full-cycle"):
             verb.add_argument("--dry-run", action="store_true", help="show, change nothing")

@@ -2,11 +2,11 @@
 
 import asyncio
 import json
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypedDict
 
 from cross_web import AsyncHTTPRequestAdapter, HTTPException, StarletteRequestAdapter
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
@@ -99,24 +99,38 @@ class _RequestAdapter(StarletteRequestAdapter):
         self.starlette_request = request
 
 
-@dataclass
+@dataclass(frozen=True)
 class Services:
-    """The long-lived things every request shares; the queue connects at start-up."""
+    """The long-lived things every request shares. The app's lifespan builds them once the
+    queue and the bus are connected, and every request finds them in its lifespan state."""
 
     settings: Settings
     db: Database
     store: MediaStore
     signer: MediaSigner
-    queue: ArqQueue | None = None
-    bus: EventBus | None = None
+    queue: ArqQueue
+    bus: EventBus
     # Long GC stages started over GraphQL run here; the lifespan stops them at shutdown.
-    background: Background = field(default_factory=Background)
+    background: Background
 
     async def ping_redis(self) -> None:
         """Raise unless Redis answers within a second (a hung Redis must not hang /healthz)."""
-        if self.queue is None:
-            raise ConnectionError("the job queue is not connected")
         await asyncio.wait_for(self.queue.pool.ping(), timeout=1.0)
+
+
+class AppState(TypedDict):
+    """What the app's lifespan yields; each request and websocket gets a shallow copy."""
+
+    services: Services
+
+
+def services_of(connection: HTTPConnection) -> Services:
+    """The services of the running app, from a request's or a websocket's lifespan state."""
+    try:
+        services: Services = connection.state.services
+    except AttributeError:
+        raise RuntimeError("editgraph's lifespan has not run: serve it with lifespan on") from None
+    return services
 
 
 class EditgraphGraphQL(GraphQL[Context, None]):
@@ -124,8 +138,7 @@ class EditgraphGraphQL(GraphQL[Context, None]):
 
     request_adapter_class = _RequestAdapter
 
-    def __init__(self, services: Services) -> None:
-        settings = services.settings
+    def __init__(self, settings: Settings) -> None:
         limits = QueryLimits(
             max_depth=settings.max_query_depth,
             max_aliases=settings.max_query_aliases,
@@ -146,8 +159,7 @@ class EditgraphGraphQL(GraphQL[Context, None]):
             max_subscriptions_per_connection=settings.subscriptions_per_connection,
             allowed_origins=settings.allowed_origins,
         )
-        self.services = services
-        self.export_preset = services.settings.export
+        self.settings = settings
         self._ide_html = graphiql_with_connection_params(super().graphql_ide_html)
 
     @property
@@ -158,8 +170,7 @@ class EditgraphGraphQL(GraphQL[Context, None]):
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> Context:
-        services = self.services
-        assert services.queue is not None and services.bus is not None, "set up by the lifespan"
+        services = services_of(request)
         websocket = isinstance(request, WebSocket)
         # Websockets authenticate with their connection_init payload (on_ws_connect);
         # HTTP requests were authenticated in __call__, before their body was read.
@@ -169,7 +180,7 @@ class EditgraphGraphQL(GraphQL[Context, None]):
             store=services.store,
             queue=services.queue,
             events=services.bus,
-            export_preset=self.export_preset,
+            export_preset=services.settings.export,
             media_url=services.signer.url,
             caller=actor,
             long_lived=websocket,
@@ -180,7 +191,7 @@ class EditgraphGraphQL(GraphQL[Context, None]):
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         """Accept a websocket only with a valid token in its connection_init payload."""
         value = context.connection_params.get("authorization")
-        actor = await self._authenticate(value if isinstance(value, str) else None)
+        actor = await self._authenticate(context.db, value if isinstance(value, str) else None)
         if actor is None:
             raise ConnectionRejectionError({"message": "a valid bearer token is required"})
         context.sign_in(actor)
@@ -195,8 +206,8 @@ class EditgraphGraphQL(GraphQL[Context, None]):
         try:
             parsed = await multipart.parse(
                 starlette_request,
-                self.services.store,
-                max_file_bytes=self.services.settings.max_upload_bytes,
+                services_of(starlette_request).store,
+                max_file_bytes=self.settings.max_upload_bytes,
             )
         except multipart.MultipartError as exc:
             raise HTTPException(exc.status, exc.message) from exc
@@ -234,21 +245,18 @@ class EditgraphGraphQL(GraphQL[Context, None]):
         return value
 
     def _within_batch_limit(self, body: object) -> None:
-        limit = self.services.settings.max_batch_operations
+        limit = self.settings.max_batch_operations
         if isinstance(body, list) and len(body) > limit:
             raise BatchTooLarge(limit)
 
-    async def _authenticate(self, authorization: str | None) -> Actor | None:
-        settings = self.services.settings
-        return await authenticate(
-            self.services.db, authorization, token_ttl_days=settings.token_ttl_days
-        )
+    async def _authenticate(self, db: Database, authorization: str | None) -> Actor | None:
+        return await authenticate(db, authorization, token_ttl_days=self.settings.token_ttl_days)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
-        settings = self.services.settings
+        settings = self.settings
         headers = Request(scope).headers
         content_type = headers.get("content-type", "").strip().lower()
         multipart_body = content_type.startswith("multipart/form-data")
@@ -262,7 +270,9 @@ class EditgraphGraphQL(GraphQL[Context, None]):
             body = capped(receive, settings.max_json_bytes)
         request = Request(scope=scope, receive=body)
         # Who is asking is settled before any body is read, parsed or validated.
-        request.state.actor = await self._authenticate(headers.get("authorization"))
+        request.state.actor = await self._authenticate(
+            services_of(request).db, headers.get("authorization")
+        )
         # Without a token only GraphiQL's schema query may run, and only where GraphiQL is
         # served (schema/limits.py); elsewhere the body is not even read.
         if (

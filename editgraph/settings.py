@@ -28,6 +28,8 @@ class Settings(WorkerSettings, BaseSettings):
     port: int = 8000
     embedded_worker: bool = True  # `serve` also runs a worker unless this is off
     media_url_ttl_s: int = Field(default=6 * 3600, gt=0)
+    # Proxy segments nothing has used for this many days are reclaimable by `gc delete`.
+    gc_segment_days: int = Field(default=7, ge=0)
     subscriptions_per_connection: int = Field(default=20, ge=1)
     subscriptions_per_user: int = Field(default=100, ge=1)
     subscriber_buffer: int = Field(default=100, ge=1)

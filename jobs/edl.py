@@ -90,7 +90,7 @@ def frame_rate(fps: float) -> str:
     return str(rate)
 
 
-def _number(value: float) -> str:
+def number(value: float) -> str:
     """A number as ffmpeg's option parsers read it: its duration options refuse exponents
     (1e-05), so a value Python would print so is written to the microsecond instead."""
     text = str(value)
@@ -98,7 +98,8 @@ def _number(value: float) -> str:
 
 
 def _even(value: float) -> int:
-    return max(2, round(value) // 2 * 2)
+    """The nearest even number: 16:9 at 480 lines is 854 wide (853.3), as players expect."""
+    return max(2, round(value / 2) * 2)
 
 
 def mezzanine_size(width: int, height: int) -> tuple[int, int]:
@@ -170,19 +171,41 @@ def _apply(
     text_files: dict[Path, str],
 ) -> tuple[fg.Stream, fg.Stream | None]:
     """One op onto the video and audio streams (audio is None when the output is silent)."""
+    if isinstance(op, ops.Concat):
+        return _concat(video, audio, state, concat_sources[op.video_id])
+    video = apply_video(op, index, video, state, workdir, text_files)
+    if audio is not None:
+        audio = apply_audio(op, audio, state.frame.duration, concat_sources)
+    return video, audio
+
+
+def _ranged(op: ops.Op, duration: float) -> dict[str, str]:
+    """The ``enable`` option of an effect given a stretch of the timeline, else nothing."""
+    if isinstance(op, ops.Ranged) and (op.start is not None or op.end is not None):
+        start, end = op.span(duration)
+        return {"enable": f"between(t,{number(start)},{number(end)})"}
+    return {}
+
+
+def apply_video(
+    op: ops.Op,
+    index: int,
+    video: fg.Stream,
+    state: _State,
+    workdir: Path,
+    text_files: dict[Path, str],
+) -> fg.Stream:
+    """One op onto the video stream (concat, which joins two streams, is not one of them)."""
     duration = state.frame.duration
+    when = _ranged(op, duration)
     match op:
         case ops.Trim(start=start, end=end):
-            cut = {"start": _number(start), "end": _number(end)}
+            cut = {"start": number(start), "end": number(end)}
             video = video.filter("trim", **cut).filter("setpts", "PTS-STARTPTS")
-            if audio is not None:
-                audio = audio.filter("atrim", **cut).filter("asetpts", "PTS-STARTPTS")
         case ops.Speed(factor=factor):
             # Back to the version's rate: frames dropped or repeated, so the picture ends
             # where the sound does (a sped-up stream kept its old frame durations).
-            video = video.filter("setpts", f"PTS/{_number(factor)}").filter("fps", state.rate)
-            if audio is not None:
-                audio = _atempo(audio, factor)
+            video = video.filter("setpts", f"PTS/{number(factor)}").filter("fps", state.rate)
         case ops.Crop(x=x, y=y, width=width, height=height):
             state.width = max(2, min(state.width, round(width * state.sx)))
             state.height = max(2, min(state.height, round(height * state.sy)))
@@ -196,46 +219,26 @@ def _apply(
             state.width, state.height = state.height, state.width
             state.sx, state.sy = state.sy, state.sx
         case ops.Flip(axis=axis):
-            video = video.filter("hflip" if axis == "horizontal" else "vflip")
+            video = video.filter("hflip" if axis == "horizontal" else "vflip", **when)
         case ops.Brightness(brightness=value):
-            video = video.filter("eq", brightness=round(value / 100, 4))
+            video = video.filter("eq", brightness=round(value / 100, 4), **when)
         case ops.Contrast(contrast=value):
-            video = video.filter("eq", contrast=round(1 + value / 100, 4))
+            video = video.filter("eq", contrast=round(1 + value / 100, 4), **when)
         case ops.Saturation(saturation=value):
-            video = video.filter("eq", saturation=round(1 + value / 100, 4))
+            video = video.filter("eq", saturation=round(1 + value / 100, 4), **when)
         case ops.GaussianBlur(radius=radius):
-            video = video.filter("gblur", sigma=round(radius * (state.sx + state.sy) / 2, 3))
+            sigma = round(radius * (state.sx + state.sy) / 2, 3)
+            video = video.filter("gblur", sigma=sigma, **when)
         case ops.Grayscale():
-            video = video.filter("hue", s=0)
+            video = video.filter("hue", s=0, **when)
         case ops.Fade(in_seconds=in_s, out_seconds=out_s):
-            # To the microsecond, the finest time ffmpeg keeps; a fade of 0 s is none (fade
-            # would read 0 as "unset" and fade over 25 frames).
-            fade_in, fade_out = round(in_s, 6), round(out_s, 6)
-            if fade_in > 0:
-                video = video.filter("fade", type="in", start_time=0, duration=_number(fade_in))
-                if audio is not None:
-                    audio = audio.filter(
-                        "afade", type="in", start_time=0, duration=_number(fade_in)
-                    )
-            if fade_out > 0:
-                start = round(max(0.0, duration - fade_out), 3)
-                video = video.filter(
-                    "fade", type="out", start_time=start, duration=_number(fade_out)
-                )
-                if audio is not None:
-                    audio = audio.filter(
-                        "afade", type="out", start_time=start, duration=_number(fade_out)
-                    )
-        case ops.Volume(gain_db=gain):
-            if audio is not None:
-                audio = audio.filter("volume", f"{_number(gain)}dB")
-        case ops.Mute():
-            if audio is not None:
-                audio = audio.filter("volume", 0)
+            for kind, start, length in _fades(in_s, out_s, duration):
+                video = video.filter("fade", type=kind, start_time=start, duration=number(length))
         case ops.Text():
             # The text goes through a file: no escaping of user text into the filter graph.
             path = workdir / f"text-{index}.txt"
             text_files[path] = op.text
+            start, end = op.span(duration)
             options: dict[str, Any] = {
                 "textfile": str(path),
                 "expansion": "none",
@@ -243,55 +246,96 @@ def _apply(
                 "y": round(op.y * state.sy),
                 "fontsize": max(1, round(op.size * (state.sx + state.sy) / 2)),
                 "fontcolor": op.color,
-                "enable": f"between(t,{_number(op.start)},{_number(op.end or duration)})",
+                "enable": f"between(t,{number(start)},{number(end)})",
             }
             if FONT.exists():
                 options["fontfile"] = str(FONT)
             video = video.filter("drawtext", **options)
-        case ops.Concat(video_id=video_id):
-            other = concat_sources[video_id]
-            stream = _input(other)
-            # concat needs one frame rate on both sides: given two, it makes a variable-rate
-            # stream that the encoder pads with duplicate frames without end. The main side
-            # needs it too: a speed op changes its rate.
-            video = video.filter("fps", state.rate)
-            tail = (
-                stream.video.filter("fps", state.rate)
-                .filter("scale", state.width, state.height, force_original_aspect_ratio="decrease")
-                .filter("pad", state.width, state.height, "(ow-iw)/2", "(oh-ih)/2")
-                .filter("setsar", 1)
-            )
-            if audio is None:
-                video = fg.concat(video, tail, v=1, a=0)[0]
-            else:
-                joined = fg.concat(video, audio, tail, _audio(other, stream), v=1, a=1)
-                video, audio = joined[0], joined[1]
+        case ops.Volume() | ops.Mute():
+            pass  # sound only
         case _:
             raise ValueError(f"no compiler rule for op {op.type!r}")
-    return video, audio
+    return video
+
+
+def _fades(in_s: float, out_s: float, duration: float) -> list[tuple[str, float, float]]:
+    """(type, start, length) of each fade: to the microsecond, the finest time ffmpeg keeps;
+    a fade of 0 s is none (fade would read 0 as "unset" and fade over 25 frames)."""
+    fade_in, fade_out = round(in_s, 6), round(out_s, 6)
+    found: list[tuple[str, float, float]] = []
+    if fade_in > 0:
+        found.append(("in", 0, fade_in))
+    if fade_out > 0:
+        found.append(("out", round(max(0.0, duration - fade_out), 3), fade_out))
+    return found
+
+
+def apply_audio(
+    op: ops.Op, audio: fg.Stream, duration: float, concat_sources: dict[int, Source]
+) -> fg.Stream:
+    """One op onto the audio stream; an op on the picture only leaves it as it is."""
+    when = _ranged(op, duration)
+    match op:
+        case ops.Trim(start=start, end=end):
+            cut = {"start": number(start), "end": number(end)}
+            audio = audio.filter("atrim", **cut).filter("asetpts", "PTS-STARTPTS")
+        case ops.Speed(factor=factor):
+            audio = _atempo(audio, factor)
+        case ops.Fade(in_seconds=in_s, out_seconds=out_s):
+            for kind, start, length in _fades(in_s, out_s, duration):
+                audio = audio.filter("afade", type=kind, start_time=start, duration=number(length))
+        case ops.Volume(gain_db=gain):
+            audio = audio.filter("volume", f"{number(gain)}dB", **when)
+        case ops.Mute():
+            audio = audio.filter("volume", 0, **when)
+        case ops.Concat(video_id=video_id):
+            other = concat_sources[video_id]
+            tail = _audio(other, _input(other))
+            audio = fg.concat(audio, tail, v=0, a=1)[0]
+    return audio
+
+
+def _concat(
+    video: fg.Stream, audio: fg.Stream | None, state: _State, other: Source
+) -> tuple[fg.Stream, fg.Stream | None]:
+    stream = _input(other)
+    # concat needs one frame rate on both sides: given two, it makes a variable-rate
+    # stream that the encoder pads with duplicate frames without end. The main side
+    # needs it too: a speed op changes its rate.
+    video = video.filter("fps", state.rate)
+    tail = fit(stream.video.filter("fps", state.rate), state.width, state.height)
+    if audio is None:
+        return fg.concat(video, tail, v=1, a=0)[0], None
+    joined = fg.concat(video, audio, tail, _audio(other, stream), v=1, a=1)
+    return joined[0], joined[1]
+
+
+def fit(video: fg.Stream, width: int, height: int) -> fg.Stream:
+    """An appended clip scaled into the frame it joins, with borders where the shapes differ."""
+    return (
+        video.filter("scale", width, height, force_original_aspect_ratio="decrease")
+        .filter("pad", width, height, "(ow-iw)/2", "(oh-ih)/2")
+        .filter("setsar", 1)
+    )
 
 
 def _under_min(state: _State, preset: Preset) -> bool:
+    return too_small_size(state.width, state.height, preset)
+
+
+def too_small_size(width: int, height: int, preset: Preset) -> bool:
     """Whether the output could be under 16 px a side, which editgraph, reading it back with
     an upload's rules, would refuse: a proxy of a small crop (its 480p copy is smaller than
     the original), or a crop stored before crops were held to 16 px."""
     scale = 1.0
     if preset.max_width and preset.max_height:
-        scale = min(1.0, preset.max_width / state.width, preset.max_height / state.height)
+        scale = min(1.0, preset.max_width / width, preset.max_height / height)
     # Two pixels of margin for the rounding to even sides.
-    return min(state.width, state.height) * scale < MIN_DIMENSION + 2
+    return min(width, height) * scale < MIN_DIMENSION + 2
 
 
-def _encode(
-    video: fg.Stream,
-    audio: fg.Stream | None,
-    preset: Preset,
-    output: Path,
-    workdir: Path,
-    text_files: dict[Path, str],
-    *,
-    small: bool = False,
-) -> list[str]:
+def fit_to_preset(video: fg.Stream, preset: Preset, *, small: bool = False) -> fg.Stream:
+    """The picture scaled into the preset's bounds (even sides), in the encoder's format."""
     if preset.max_width and preset.max_height:
         video = video.filter(
             "scale",
@@ -306,7 +350,32 @@ def _encode(
         # Black borders up to the smallest picture editgraph reads.
         side = MIN_DIMENSION
         video = video.filter("pad", f"max({side},iw)", f"max({side},ih)", "(ow-iw)/2", "(oh-ih)/2")
-    video = video.filter("format", "yuv420p")
+    return video.filter("format", "yuv420p")
+
+
+def graph_in_file(argv: list[str], workdir: Path, text_files: dict[Path, str]) -> list[str]:
+    """``argv`` with a filter graph too long for one argument moved into a file."""
+    if "-filter_complex" not in argv:
+        return argv
+    graph = argv.index("-filter_complex") + 1
+    if len(argv[graph]) > MAX_GRAPH_ARG:
+        script = workdir / "filtergraph.txt"
+        text_files[script] = argv[graph]
+        argv[graph - 1 : graph + 1] = ["-filter_complex_script", str(script)]
+    return argv
+
+
+def _encode(
+    video: fg.Stream,
+    audio: fg.Stream | None,
+    preset: Preset,
+    output: Path,
+    workdir: Path,
+    text_files: dict[Path, str],
+    *,
+    small: bool = False,
+) -> list[str]:
+    video = fit_to_preset(video, preset, small=small)
     options: dict[str, Any] = {
         "vcodec": "libx264",
         "preset": preset.x264_preset,
@@ -324,27 +393,73 @@ def _encode(
         streams.append(audio)
         options.update({"acodec": "aac", "b:a": preset.audio_bitrate, "ar": SAMPLE_RATE})
     argv = fg.compile_argv(fg.Output(streams, str(output), options, list(GLOBAL_ARGS)))
-    graph = argv.index("-filter_complex") + 1
-    if len(argv[graph]) > MAX_GRAPH_ARG:
-        script = workdir / "filtergraph.txt"
-        text_files[script] = argv[graph]
-        argv[graph - 1 : graph + 1] = ["-filter_complex_script", str(script)]
-    return argv
+    return graph_in_file(argv, workdir, text_files)
+
+
+def audio_argv(
+    *,
+    op_list: list[ops.Op],
+    source: Source,
+    source_frame: ops.Frame,
+    concat_sources: dict[int, Source],
+    preset: Preset,
+    playlist: Path,
+    segment_s: int,
+) -> tuple[list[str], float]:
+    """A version's sound alone, for the whole timeline, as HLS (fragmented MP4 segments a
+    player can read while they are written); and how long it lasts."""
+    audio = _audio(source, _input(source))
+    frame = source_frame
+    durations = {k: s.duration for k, s in concat_sources.items()}
+    for op in op_list:
+        after = op.apply(frame, durations)
+        audio = apply_audio(op, audio, frame.duration, concat_sources)
+        frame = after
+    options: dict[str, Any] = {
+        "acodec": "aac",
+        "b:a": preset.audio_bitrate,
+        "ar": SAMPLE_RATE,
+        "f": "hls",
+        "hls_time": segment_s,
+        "hls_segment_type": "fmp4",
+        "hls_playlist_type": "event",
+        "hls_flags": "independent_segments+temp_file",
+        "hls_fmp4_init_filename": "init.mp4",
+        "hls_segment_filename": str(playlist.parent / "a%05d.m4s"),
+    }
+    out = fg.Output([audio], str(playlist), options, list(GLOBAL_ARGS))
+    return fg.compile_argv(out), frame.duration
+
+
+def state_for(width: int, height: int, sx: float, sy: float, duration: float) -> _State:
+    """Where an op of a proxy segment meets the picture (``jobs.segments.Look``)."""
+    return _State(
+        frame=ops.Frame(width, height, duration),
+        width=width,
+        height=height,
+        sx=sx,
+        sy=sy,
+        rate=str(FALLBACK_FPS),
+    )
 
 
 def mezzanine_argv(source: Source, output: Path) -> list[str]:
-    """The 480p working copy: short GOP so proxies seek and cut quickly."""
+    """The 480p working copy: a closed GOP of one proxy segment (about 2 s) without
+    B-frames, so a segment starts at a keyframe and decodes without what came before."""
     width, height = mezzanine_size(source.width, source.height)
     stream = _input(source)
     video = stream.video.filter("scale", width, height).filter("setsar", 1)
     video = video.filter("format", "yuv420p")
-    gop = max(1, round(source.fps / 2)) if source.fps else 12
+    gop = segment_frames(source.fps)
     options: dict[str, Any] = {
         "vcodec": "libx264",
         "preset": "veryfast",
         "crf": 20,
         "g": gop,
         "keyint_min": gop,
+        "sc_threshold": 0,
+        "bf": 0,
+        "force_key_frames": f"expr:eq(mod(n,{gop}),0)",
         "movflags": "+faststart",
         "threads": ENCODER_THREADS,
         "f": "mp4",
@@ -354,3 +469,12 @@ def mezzanine_argv(source: Source, output: Path) -> list[str]:
         streams.append(stream.audio)
         options.update({"acodec": "aac", "b:a": "128k", "ar": SAMPLE_RATE, "ac": 2})
     return fg.compile_argv(fg.Output(streams, str(output), options, list(GLOBAL_ARGS)))
+
+
+# A proxy segment lasts this long, give or take a frame: a whole number of frames.
+SEGMENT_S = 2
+
+
+def segment_frames(fps: float) -> int:
+    """Frames in one proxy segment of a version at ``fps``."""
+    return max(1, round(SEGMENT_S * Fraction(frame_rate(fps))))

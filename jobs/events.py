@@ -30,9 +30,15 @@ class EventLog:
     keep: int = 1000
     keep_s: int = 24 * 3600
 
-    async def publish(self, kind: str, render: Render, export: Export | None = None) -> str:
+    async def publish(
+        self,
+        kind: str,
+        render: Render,
+        export: Export | None = None,
+        segments: tuple[int, int] | None = None,
+    ) -> str:
         """Publish one event; returns its cursor."""
-        body = events.encode(kind, render, export)
+        body = events.encode(kind, render, export, segments)
         oldest = int((time.time() - self.keep_s) * 1000)
         cursor = await self.redis.eval(  # type: ignore[misc]  # redis-py types eval loosely
             _PUBLISH,

@@ -81,9 +81,16 @@ async def _make_mezzanine(rt: Runtime, video: Video, blob: Blob, target: Path) -
     finally:
         temp.unlink(missing_ok=True)
     async with rt.db.write() as session:
+        earlier = (
+            await session.exec(select(Blob.mezzanine_key).where(col(Blob.id) == blob.id))
+        ).first()
         await session.exec(
             update(Blob).where(col(Blob.id) == blob.id).values(mezzanine_key=mezzanine_key(blob))
         )
+    if earlier and earlier != mezzanine_key(blob):
+        # A copy made before proxies were segmented (its keyframes are not on the segment
+        # grid): this one replaces it.
+        rt.store.path(earlier).unlink(missing_ok=True)
 
 
 async def mezzanine(ctx: dict[str, Any], blob_id: int) -> str:

@@ -104,9 +104,15 @@ class ArqQueue:
             retry_after = max(1, int((window + 1) * self.window_s - now) + 1)
             raise RateLimitedError(f"{kind} renders", limit, self.window_s, retry_after)
 
-    async def announce(self, kind: str, render: Render, export: Export | None = None) -> None:
+    async def announce(
+        self,
+        kind: str,
+        render: Render,
+        export: Export | None = None,
+        segments: tuple[int, int] | None = None,
+    ) -> None:
         """Tell subscribers what happened to a render, within the quick timeout."""
-        await self._quick(lambda: self.events.publish(kind, render, export))
+        await self._quick(lambda: self.events.publish(kind, render, export, segments))
 
     async def close(self) -> None:
         """Close the pool."""

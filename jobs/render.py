@@ -12,7 +12,7 @@ from typing import Any
 from arq import Retry
 from sqlmodel import col, select
 
-from jobs import edl
+from jobs import edl, proxy
 from jobs.errors import Permanent, StorageFull, Transient, out_of_space
 from jobs.mezzanine import ensure_mezzanine, source_of
 from jobs.runner import run_ffmpeg
@@ -125,12 +125,26 @@ async def _produce(rt: Runtime, render: Render) -> str:
             stale.unlink(missing_ok=True)
     temp = rt.store.path(keys.render_temp(render.id, render.attempts, ".mp4"))
     try:
-        if donor is not None and donor.output_key and rt.store.path(donor.output_key).exists():
+        if render.kind == renders.PROXY:
+            inputs = proxy.Inputs(
+                source=await _source(rt, video, blob, PROXY),
+                concat={k: await _source(rt, v, b, PROXY) for k, (v, b) in others.items()},
+                shas={0: blob.sha256, **{k: b.sha256 for k, (_, b) in others.items()}},
+                frame=ops.Frame(video.width, video.height, video.duration),
+                op_list=op_list,
+            )
+            outcome, made = await proxy.produce(rt, render, inputs, donor)
+            if outcome != "done":
+                return outcome
+            assert made is not None
+            os.replace(made, temp)
+        elif donor is not None and donor.output_key and rt.store.path(donor.output_key).exists():
             # Same source, same effective ops, same preset: the file already exists.
-            _link_or_copy(rt.store.path(donor.output_key), temp)
+            proxy.link_or_copy(rt.store.path(donor.output_key), temp)
         else:
-            preset = PROXY if render.kind == renders.PROXY else rt.config.export
-            outcome = await _run(rt, render, preset, video, blob, version, op_list, others, temp)
+            outcome = await _run(
+                rt, render, rt.config.export, video, blob, version, op_list, others, temp
+            )
             if outcome != "done":
                 return outcome
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -261,10 +275,3 @@ async def _wait_for_space(
 async def _fail(rt: Runtime, render: Render, reason: str) -> None:
     await lifecycle.fail(db=rt.db, announce=rt.events.publish, render=render, reason=reason)
 
-
-def _link_or_copy(source: Path, target: Path) -> None:
-    """A hard link costs no bytes; across filesystems, copy."""
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copyfile(source, target)

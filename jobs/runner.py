@@ -108,10 +108,11 @@ async def run_ffmpeg(
     timeout_per_s: float = 0.0,
     max_memory_mb: int = DEFAULT_MAX_MEMORY_MB,
     max_cpu_s: int | None = None,
+    tick_s: float = TICK_S,
 ) -> Outcome:
     """Run ``argv`` for at most ``timeout_s`` plus ``timeout_per_s`` per second of
     ``expected_duration``, under a memory limit and a CPU-time limit (default: from that
-    timeout); ``on_progress(fraction)`` is called every tick and returns False to cancel."""
+    timeout); ``on_progress(fraction)`` is called every ``tick_s`` and returns False to cancel."""
     allowed_s = timeout_for(timeout_s, timeout_per_s, expected_duration)
     memory = _capped(max_memory_mb * 1024 * 1024, resource.RLIMIT_AS)
     cpu_s = _capped(max_cpu_s or cpu_limit_s(allowed_s), resource.RLIMIT_CPU)
@@ -155,7 +156,7 @@ async def run_ffmpeg(
     async def watch() -> None:
         nonlocal cancelled, peak
         while proc.returncode is None:
-            await asyncio.sleep(TICK_S)
+            await asyncio.sleep(tick_s)
             peak = max(peak, _address_space(proc.pid))
             if proc.returncode is None and not await on_progress(progress):
                 cancelled = True

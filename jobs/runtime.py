@@ -1,5 +1,6 @@
 """What a worker holds while it runs: connections and the render policy, built at start-up."""
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,3 +71,6 @@ class Runtime:
     store: MediaStore
     redis: ArqRedis
     events: EventLog
+    # Called with each proxy segment's key once it is stored: where a test meets a render
+    # between two segments (a newer edit, a cancel) instead of racing it by the clock.
+    segment_stored: Callable[[str], Awaitable[None]] | None = None

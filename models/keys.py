@@ -7,9 +7,11 @@ storage backend swapped under ``MediaStore`` then only has to agree with this mo
 
 import re
 import secrets
+from typing import assert_never
 
-AREAS = ("videos", "proxy", "export", "archive", "temp")
-PROXY, EXPORT = "proxy", "export"
+from models.states import RenderKind
+
+AREAS = ("videos", "proxy", "export", "archive", "segments", "temp")
 # A render's files in temp/: render-{id}-{attempt}.mp4 and its work folder render-{id}-{attempt}.d
 _RENDER_TEMP = re.compile(r"render-(\d+)-(\d+)(?:\.|$)")
 
@@ -20,15 +22,20 @@ def source(sha256: str, extension: str) -> str:
 
 
 def mezzanine(sha256: str) -> str:
-    """A source's normalized 480p copy, next to the original."""
-    return f"videos/{sha256}_480p.mp4"
+    """A source's normalized 480p copy, next to the original: a keyframe at every proxy
+    segment start (``_s2_``; a copy made before segmented proxies is made again)."""
+    return f"videos/{sha256}_s2_480p.mp4"
 
 
-def render_output(kind: str, project_id: int, version: int) -> str:
+def render_output(kind: RenderKind, project_id: int, version: int) -> str:
     """A finished proxy or export of one version."""
-    if kind == PROXY:
-        return f"proxy/{project_id}/v{version}_proxy.mp4"
-    return f"export/{project_id}/v{version}_final.mp4"
+    match kind:
+        case RenderKind.PROXY:
+            return f"proxy/{project_id}/v{version}_proxy.mp4"
+        case RenderKind.EXPORT:
+            return f"export/{project_id}/v{version}_final.mp4"
+        case _:
+            assert_never(kind)
 
 
 def archive(export_id: int, version: int) -> str:
@@ -65,3 +72,29 @@ def mezzanine_temp(sha256: str) -> str:
 def aside_temp() -> str:
     """Where the GC parks a file for a moment (a copy across filesystems, bytes set aside)."""
     return f"temp/gc-{secrets.token_hex(6)}"
+
+
+def segment(key: str) -> str:
+    """The media section of a proxy segment, stored once per content key."""
+    return f"segments/{key[:2]}/{key}.m4s"
+
+
+def segment_init(sha256: str) -> str:
+    """An initialisation section that proxy segments share, stored once per SHA-256."""
+    return f"segments/init/{sha256}.mp4"
+
+
+def proxy_audio(project_id: int, version: int) -> str:
+    """The folder of a segmented proxy's sound: its HLS playlist, init and segments."""
+    return f"proxy/{project_id}/v{version}_audio"
+
+
+def hls(render_id: int, name: str) -> str:
+    """The signed name of one file of a segmented proxy's HLS, served from the database and
+    the segment store rather than a file of its own: ``hls/{render}/{name}``."""
+    return f"hls/{render_id}/{name}"
+
+
+def playlist(render_id: int) -> str:
+    """A segmented proxy's master playlist."""
+    return hls(render_id, "master.m3u8")

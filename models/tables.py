@@ -7,7 +7,7 @@ from sqlalchemy import JSON, BigInteger, Column, DateTime, ForeignKey, Integer, 
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
-from models.states import GcRunStatus, GcState, RenderStatus, StateText
+from models.states import GcRunStatus, GcState, RenderKind, RenderStatus, StateText
 
 
 def utcnow() -> datetime:
@@ -177,7 +177,7 @@ class Render(SQLModel, table=True):
     project_id: int = Field(
         sa_column=Column(Integer, ForeignKey("projects.id"), nullable=False, index=True)
     )
-    kind: str = Field(max_length=10)  # "proxy" | "export"
+    kind: RenderKind = Field(sa_type=StateText(RenderKind, 10))
     version: int
     preset: str = Field(max_length=20)
     status: RenderStatus = Field(
@@ -278,3 +278,48 @@ class GcLock(SQLModel, table=True):
     id: int = Field(default=1, primary_key=True)
     run_id: int | None = Field(default=None)
     lease_until: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+
+
+class Segment(SQLModel, table=True):
+    """A few seconds of proxy picture, stored once under the key of what it shows
+    (``jobs.segments``): every version and project that shows the same frames uses it."""
+
+    __tablename__ = "segments"
+
+    key: str = Field(primary_key=True, max_length=64)
+    init_sha256: str = Field(max_length=64)  # its initialisation section, stored once
+    frames: int
+    ticks: int = Field(sa_column=Column(BigInteger, nullable=False))  # its length, in timescale
+    timescale: int
+    bytes: int = Field(sa_column=Column(BigInteger, nullable=False))
+    render_id: int | None = Field(default=None)  # the proxy that encoded it (a record only)
+    created_at: datetime = _created()
+    # When a proxy last listed it: the GC reclaims segments nothing has used for a while.
+    used_at: datetime = _created()
+
+
+class ProxyPlan(SQLModel, table=True):
+    """How a segmented proxy is made: how many segments, where its sound is, and whether
+    a player can start it yet."""
+
+    __tablename__ = "proxy_plans"
+
+    render_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("renders.id"), primary_key=True, autoincrement=False)
+    )
+    total: int
+    audio_key: str | None = Field(default=None, max_length=200)  # the sound's folder
+    audio_done: bool = Field(default=False)
+    playable: bool = Field(default=False)
+
+
+class PlanSegment(SQLModel, table=True):
+    """The segment at one position of a proxy's playlist."""
+
+    __tablename__ = "plan_segments"
+
+    render_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("renders.id"), primary_key=True, autoincrement=False)
+    )
+    position: int = Field(primary_key=True)
+    segment_key: str = Field(max_length=64, index=True)

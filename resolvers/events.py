@@ -9,7 +9,15 @@ from typing import Any, Protocol
 from models.tables import Export, Render
 from resolvers.errors import DomainError
 
-KINDS = ("queued", "progress", "proxy_ready", "export_complete", "failed", "cancelled")
+KINDS = (
+    "queued",
+    "progress",
+    "proxy_playable",
+    "proxy_ready",
+    "export_complete",
+    "failed",
+    "cancelled",
+)
 # Never dropped for a slow subscriber; progress events may be.
 TERMINAL = frozenset({"proxy_ready", "export_complete", "failed", "cancelled"})
 
@@ -22,6 +30,8 @@ class RenderEvent:
     kind: str
     render: Render
     export: Export | None = None
+    # (done, total) segments of a segmented proxy, at the time of the event
+    segments: tuple[int, int] | None = None
 
     @property
     def terminal(self) -> bool:
@@ -29,7 +39,12 @@ class RenderEvent:
         return self.kind in TERMINAL
 
 
-def encode(kind: str, render: Render, export: Export | None = None) -> str:
+def encode(
+    kind: str,
+    render: Render,
+    export: Export | None = None,
+    segments: tuple[int, int] | None = None,
+) -> str:
     """The JSON body of an event, as workers and servers publish it."""
     if kind not in KINDS:
         raise ValueError(f"unknown event kind {kind!r}")
@@ -38,6 +53,7 @@ def encode(kind: str, render: Render, export: Export | None = None) -> str:
             "kind": kind,
             "render": render.model_dump(mode="json"),
             "export": export.model_dump(mode="json") if export else None,
+            "segments": list(segments) if segments else None,
         }
     )
 
@@ -46,11 +62,13 @@ def decode(cursor: str, body: str | bytes) -> RenderEvent:
     """An event from its cursor and JSON body."""
     data: dict[str, Any] = json.loads(body)
     export = data.get("export")
+    segments = data.get("segments")
     return RenderEvent(
         cursor=cursor,
         kind=data["kind"],
         render=Render.model_validate(data["render"]),
         export=Export.model_validate(export) if export else None,
+        segments=(int(segments[0]), int(segments[1])) if segments else None,
     )
 
 

@@ -9,10 +9,11 @@ interrupted step is finished by ``converge()``. One run at a time holds the lock
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Integer, func, insert, literal, update
+from sqlalchemy import Integer, bindparam, func, insert, literal, update
 from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -20,15 +21,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from models.db import Database
 from models.states import GcState
 from models.store import MediaStore
-from models.tables import (
-    Export,
-    GcAudit,
-    Project,
-    Render,
-    UTCDateTime,
-    utcnow,
-)
-from resolvers import gc_blobs, gc_policy, gc_proxies
+from models.tables import Export, GcAudit, Render, UTCDateTime, utcnow
+from resolvers import gc_blobs, gc_policy, gc_proxies, gc_segments
 from resolvers.errors import ConfirmationRequiredError, MediaMissingError, NotFoundError
 from resolvers.gc_files import (
     ARCHIVED,
@@ -38,11 +32,13 @@ from resolvers.gc_files import (
     NONE,
     Checkpoint,
     Freed,
+    Held,
     archive_key,
     converge,
     has_bytes,
-    locked,
+    lock,
     no_fault,
+    off_loop,
     settle_locked,
 )
 from resolvers.gc_runs import Reporter, Tally
@@ -62,11 +58,20 @@ class GcOutcome:
     action: str
     tally: Tally = field(default_factory=Tally)
     exports: list[Export] = field(default_factory=list)  # the first MAX_LISTED changed
+    listed: list[int] = field(default_factory=list)  # their ids, as the stage goes
 
-    def list(self, export: Export) -> None:
+    def list(self, export_id: int) -> None:
         """Remember an export the action changed (the audit table has every one)."""
-        if len(self.exports) < MAX_LISTED:
-            self.exports.append(export)
+        if len(self.listed) < MAX_LISTED:
+            self.listed.append(export_id)
+
+    async def load(self, db: Database) -> None:
+        """Read the listed exports, as they are now, once the stage is over."""
+        async with db.read() as session:
+            rows = await session.exec(
+                select(Export).where(col(Export.id).in_(self.listed)).order_by(col(Export.id))
+            )
+            self.exports = list(rows.all())
 
     @property
     def marked(self) -> int:
@@ -148,27 +153,30 @@ async def mark(
     return outcome
 
 
-def _protected(export: Export, project: Project) -> bool:
-    """Pinned, or its project's latest export: never moved, whatever a stage was told."""
-    return export.pinned or project.latest_export_id == export.id
-
-
 async def _audit(
     session: AsyncSession,
     actor: Actor | None,
     action: str,
-    export: Export,
-    size: int,
+    changed: Sequence[Held],
     reporter: Reporter | None,
 ) -> None:
-    session.add(
-        GcAudit(
-            actor_id=actor.id if actor else None,
-            action=action,
-            export_id=export.id,
-            bytes=size,
-            run_id=reporter.run_id if reporter else None,
-        )
+    """One audit row per export changed, in one statement."""
+    if not changed:
+        return
+    at = utcnow()
+    await (await session.connection()).execute(
+        insert(GcAudit),
+        [
+            {
+                "at": at,
+                "actor_id": actor.id if actor else None,
+                "action": action,
+                "run_id": reporter.run_id if reporter else None,
+                "export_id": export.id,
+                "bytes": export.bytes,
+            }
+            for export in changed
+        ],
     )
 
 
@@ -192,6 +200,52 @@ async def _count_in_state(db: Database, state: str, cutoff: datetime | None = No
         return int((await (await session.connection()).execute(query)).scalar_one())
 
 
+async def _move(
+    session: AsyncSession, store: MediaStore, rows: list[Held], source: GcState, target: GcState
+) -> list[Held]:
+    """Record ``target`` on the locked rows a stage may move; returns those it moved. Pinned
+    or latest since they were listed, they stay (and a mark is taken back)."""
+    conn = await session.connection()
+    kept = [e.id for e in rows if e.protected]
+    if kept and source == MARKED:
+        await conn.execute(
+            update(Export).where(col(Export.id).in_(kept)).values(gc_state=NONE, marked_at=None)
+        )
+    moving = [e for e in rows if not e.protected]
+    if not moving:
+        return []
+    now = utcnow()
+    if target == ARCHIVED:
+        missing = set(await off_loop(_without_bytes, store, moving))
+        for export_id in sorted(missing):
+            log.error("export %s: its file is missing; it is not archived", export_id)
+        moving = [e for e in moving if e.id not in missing]
+        if moving:
+            await conn.execute(
+                update(Export)
+                .where(col(Export.id) == bindparam("export_id"))
+                .values(
+                    gc_state=ARCHIVED,
+                    files_pending=True,
+                    archive_key=bindparam("key"),
+                    archived_at=now,
+                ),
+                [{"export_id": e.id, "key": e.archive_key} for e in moving],
+            )
+    else:
+        await conn.execute(
+            update(Export)
+            .where(col(Export.id).in_([e.id for e in moving]))
+            .values(gc_state=target, files_pending=True, deleted_at=now)
+        )
+    return moving
+
+
+def _without_bytes(store: MediaStore, exports: Sequence[Held]) -> list[int]:
+    """The ids of exports whose bytes are under neither name (a stat each: in a thread)."""
+    return [e.id for e in exports if not has_bytes(store, e)]
+
+
 async def _stage(
     *,
     db: Database,
@@ -213,40 +267,21 @@ async def _stage(
     while ids := await _ids_in_state(db, source, after, cutoff):
         after = ids[-1]
         await checkpoint("listed")
-        moved: list[int] = []
         async with db.write() as session:
-            for export, render, project in (await session.exec(locked(ids))).all():
-                if export.gc_state != source:
-                    continue  # changed since the batch was listed
-                if _protected(export, project):
-                    if source == MARKED:
-                        # Pinned or latest since it was marked: it stays, unmarked.
-                        export.gc_state, export.marked_at = NONE, None
-                        session.add(export)
-                    continue
-                if target == ARCHIVED and not has_bytes(store, export, render):
-                    log.error("export %s: its file is missing; it is not archived", export.id)
-                    continue
-                size = render.bytes or 0
-                now = utcnow()
-                export.gc_state, export.files_pending = target, True
-                if target == ARCHIVED:
-                    export.archive_key, export.archived_at = archive_key(export), now
-                else:
-                    export.deleted_at = now
-                session.add(export)
-                await _audit(session, actor, action, export, size, reporter)
-                moved.append(export.id or 0)
-                outcome.list(export)
-                if target == ARCHIVED:
-                    tally.archived += 1
-                else:
-                    tally.deleted += 1
+            rows = [e for e in await lock(session, ids) if e.gc_state == source]
+            moved = await _move(session, store, rows, source, target)
+            await _audit(session, actor, action, moved, reporter)
+        for export in moved:
+            outcome.list(export.id)
+        if target == ARCHIVED:
+            tally.archived += len(moved)
+        else:
+            tally.deleted += len(moved)
         await checkpoint("recorded")
         if moved:
             disk = Freed()
             async with db.write() as session:
-                await settle_locked(session, store, moved, disk)
+                await settle_locked(session, store, [e.id for e in moved], disk)
             tally.bytes_freed += disk.freed
             tally.bytes_moved += disk.moved
         await checkpoint("settled")
@@ -282,6 +317,7 @@ async def archive(
         checkpoint=checkpoint,
         reporter=reporter,
     )
+    await outcome.load(db)
     return outcome
 
 
@@ -293,13 +329,15 @@ async def delete(
     days_in_archive: int,
     confirm: bool,
     proxy_days_old: int = 30,
+    segment_days_old: int = gc_segments.DAYS_OLD,
     blob_grace_s: int = 24 * 3600,
     checkpoint: Checkpoint = no_fault,
     reporter: Reporter | None = None,
     tally: Tally | None = None,
 ) -> GcOutcome:
     """Permanently delete archived exports past the retention, the files of proxies of old
-    versions older than ``proxy_days_old`` (they render again on request), and source bytes
+    versions older than ``proxy_days_old`` (they render again on request), proxy segments no
+    proxy a project shows lists and none has used for ``segment_days_old``, and source bytes
     no video has referenced for ``blob_grace_s``; needs ``confirm``."""
     if not confirm:
         raise ConfirmationRequiredError()
@@ -325,9 +363,14 @@ async def delete(
         tally=outcome.tally,
         checkpoint=checkpoint,
     )
+    _, freed = await gc_segments.reclaim(
+        db=db, store=store, days_old=segment_days_old, checkpoint=checkpoint
+    )
+    outcome.tally.bytes_freed += freed
     outcome.tally.bytes_freed += await gc_blobs.delete_unreferenced(
         db, store, actor, blob_grace_s, checkpoint
     )
+    await outcome.load(db)
     return outcome
 
 
@@ -342,22 +385,26 @@ async def restore(
     """Bring an archived export back to export/. Refuses, changing nothing, if its bytes are
     gone (``MediaMissingError``)."""
     async with db.write() as session:
-        row = (await session.exec(locked([export_id]))).first()
-        if row is None or row[0].gc_state != ARCHIVED:
+        rows = await lock(session, [export_id])
+        if not rows or rows[0].gc_state != ARCHIVED:
             raise NotFoundError("Archived export", export_id)
-        export, render, _ = row
-        if not has_bytes(store, export, render):
+        if not await off_loop(has_bytes, store, rows[0]):
             raise MediaMissingError(
                 f"the archived file of export {export_id} is missing; nothing was changed"
             )
-        export.gc_state, export.files_pending = NONE, True
-        export.archived_at = export.marked_at = None
-        session.add(export)
-        await _audit(session, actor, "restore", export, render.bytes or 0, None)
+        await session.exec(
+            update(Export)
+            .where(col(Export.id) == export_id)
+            .values(gc_state=NONE, files_pending=True, archived_at=None, marked_at=None)
+        )
+        await _audit(session, actor, "restore", rows, None)
     await checkpoint("recorded")
     async with db.write() as session:
         await settle_locked(session, store, [export_id])
     await checkpoint("settled")
+    async with db.read() as session:
+        export = await session.get(Export, export_id)
+    assert export is not None  # a restored export is never deleted: its row stays
     return export
 
 
@@ -402,4 +449,3 @@ async def full_cycle(
         :MAX_LISTED
     ]
     return outcome
-

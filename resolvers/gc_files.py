@@ -5,18 +5,25 @@ set; then, in a second transaction that has locked the row again and re-read it,
 are made to agree with whatever the row says *now* (``settle``). A pin, a newer export or
 another step that lands in between simply wins, because nothing is decided from an earlier
 snapshot. A crash between the two leaves ``files_pending`` set, and ``converge`` settles it.
+
+A batch reads only the columns it decides on (``Held``), writes with one statement per kind
+of change, and touches files in a thread (``off_loop``) while its rows stay locked: the
+server's event loop keeps answering while the GC works.
 """
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import ParamSpec, TypeVar
 
+from sqlalchemy import select as sa_select
+from sqlalchemy import update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
-from sqlmodel.sql.expression import Select
 
 from models import keys
 from models.db import Database
@@ -31,6 +38,9 @@ NONE, MARKED, ARCHIVED, DELETED = GcState.NONE, GcState.MARKED, GcState.ARCHIVED
 DONE = RenderStatus.DONE
 BATCH = 100
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
 
 def archive_key(export: Export) -> str:
     """Where an archived export lives, in the seed's layout."""
@@ -38,24 +48,84 @@ def archive_key(export: Export) -> str:
     return keys.archive(export.id, export.version)
 
 
-def locked(ids: Sequence[int]) -> Select[Export, Render, Project]:
-    """Exports with their render and project, rows locked for the rest of the transaction
-    (FOR UPDATE on PostgreSQL; SQLite's writer already holds the database's write lock)."""
-    return (
-        select(Export, Render, Project)
+@dataclass(frozen=True)
+class Held:
+    """An export as its locked row says now, with what its render and project say about it:
+    plain values, cheap to read in batches and safe to hand to a thread."""
+
+    id: int
+    version: int
+    gc_state: GcState
+    pinned: bool
+    latest: bool  # its project's latest export
+    files_pending: bool
+    status: RenderStatus
+    output_key: str | None
+    bytes: int
+
+    @property
+    def protected(self) -> bool:
+        """Pinned, or its project's latest export: never moved, whatever a stage was told."""
+        return self.pinned or self.latest
+
+    @property
+    def archive_key(self) -> str:
+        """Where it lives while archived."""
+        return keys.archive(self.id, self.version)
+
+
+async def lock(session: AsyncSession, ids: Sequence[int]) -> list[Held]:
+    """Lock these exports' rows and their projects' for the rest of the transaction (FOR
+    UPDATE on PostgreSQL; SQLite's writer already holds the database's write lock) and read
+    them as they are now, by id."""
+    query = (
+        sa_select(
+            col(Export.id),
+            col(Export.version),
+            col(Export.gc_state),
+            col(Export.pinned),
+            col(Project.latest_export_id),
+            col(Export.files_pending),
+            col(Render.status),
+            col(Render.output_key),
+            col(Render.bytes),
+        )
         .join(Render, col(Render.id) == col(Export.render_id))
         .join(Project, col(Project.id) == col(Export.project_id))
         .where(col(Export.id).in_(list(ids)))
         .order_by(col(Export.id))
         .with_for_update(of=[Export, Project])
     )
+    held = []
+    for i, version, state, pinned, latest, pending, status, key, size in await (
+        await session.connection()
+    ).execute(query):
+        assert i is not None  # a primary key read back
+        held.append(Held(i, version, state, pinned, latest == i, pending, status, key, size or 0))
+    return held
 
 
-def has_bytes(store: MediaStore, export: Export, render: Render) -> bool:
+async def off_loop(work: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run blocking file work in a thread so the event loop keeps serving. It is waited for
+    even when the caller is cancelled: the caller's row locks must outlast every file it
+    touches, or a pin landing after the rollback could meet a half-moved file."""
+    work_done = asyncio.ensure_future(asyncio.to_thread(work, *args, **kwargs))
+    try:
+        return await asyncio.shield(work_done)
+    except asyncio.CancelledError:
+        while not work_done.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait([work_done])
+        if not work_done.cancelled():
+            work_done.exception()  # retrieved: the cancellation is what the caller sees
+        raise
+
+
+def has_bytes(store: MediaStore, export: Held) -> bool:
     """Whether the export's bytes exist under either of its names."""
-    if render.output_key and store.path(render.output_key).exists():
+    if export.output_key and store.path(export.output_key).exists():
         return True
-    return store.path(archive_key(export)).exists()
+    return store.path(export.archive_key).exists()
 
 
 @dataclass
@@ -98,11 +168,11 @@ def _ensure(store: MediaStore, source_key: str, target_key: str, tally: Freed) -
     tally.moved += target.stat().st_size
 
 
-def settle(store: MediaStore, export: Export, render: Render, tally: Freed) -> None:
+def settle(store: MediaStore, export: Held, tally: Freed) -> None:
     """Make the files agree with the row as it is now. Call only with the row locked."""
-    live = render.output_key
-    kept = archive_key(export)
-    if render.status != DONE or live is None:
+    live = export.output_key
+    kept = export.archive_key
+    if export.status != DONE or live is None:
         # Being rendered (again): the worker owns the live name; an archive copy is stray.
         remove(store, kept, tally)
     elif export.gc_state in (NONE, MARKED):
@@ -114,7 +184,21 @@ def settle(store: MediaStore, export: Export, render: Render, tally: Freed) -> N
     else:  # DELETED
         remove(store, kept, tally)
         remove(store, live, tally)
-    export.files_pending = False
+
+
+def _settle_all(store: MediaStore, exports: Sequence[Held], tally: Freed) -> list[int]:
+    """Settle each export (in a thread); the ids of those whose files now agree."""
+    settled = []
+    for export in exports:
+        try:
+            settle(store, export, tally)
+        except MediaMissingError as exc:
+            # Bytes lost before this run (nothing here removes a name a row needs): say so
+            # loudly and leave the row pending, so every run reports it until someone acts.
+            log.error("export %s: %s; its row is left as it is", export.id, exc.message)
+            continue
+        settled.append(export.id)
+    return settled
 
 
 async def settle_locked(
@@ -122,20 +206,16 @@ async def settle_locked(
 ) -> int:
     """Lock these exports, re-read them, and settle those whose files may disagree."""
     tally = tally if tally is not None else Freed()
-    settled = 0
-    for export, render, _ in (await session.exec(locked(ids))).all():
-        if not export.files_pending:
-            continue  # settled by someone else in between
-        try:
-            settle(store, export, render, tally)
-        except MediaMissingError as exc:
-            # Bytes lost before this run (nothing here removes a name a row needs): say so
-            # loudly and leave the row pending, so every run reports it until someone acts.
-            log.error("export %s: %s; its row is left as it is", export.id, exc.message)
-            continue
-        session.add(export)
-        settled += 1
-    return settled
+    # Settled by someone else in between, or not: only the row says.
+    pending = [e for e in await lock(session, ids) if e.files_pending]
+    if not pending:
+        return 0
+    settled = await off_loop(_settle_all, store, pending, tally)
+    if settled:
+        await (await session.connection()).execute(
+            update(Export).where(col(Export.id).in_(settled)).values(files_pending=False)
+        )
+    return len(settled)
 
 
 async def no_fault(_: str) -> None:

@@ -10,7 +10,7 @@ from sqlmodel import col, select
 
 from models import keys
 from models.db import Database
-from models.states import RenderStatus
+from models.states import RenderKind, RenderStatus
 from models.store import MediaStore
 from models.tables import EditOperation, Export, Project, Render, Video, utcnow
 from resolvers.gc_files import DELETED, NONE
@@ -81,7 +81,7 @@ def stale_proxy(days_old: int) -> ColumnElement[bool]:
     """A finished proxy of a version that is neither current nor the latest proxy, older than
     ``days_old`` days: derived data nobody is watching (joined with its Project)."""
     return and_(
-        col(Render.kind) == "proxy",
+        col(Render.kind) == RenderKind.PROXY,
         col(Render.status) == RenderStatus.DONE,
         col(Render.version) != col(Project.current_version),
         or_(col(Project.latest_proxy_id).is_(None), col(Project.latest_proxy_id) != col(Render.id)),

@@ -9,30 +9,47 @@ file is not gone yet still has its ``output_key``: that is what ``converge`` set
 
 import asyncio
 
+from sqlalchemy import insert, update
+from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.db import Database
 from models.states import RenderStatus
 from models.store import MediaStore
-from models.tables import GcAudit, Project, Render
+from models.tables import GcAudit, Project, Render, utcnow
 from resolvers import lifecycle
-from resolvers.gc_files import BATCH, Checkpoint, Freed, no_fault, remove
+from resolvers.gc_files import BATCH, Checkpoint, Freed, no_fault, off_loop, remove
 from resolvers.gc_policy import stale_proxy
 from resolvers.gc_runs import Tally
 from resolvers.users import Actor
 
 
+def _remove_all(store: MediaStore, keys: list[str], disk: Freed) -> None:
+    for key in keys:
+        remove(store, key, disk)
+
+
 async def _settle(session: AsyncSession, store: MediaStore, ids: list[int], disk: Freed) -> None:
     """Remove the files of these renders if they are still RECLAIMED (rows locked)."""
-    rows = await session.exec(
-        select(Render).where(col(Render.id).in_(ids)).order_by(col(Render.id)).with_for_update()
+    conn = await session.connection()
+    rows = await conn.execute(
+        sa_select(col(Render.id), col(Render.output_key))
+        .where(
+            col(Render.id).in_(ids),
+            col(Render.status) == RenderStatus.RECLAIMED,
+            col(Render.output_key).is_not(None),
+        )
+        .order_by(col(Render.id))
+        .with_for_update()
     )
-    for render in rows.all():
-        if render.status == RenderStatus.RECLAIMED and render.output_key is not None:
-            remove(store, render.output_key, disk)
-            render.output_key, render.bytes = None, None
-            session.add(render)
+    gone = {i: key for i, key in rows if i is not None and key is not None}
+    if not gone:
+        return
+    await off_loop(_remove_all, store, list(gone.values()), disk)
+    await conn.execute(
+        update(Render).where(col(Render.id).in_(gone)).values(output_key=None, bytes=None)
+    )
 
 
 async def converge(*, db: Database, store: MediaStore) -> int:
@@ -95,6 +112,7 @@ async def reclaim(
             return reclaimed
         after = ids[-1]
         taken: list[int] = []
+        now, actor_id = utcnow(), actor.id if actor else None
         async with db.write() as session:
             rows = await session.exec(
                 select(Render)
@@ -103,16 +121,20 @@ async def reclaim(
                 .order_by(col(Render.id))
                 .with_for_update(of=[Render, Project])
             )
+            audit = []
             for render in rows.all():
                 await lifecycle.reclaim(session, render)
-                session.add(
-                    GcAudit(
-                        actor_id=actor.id if actor else None,
-                        action="reclaim-proxy",
-                        bytes=render.bytes or 0,
-                    )
+                audit.append(
+                    {
+                        "at": now,
+                        "actor_id": actor_id,
+                        "action": "reclaim-proxy",
+                        "bytes": render.bytes or 0,
+                    }
                 )
                 taken.append(render.id or 0)
+            if audit:
+                await (await session.connection()).execute(insert(GcAudit), audit)
         await checkpoint("proxies recorded")
         if taken:
             disk = Freed()

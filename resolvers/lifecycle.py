@@ -17,7 +17,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.db import Database
 from models.states import RenderKind, RenderStatus
-from models.tables import Export, Project, Render, utcnow
+from models.tables import Export, Project, ProxyPlan, Render, utcnow
 from resolvers.probe import Probe
 from resolvers.queue import JobQueue, deliver
 
@@ -30,8 +30,16 @@ class Announce(Protocol):
     """Publishes one render event: a worker's ``EventLog.publish``, a request's
     ``JobQueue.announce`` (which gives up quickly on a hung Redis)."""
 
-    async def __call__(self, kind: str, render: Render, export: Export | None = None, /) -> object:
-        """Publish ``kind`` (``resolvers.events.KINDS``) with the render as it now is."""
+    async def __call__(
+        self,
+        kind: str,
+        render: Render,
+        export: Export | None = None,
+        segments: tuple[int, int] | None = None,
+        /,
+    ) -> object:
+        """Publish ``kind`` (``resolvers.events.KINDS``) with the render as it now is, and
+        for a segmented proxy how many of its segments are there."""
 
 
 def claimable(now: datetime) -> ColumnElement[bool]:
@@ -121,7 +129,13 @@ async def renew(*, db: Database, render: Render, lease_s: float) -> None:
 
 
 async def progress(
-    *, db: Database, announce: Announce, render: Render, fraction: float, lease_s: float
+    *,
+    db: Database,
+    announce: Announce,
+    render: Render,
+    fraction: float,
+    lease_s: float,
+    segments: tuple[int, int] | None = None,
 ) -> bool:
     """Record the attempt's progress and extend its lease; False once it no longer holds
     the render (cancelled, or taken over), so the caller stops."""
@@ -138,8 +152,20 @@ async def progress(
         alive = result.scalar_one_or_none() is not None
     if alive:
         render.progress = round(fraction, 4)
-        await _announce(announce, "progress", render)
+        await _announce(announce, "progress", render, segments=segments)
     return alive
+
+
+async def playable(
+    *, db: Database, announce: Announce, render: Render, segments: tuple[int, int]
+) -> None:
+    """A segmented proxy a player can start: its first segment and first sound are there.
+    Not a change of status (it is still running), but recorded for late readers."""
+    async with db.write() as session:
+        await session.exec(
+            update(ProxyPlan).where(col(ProxyPlan.render_id) == render.id).values(playable=True)
+        )
+    await _announce(announce, "proxy_playable", render, segments=segments)
 
 
 async def done(
@@ -262,9 +288,14 @@ async def _change(
 
 
 async def _announce(
-    announce: Announce, kind: str, render: Render, export: Export | None = None
+    announce: Announce,
+    kind: str,
+    render: Render,
+    export: Export | None = None,
+    *,
+    segments: tuple[int, int] | None = None,
 ) -> None:
     try:
-        await announce(kind, render, export)
+        await announce(kind, render, export, segments)
     except Exception:  # the change is committed; a subscriber that missed it reads the row
         log.warning("could not announce %s of render %s", kind, render.id, exc_info=True)

@@ -172,31 +172,62 @@ class Rotate(Op):
         return replace(frame, width=frame.height, height=frame.width)
 
 
-class Flip(Op):
+class Ranged(Op):
+    """An effect that may act on a stretch of the timeline only: ``start`` and ``end`` in
+    seconds of the timeline it edits; without them it acts on the whole timeline."""
+
+    start: float | None = Field(default=None, ge=0, description="seconds; default: the start")
+    end: float | None = Field(default=None, gt=0, description="seconds; default: the end")
+
+    @model_validator(mode="after")
+    def _ordered_range(self) -> "Ranged":
+        if self.start is not None and self.end is not None and self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+    def apply(self, frame: Frame, concat_durations: dict[int, float]) -> Frame:
+        if self.end is not None and self.end > frame.duration + 1e-6:
+            raise OpProblem(
+                "end", f"end {self.end:g} s is past the end of the video ({frame.duration:g} s)"
+            )
+        if self.start is not None and self.start >= frame.duration:
+            raise OpProblem(
+                "start",
+                f"start {self.start:g} s is not before the end of the video "
+                f"({frame.duration:g} s)",
+            )
+        return frame
+
+    def span(self, duration: float) -> tuple[float, float]:
+        """Where the effect acts, in seconds of the timeline it edits."""
+        return self.start or 0.0, duration if self.end is None else self.end
+
+
+class Flip(Ranged):
     type = "flip"
     description = "Mirror the picture along an axis: horizontal or vertical."
     axis: Literal["horizontal", "vertical"]
 
 
-class Brightness(Op):
+class Brightness(Ranged):
     type = "brightness"
     description = "Lighten or darken (-100 to 100)."
     brightness: float = Field(ge=-100, le=100)
 
 
-class Contrast(Op):
+class Contrast(Ranged):
     type = "contrast"
     description = "Raise or lower contrast (-100 to 100)."
     contrast: float = Field(ge=-100, le=100)
 
 
-class Saturation(Op):
+class Saturation(Ranged):
     type = "saturation"
     description = "Raise or lower colour saturation (-100 to 100)."
     saturation: float = Field(ge=-100, le=100)
 
 
-class GaussianBlur(Op):
+class GaussianBlur(Ranged):
     type = "gaussian-blur"
     description = "Blur the picture (radius 0.5 to 50 pixels)."
     radius: float = Field(ge=0.5, le=50)
@@ -215,7 +246,7 @@ class Toggle(Op):
         return value
 
 
-class Grayscale(Toggle):
+class Grayscale(Toggle, Ranged):
     type = "grayscale"
     description = "Remove all colour."
 
@@ -242,13 +273,13 @@ class Fade(Op):
         return frame
 
 
-class Volume(Op):
+class Volume(Ranged):
     type = "volume"
     description = "Change loudness in decibels (-60 to 20)."
     gain_db: float = Field(ge=-60, le=20)
 
 
-class Mute(Toggle):
+class Mute(Toggle, Ranged):
     type = "mute"
     description = "Silence the audio."
 
@@ -294,6 +325,10 @@ class Text(Op):
                 "end", f"end {self.end:g} s is past the end of the video ({frame.duration:g} s)"
             )
         return frame
+
+    def span(self, duration: float) -> tuple[float, float]:
+        """Where the text shows, in seconds of the timeline it edits."""
+        return self.start, duration if self.end is None else self.end
 
 
 class Concat(Op):

@@ -15,7 +15,13 @@ class JobQueue(Protocol):
         """Queue ``function(*args)`` once under ``job_id``; a second enqueue is a no-op.
         Waits on Redis only briefly; call it after commit, never inside a transaction."""
 
-    async def announce(self, kind: str, render: Render, export: Export | None = None) -> None:
+    async def announce(
+        self,
+        kind: str,
+        render: Render,
+        export: Export | None = None,
+        segments: tuple[int, int] | None = None,
+    ) -> None:
         """Tell subscribers what happened to ``render`` (an event kind of ``resolvers.events``);
         waits on Redis only briefly."""
 

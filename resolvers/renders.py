@@ -12,7 +12,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from models import keys, redis_keys
 from models.db import Database
 from models.states import GcState, RenderKind, RenderStatus
-from models.tables import Blob, Export, Project, Render, Version, Video
+from models.tables import Blob, Export, Project, ProxyPlan, Render, Version, Video
 from resolvers import lifecycle
 from resolvers.errors import NotFoundError
 from resolvers.presets import Preset
@@ -29,7 +29,7 @@ def job_id(kind: str, project_id: int, version: int) -> str:
 
 def output_key(kind: str, project_id: int, version: int) -> str:
     """Where the finished file lives, in the seed's layout."""
-    return keys.render_output(kind, project_id, version)
+    return keys.render_output(RenderKind(kind), project_id, version)
 
 
 def content_key(source_sha256: str, ops_hash: str, preset: Preset) -> str:
@@ -53,7 +53,7 @@ async def add_render(
     session: AsyncSession,
     project: Project,
     version: Version,
-    kind: str,
+    kind: RenderKind,
     preset: Preset,
 ) -> Render:
     """A QUEUED render of ``version``, inside the caller's transaction; ``lifecycle.enqueue``
@@ -314,3 +314,22 @@ async def finished_export(*, db: Database, project: Project) -> Export | None:
         return None
     async with db.read() as session:
         return (await session.exec(select(Export).where(Export.render_id == render.id))).first()
+
+
+async def playable_proxy(*, db: Database, project: Project) -> Render | None:
+    """The current version's proxy, if a player can start it (running or done, its first
+    segment there)."""
+    async with db.read() as session:
+        return (
+            await session.exec(
+                select(Render)
+                .join(ProxyPlan, col(ProxyPlan.render_id) == col(Render.id))
+                .where(
+                    Render.project_id == project.id,
+                    Render.kind == PROXY,
+                    Render.version == project.current_version,
+                    col(Render.status).in_((RenderStatus.RUNNING, RenderStatus.DONE)),
+                    col(ProxyPlan.playable),
+                )
+            )
+        ).first()

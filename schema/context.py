@@ -3,18 +3,18 @@
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
-from graphql import GraphQLError
 from strawberry.dataloader import DataLoader
 
 from models.db import Database
 from models.store import MediaStore
 from models.tables import Blob, EditOperation, Export, Project, Render, Video
 from resolvers import ops, projects, renders, versions, videos
-from resolvers.events import EventSource, RenderEvent, SubscriptionLimit
+from resolvers.errors import UnauthenticatedError
+from resolvers.events import EventSource, RenderEvent
 from resolvers.presets import Preset
 from resolvers.queue import JobQueue
 from resolvers.users import Actor
@@ -129,25 +129,14 @@ class Context:
         self.caller = actor
         self.loaders = make_loaders(self.db, actor, cache=not self.long_lived)
 
-    @asynccontextmanager
-    async def listen(self, project_id: int) -> AsyncIterator[AsyncIterator[RenderEvent]]:
-        """Live events of a project for this caller, within their subscription limit."""
-        try:
-            listening = self.events.listen(project_id=project_id, user_id=self.actor.id)
-            feed = await listening.__aenter__()
-        except SubscriptionLimit as e:
-            raise GraphQLError(e.message, extensions={"code": "RATE_LIMITED"}) from None
-        try:
-            yield feed
-        finally:
-            await listening.__aexit__(None, None, None)
+    def listen(self, project_id: int) -> AbstractAsyncContextManager[AsyncIterator[RenderEvent]]:
+        """Live events of a project for this caller; past their subscription limit, entering
+        it raises ``SubscriptionLimit`` (RATE_LIMITED)."""
+        return self.events.listen(project_id=project_id, user_id=self.actor.id)
 
     @property
     def actor(self) -> Actor:
         """The authenticated caller; anonymous requests stop here with UNAUTHENTICATED."""
         if self.caller is None:
-            raise GraphQLError(
-                "sign in: send 'Authorization: Bearer <token>'",
-                extensions={"code": "UNAUTHENTICATED"},
-            )
+            raise UnauthenticatedError
         return self.caller

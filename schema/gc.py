@@ -8,7 +8,7 @@ import strawberry
 
 from models import tables
 from models.states import GcRunStatus
-from resolvers import exports, gc, gc_policy, gc_runs, ids
+from resolvers import exports, gc, gc_policy, gc_runs, gc_segments, ids
 from resolvers.errors import ConfirmationRequiredError, NotFoundError
 from resolvers.gc_runs import Reporter
 from schema.errors import NotFound
@@ -25,6 +25,11 @@ class GcReport:
         description="Finished proxies of versions that are no longer current."
     )
     stale_proxy_bytes: float
+    reclaimable_segments: int = strawberry.field(
+        description="Proxy segments no proxy a project shows lists and none has used for "
+        "segmentDaysOld days; gcDelete and gcFullCycle delete them (no archive stage)."
+    )
+    reclaimable_segment_bytes: float
 
 
 strawberry.enum(GcRunStatus, description="Where a GC run is: it holds the GC lock while RUNNING.")
@@ -108,6 +113,10 @@ class StorageUsage:
     proxy: AreaUsage
     export: AreaUsage
     archive: AreaUsage
+    segments: AreaUsage = strawberry.field(
+        description="Proxy segments, stored once per content key (derived: the GC reclaims "
+        "unused ones without an archive stage)."
+    )
     temp: AreaUsage
 
 
@@ -153,17 +162,26 @@ async def _start(
 @strawberry.type
 class GcQuery:
     @strawberry.field(permission_classes=[IsAdmin])
-    async def gc_candidates(self, info: Info, days_old: int = 30, keep_latest: int = 1) -> GcReport:
+    async def gc_candidates(
+        self,
+        info: Info,
+        days_old: int = 30,
+        keep_latest: int = 1,
+        segment_days_old: int = gc_segments.DAYS_OLD,
+    ) -> GcReport:
         rows, count, size = await gc_policy.candidates(
             db=info.context.db, days_old=days_old, keep_latest=keep_latest
         )
         proxies, proxy_bytes = await gc_policy.stale_proxies(db=info.context.db, days_old=days_old)
+        segments = await gc_segments.reclaimable(db=info.context.db, days_old=segment_days_old)
         return GcReport(
             exports=[Export.from_row(e) for e, _ in rows],
             count=count,
             bytes=float(size),
             stale_proxies=proxies,
             stale_proxy_bytes=float(proxy_bytes),
+            reclaimable_segments=segments.count,
+            reclaimable_segment_bytes=float(segments.bytes),
         )
 
     @strawberry.field(permission_classes=[IsAdmin], description="One GC run, to follow it.")
@@ -257,10 +275,15 @@ class GcMutation:
     @strawberry.mutation(
         permission_classes=[IsAdmin],
         description="Delete archived exports past the retention, and take back the files of "
-        "proxies of old versions, in the background.",
+        "proxies of old versions and of proxy segments nothing uses, in the background.",
     )
     async def gc_delete(
-        self, info: Info, confirm: bool, days_in_archive: int = 30, proxy_days_old: int = 30
+        self,
+        info: Info,
+        confirm: bool,
+        days_in_archive: int = 30,
+        proxy_days_old: int = 30,
+        segment_days_old: int = gc_segments.DAYS_OLD,
     ) -> GcRun:
         _confirmed(confirm)
         context = info.context
@@ -272,11 +295,16 @@ class GcMutation:
                 actor=context.actor,
                 days_in_archive=days_in_archive,
                 proxy_days_old=proxy_days_old,
+                segment_days_old=segment_days_old,
                 confirm=confirm,
                 reporter=reporter,
             )
 
-        params = {"daysInArchive": days_in_archive, "proxyDaysOld": proxy_days_old}
+        params = {
+            "daysInArchive": days_in_archive,
+            "proxyDaysOld": proxy_days_old,
+            "segmentDaysOld": segment_days_old,
+        }
         return await _start(info, "delete", params, stage)
 
     @strawberry.mutation(permission_classes=[IsAdmin])

@@ -3,7 +3,8 @@
 Each op's pydantic model (``resolvers/ops.py``) is the one definition: its input type here
 has the model's params under their API names, with GraphQL types and defaults taken from
 the model. Bounds stay in the model (GraphQL cannot state them); ``to_raw`` hands the
-params to it. An op without params (a ``Toggle``) is a Boolean key.
+params to it. An op without params (a ``Toggle``) is a Boolean key; one that may act on
+a stretch of the timeline (grayscale, mute) has a second key for that, ``grayscaleRange``.
 """
 
 import dataclasses
@@ -57,18 +58,25 @@ def _graphql_type(model: type[ops.Op], name: str, field: FieldInfo) -> tuple[Any
     return (annotation | None if optional else annotation), default
 
 
-def params_input(model: type[ops.Op]) -> type:
+def params_input(model: type[ops.Op], suffix: str = "Input") -> type:
     """The input type of an op's params, named after the model: ``Trim`` → ``TrimInput``."""
     annotations: dict[str, Any] = {}
     namespace: dict[str, Any] = {"__module__": __name__, "__annotations__": annotations}
     for name, field in model.model_fields.items():
+        if field.exclude:
+            continue  # a Toggle's ``enabled``: its Boolean key stands for it
         annotations[name], default = _graphql_type(model, name, field)
         alias = field.alias or name
         if field.is_required():
             namespace[name] = strawberry.field(name=alias)
         else:
             namespace[name] = strawberry.field(name=alias, default=default)
-    return strawberry.input(type(f"{model.__name__}Input", (), namespace))
+    return strawberry.input(type(f"{model.__name__}{suffix}", (), namespace))
+
+
+def _range_key(op_type: str) -> str:
+    """The Python attribute of a toggle's ranged key: ``grayscale_range``."""
+    return _attribute(op_type) + "_range"
 
 
 def one_key_per_op(vocabulary: Mapping[str, type[ops.Op]]) -> Callable[[type[T]], type[T]]:
@@ -81,6 +89,14 @@ def one_key_per_op(vocabulary: Mapping[str, type[ops.Op]]) -> Callable[[type[T]]
             annotations[_attribute(op_type)] = value | None
             key = strawberry.field(name=ops.graphql_field(op_type), default=strawberry.UNSET)
             setattr(cls, _attribute(op_type), key)
+            if issubclass(model, ops.Toggle) and issubclass(model, ops.Ranged):
+                annotations[_range_key(op_type)] = params_input(model, "RangeInput") | None
+                ranged = strawberry.field(
+                    name=ops.graphql_field(op_type) + "Range",
+                    default=strawberry.UNSET,
+                    description=f"{op_type} over a stretch of the timeline only",
+                )
+                setattr(cls, _range_key(op_type), ranged)
         cls.__annotations__ = annotations
         return cls
 
@@ -97,6 +113,8 @@ def to_raw(op: object, vocabulary: Mapping[str, type[ops.Op]] = ops.VOCABULARY) 
     """The ``{"type", "params"}`` form the domain validates, from the one key that is set."""
     for op_type, model in vocabulary.items():
         value = getattr(op, _attribute(op_type), strawberry.UNSET)
+        if value is strawberry.UNSET or value is None:
+            value = getattr(op, _range_key(op_type), strawberry.UNSET)
         if value is strawberry.UNSET or value is None:
             continue
         if isinstance(value, bool):

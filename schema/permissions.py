@@ -5,14 +5,18 @@ from typing import Any
 import strawberry
 from strawberry.permission import BasePermission
 
+from resolvers.errors import ForbiddenError
 from schema.context import Context
 
 
 class IsAdmin(BasePermission):
     message = "this field is for administrators"
-    error_extensions = {"code": "FORBIDDEN"}  # noqa: RUF012 (strawberry reads it as a class attribute)
 
     def has_permission(
         self, source: Any, info: strawberry.Info[Context, None], **kwargs: Any
     ) -> bool:
         return info.context.actor.is_admin
+
+    def on_unauthorized(self) -> None:
+        """Refuse with the domain's FORBIDDEN error, like every other code (schema/errors.py)."""
+        raise ForbiddenError(self.message)

@@ -19,6 +19,7 @@ from schema.mutation import Mutation
 from schema.query import Query
 from schema.subscription import (
     ExportComplete,
+    ProxyPlayable,
     ProxyReady,
     RenderCancelled,
     RenderFailed,
@@ -38,6 +39,7 @@ TYPES = [
     Export,
     RenderQueued,
     RenderProgress,
+    ProxyPlayable,
     ProxyReady,
     ExportComplete,
     RenderFailed,

@@ -1,13 +1,13 @@
-"""The Subscription root: proxyReady, exportComplete and the resumable renderEvents stream."""
+"""The Subscription root: proxyPlayable, proxyReady, exportComplete and the resumable
+renderEvents stream."""
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 
 import strawberry
-from graphql import GraphQLError
 
 from models import tables
 from resolvers import events, ids, projects, renders
-from resolvers.errors import NotFoundError
+from resolvers.errors import BadInputError
 from schema.types import Export, Info, Render
 
 
@@ -25,6 +25,21 @@ class RenderQueued(RenderEvent):
 @strawberry.type
 class RenderProgress(RenderEvent):
     progress: float
+    segments_done: int | None = strawberry.field(
+        default=None, description="A segmented proxy's segments there so far."
+    )
+    segments_total: int | None = strawberry.field(
+        default=None, description="A segmented proxy's segments in all."
+    )
+
+
+@strawberry.type(
+    description="A proxy's first segment and first sound are there: render.playlistUrl "
+    "plays now, and keeps growing until ProxyReady."
+)
+class ProxyPlayable(RenderEvent):
+    segments_done: int
+    segments_total: int
 
 
 @strawberry.type
@@ -54,8 +69,18 @@ def as_type(event: events.RenderEvent) -> RenderEvent:
         case "queued":
             return RenderQueued(cursor=event.cursor, render=render)
         case "progress":
+            done, total = event.segments or (None, None)
             return RenderProgress(
-                cursor=event.cursor, render=render, progress=event.render.progress
+                cursor=event.cursor,
+                render=render,
+                progress=event.render.progress,
+                segments_done=done,
+                segments_total=total,
+            )
+        case "proxy_playable":
+            done, total = event.segments or (0, 0)
+            return ProxyPlayable(
+                cursor=event.cursor, render=render, segments_done=done, segments_total=total
             )
         case "proxy_ready":
             return ProxyReady(cursor=event.cursor, render=render)
@@ -73,14 +98,31 @@ def as_type(event: events.RenderEvent) -> RenderEvent:
 
 
 async def _owned_project(info: Info, project_id: str) -> tables.Project:
-    try:
-        return await projects.get_project(
-            db=info.context.db,
-            actor=info.context.actor,
-            project_id=ids.decode(project_id, "Project"),
-        )
-    except NotFoundError as e:
-        raise GraphQLError(e.message, extensions={"code": "NOT_FOUND"}) from None
+    return await projects.get_project(
+        db=info.context.db, actor=info.context.actor, project_id=ids.decode(project_id, "Project")
+    )
+
+
+async def _proxies(
+    info: Info,
+    project_id: str,
+    kind: str,
+    current: Callable[[tables.Project], Awaitable[tables.Render | None]],
+) -> AsyncGenerator[Render, None]:
+    """Each proxy of the project an event of ``kind`` names, once; the current version's
+    first if it is already there (``current``), so a late subscriber never waits for it."""
+    project = await _owned_project(info, project_id)
+    assert project.id is not None
+    async with info.context.listen(project.id) as feed:
+        sent: set[int | None] = set()
+        now = await current(project)
+        if now is not None:
+            sent.add(now.id)
+            yield Render.from_row(now)
+        async for event in feed:
+            if event.kind == kind and event.render.id not in sent:
+                sent.add(event.render.id)
+                yield Render.from_row(event.render)
 
 
 @strawberry.type
@@ -92,20 +134,27 @@ class Subscription:
     async def proxy_ready(
         self, info: Info, project_id: strawberry.ID
     ) -> AsyncGenerator[Render, None]:
-        project = await _owned_project(info, project_id)
-        assert project.id is not None
-        async with info.context.listen(project.id) as feed:
-            sent: set[int | None] = set()
-            current = await renders.finished_render(
+        async def current(project: tables.Project) -> tables.Render | None:
+            return await renders.finished_render(
                 db=info.context.db, project=project, kind=renders.PROXY
             )
-            if current is not None:
-                sent.add(current.id)
-                yield Render.from_row(current)
-            async for event in feed:
-                if event.kind == "proxy_ready" and event.render.id not in sent:
-                    sent.add(event.render.id)
-                    yield Render.from_row(event.render)
+
+        async for render in _proxies(info, project_id, "proxy_ready", current):
+            yield render
+
+    @strawberry.subscription(
+        description="Each proxy a player can start for this project: sent when its first "
+        "segment is there, long before it is DONE; play render.playlistUrl. If the current "
+        "version's proxy is already playable when you subscribe, it is sent first."
+    )
+    async def proxy_playable(
+        self, info: Info, project_id: strawberry.ID
+    ) -> AsyncGenerator[Render, None]:
+        async def current(project: tables.Project) -> tables.Render | None:
+            return await renders.playable_proxy(db=info.context.db, project=project)
+
+        async for render in _proxies(info, project_id, "proxy_playable", current):
+            yield render
 
     @strawberry.subscription(
         description="Each export that finishes for this project. If the current version's "
@@ -137,9 +186,7 @@ class Subscription:
         project = await _owned_project(info, project_id)
         assert project.id is not None
         if after is not None and not events.valid_cursor(after):
-            raise GraphQLError(
-                f"{after!r} is not a cursor of this API", extensions={"code": "BAD_USER_INPUT"}
-            )
+            raise BadInputError(f"{after!r} is not a cursor of this API")
         # Listen first, then replay: nothing falls between the two, and what both saw
         # is sent once (by cursor order).
         async with info.context.listen(project.id) as feed:

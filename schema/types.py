@@ -7,7 +7,7 @@ from typing import Any, Generic, TypeVar
 import strawberry
 from strawberry.scalars import JSON
 
-from models import tables
+from models import keys, tables
 from models.states import GcState, RenderKind, RenderStatus
 from resolvers import ids, ops, pagination, renders, versions
 from schema.context import Context
@@ -168,6 +168,17 @@ class Render(Node):
     @strawberry.field(description="A signed, expiring link to the file once it is DONE.")
     def url(self, info: Info) -> str | None:
         return _url(info, self.row.output_key, self.row.status == RenderStatus.DONE)
+
+    @strawberry.field(
+        description="A proxy's HLS playlist (signed, expiring, like url): it plays from the "
+        "first segment on, while the proxy is still rendering (ProxyPlayable says when), "
+        "and after. Null for an export, and for a proxy no worker has started."
+    )
+    def playlist_url(self, info: Info) -> str | None:
+        started = self.row.status in (RenderStatus.RUNNING, RenderStatus.DONE)
+        if self.row.kind != RenderKind.PROXY or not started or self.row.id is None:
+            return None
+        return info.context.media_url(keys.playlist(self.row.id))
 
 
 @strawberry.type(description="A full-resolution export: its render, pin and GC state.")

@@ -15,13 +15,12 @@ from tests.helpers import measure
 from tests.helpers.api import APPEND, CREATE, REVERT, Api, project, upload
 from tests.helpers.polling import until
 from tests.helpers.processes import ffmpeg_children, no_ffmpeg_left, worker_process
+from tests.helpers.renders import CANCEL, without_proxies
 from tests.helpers.worker import WorkerFactory
 
 pytestmark = pytest.mark.slow
 EXPORT = """mutation($p: ID!, $v: Int) { requestExport(projectId: $p, version: $v) {
   __typename ... on ExportQueued { export { id version status } } ... on NotFound { message } } }"""
-CANCEL = """mutation($id: ID!) { cancelRender(id: $id) { __typename
-  ... on CancelRequested { render { id status error } } } }"""
 
 
 def media_root(env: dict[str, str]) -> Path:
@@ -119,9 +118,10 @@ async def test_cancel_stops_ffmpeg_and_leaves_no_file(
     run_worker: WorkerFactory,
 ) -> None:
     api, alice = app_api, tokens["alice"]
+    pid = await start_project(api, alice, long_clip)
+    await api.data(alice, APPEND, {"p": pid, "ops": [{"gaussianBlur": {"radius": 30}}]})
+    await without_proxies(api, alice, pid)
     async with run_worker():
-        pid = await start_project(api, alice, long_clip)
-        await api.data(alice, APPEND, {"p": pid, "ops": [{"gaussianBlur": {"radius": 30}}]})
         export_id = (await api.data(alice, EXPORT, {"p": pid}))["requestExport"]["export"]["id"]
 
         async def running() -> dict[str, Any] | None:
@@ -158,6 +158,7 @@ async def test_a_timeout_fails_with_a_readable_error(
     api, alice = app_api, tokens["alice"]
     pid = await start_project(api, alice, long_clip)
     await api.data(alice, APPEND, {"p": pid, "ops": [{"gaussianBlur": {"radius": 30}}]})
+    await without_proxies(api, alice, pid)
     async with run_worker(render_timeout_s=1.5, render_timeout_per_s=0):
         await api.data(alice, EXPORT, {"p": pid})
 
@@ -217,7 +218,7 @@ async def test_a_killed_ffmpeg_is_retried(
 ) -> None:
     api, alice = app_api, tokens["alice"]
     pid = await start_project(api, alice, long_clip)
-    await without_its_proxy(api, alice, pid)
+    await without_proxies(api, alice, pid)
     async with run_worker():
         queued = (await api.data(alice, EXPORT, {"p": pid}))["requestExport"]["export"]
         own = await render_files(api, alice, queued["id"])
@@ -233,18 +234,6 @@ async def test_a_killed_ffmpeg_is_retried(
         export = await until(lambda: export_done(api, alice, pid), what="the retried export")
     assert export["render"]["attempts"] == 2
     assert measure.duration(media_root(env) / export_key(pid)) == pytest.approx(20, abs=0.3)
-
-
-async def without_its_proxy(api: Api, token: str, pid: str) -> None:
-    """Cancel the project's queued first proxy, so the export is its only render."""
-    data = await api.data(
-        token,
-        "query($p: ID!) { project(id: $p) { versions { nodes { proxy { id } } } } }",
-        {"p": pid},
-    )
-    [version] = data["project"]["versions"]["nodes"]
-    cancelled = (await api.data(token, CANCEL, {"id": version["proxy"]["id"]}))["cancelRender"]
-    assert cancelled["render"]["status"] == "CANCELLED"
 
 
 async def render_files(api: Api, token: str, export_id: str) -> str:
@@ -271,6 +260,10 @@ async def test_worker_killed_mid_render_finishes_exactly_once_after_restart(
 ) -> None:
     api, alice = app_api, tokens["alice"]
     pid = await start_project(api, alice, long_clip)
+    await without_proxies(api, alice, pid)
+    # One job at a time: the upload's 480p copy is made before the export starts, and the
+    # kill stops the export alone.
+    env = {**env, "EDITGRAPH_RENDER_CONCURRENCY": "1"}
     with worker_process(env, tmp_path / "worker-1.log") as worker:
         await api.data(alice, EXPORT, {"p": pid})
 
@@ -357,4 +350,6 @@ async def test_a_proxy_superseded_before_it_starts_is_skipped(
     assert [p["status"] for p in proxies] == ["DONE", "CANCELLED", "CANCELLED", "CANCELLED"]
     assert proxies[1]["error"] == "superseded by version 3"
     number = ids.decode(pid, "Project")
-    assert [p.name for p in (media_root(env) / f"proxy/{number}").iterdir()] == ["v3_proxy.mp4"]
+    # v3's file and the sound of its HLS playlist; nothing of the superseded versions.
+    names = sorted(p.name for p in (media_root(env) / f"proxy/{number}").iterdir())
+    assert names == ["v3_audio", "v3_proxy.mp4"]

@@ -1,4 +1,5 @@
-"""Live updates over graphql-transport-ws: real websocket clients, uvicorn, a worker process."""
+"""Live updates over graphql-transport-ws: real websocket clients, uvicorn, the render worker
+(in this process; another server process where events must cross processes)."""
 
 import asyncio
 import gc
@@ -34,7 +35,9 @@ from resolvers.events import decode
 from schema.context import Context
 from tests.helpers.api import APPEND, CREATE, Api, AppFactory, project, settings_of, upload
 from tests.helpers.polling import until
-from tests.helpers.processes import ffmpeg_children, server_process, worker_process
+from tests.helpers.processes import ffmpeg_children, server_process
+from tests.helpers.renders import without_proxies
+from tests.helpers.worker import WorkerFactory
 
 pytestmark = pytest.mark.slow
 PROXY_READY = "subscription($p: ID!) { proxyReady(projectId: $p) { id version status url } }"
@@ -90,12 +93,11 @@ async def test_proxy_ready_and_export_complete_arrive(
     live: tuple[Api, str],
     tokens: dict[str, str],
     media: dict[str, Path],
-    env: dict[str, str],
-    tmp_path: Path,
+    run_worker: WorkerFactory,
 ) -> None:
     api, base = live
     alice = tokens["alice"]
-    with worker_process(env, tmp_path / "worker.log"):
+    async with run_worker():
         pid = await new_project(api, alice, media["clip"])
         await until(lambda: proxy_done(api, alice, pid, 0), what="version 0's proxy")
         async with subscription(base, alice, PROXY_READY, {"p": pid}) as proxies:
@@ -118,12 +120,12 @@ async def test_render_events_replay_what_was_missed_once_and_in_order(
     tokens: dict[str, str],
     media: dict[str, Path],
     env: dict[str, str],
-    tmp_path: Path,
     redis_server: EmbeddedRedis,
+    run_worker: WorkerFactory,
 ) -> None:
     api, base = live
     alice = tokens["alice"]
-    with worker_process(env, tmp_path / "worker.log"):
+    async with run_worker():
         pid = await new_project(api, alice, media["clip"])
         await until(lambda: proxy_done(api, alice, pid, 0), what="version 0's proxy")
         async with subscription(
@@ -132,7 +134,7 @@ async def test_render_events_replay_what_was_missed_once_and_in_order(
             # gql subscribes on the first read, and graphql-transport-ws does not acknowledge
             # a subscribe: start reading, and edit only once the server has it live.
             first = asyncio.ensure_future(take(live_events))
-            bus: EventBus = api.app.state.services.bus
+            bus: EventBus = api.services.bus
             await until(lambda: _count(bus, 1), within=10, what="the subscription to be live")
             await api.data(alice, APPEND, {"p": pid, "ops": [{"mute": True}]})
             seen = [(await first)["renderEvents"]]
@@ -178,15 +180,13 @@ async def test_live_events_resume_after_a_redis_restart(
     live: tuple[Api, str],
     tokens: dict[str, str],
     media: dict[str, Path],
-    env: dict[str, str],
-    tmp_path: Path,
     redis_server: EmbeddedRedis,
+    run_worker: WorkerFactory,
 ) -> None:
     api, base = live
     alice = tokens["alice"]
     pid = await new_project(api, alice, media["clip"])
-    bus: EventBus | None = api.app.state.services.bus
-    assert bus is not None
+    bus: EventBus = api.services.bus
     async with subscription(base, alice, RENDER_EVENTS, {"p": pid, "after": None}) as events:
         first = asyncio.ensure_future(take(events, 90))
         await until(lambda: _count(bus, 1), within=10, what="the subscription to be live")
@@ -198,7 +198,7 @@ async def test_live_events_resume_after_a_redis_restart(
             return bus.connections > before
 
         await until(reconnected, within=20, what="the bus to reconnect")
-        with worker_process(env, tmp_path / "worker.log"):
+        async with run_worker():
             # The reconciler re-enqueues version 0's proxy, which Redis forgot.
             received = [(await first)["renderEvents"]]
             while received[-1]["__typename"] != "ProxyReady":
@@ -212,19 +212,19 @@ async def test_events_reach_a_client_on_another_server_process(
     media: dict[str, Path],
     env: dict[str, str],
     tmp_path: Path,
+    run_worker: WorkerFactory,
 ) -> None:
     api, _ = live
     alice = tokens["alice"]
     pid = await new_project(api, alice, media["clip"])
-    with (
-        server_process(env, free_port(), tmp_path / "server-2.log") as other,
-        worker_process(env, tmp_path / "worker.log"),
-    ):
-        await until(lambda: proxy_done(api, alice, pid, 0), what="version 0's proxy")
-        async with subscription(other, alice, PROXY_READY, {"p": pid}) as proxies:
-            assert (await take(proxies))["proxyReady"]["version"] == 0
-            await api.data(alice, APPEND, {"p": pid, "ops": [{"flip": {"axis": "VERTICAL"}}]})
-            assert (await take(proxies))["proxyReady"]["version"] == 1
+    # The worker publishes in this process; the subscriber listens on the other server.
+    with server_process(env, free_port(), tmp_path / "server-2.log") as other:
+        async with run_worker():
+            await until(lambda: proxy_done(api, alice, pid, 0), what="version 0's proxy")
+            async with subscription(other, alice, PROXY_READY, {"p": pid}) as proxies:
+                assert (await take(proxies))["proxyReady"]["version"] == 0
+                await api.data(alice, APPEND, {"p": pid, "ops": [{"flip": {"axis": "VERTICAL"}}]})
+                assert (await take(proxies))["proxyReady"]["version"] == 1
 
 
 @asynccontextmanager
@@ -332,7 +332,7 @@ async def test_a_thousand_connect_disconnect_cycles_leave_nothing_behind(
     api, base = live
     alice = tokens["alice"]
     pid = await new_project(api, alice, media["clip"])
-    bus: EventBus = api.app.state.services.bus
+    bus: EventBus = api.services.bus
     subscribe = {"query": RENDER_EVENTS, "variables": {"p": pid}}
     tasks_before = len(asyncio.all_tasks())
     for cycle in range(1000):
@@ -362,7 +362,7 @@ async def test_subscribers_leaving_in_a_burst_free_what_their_connections_held(
     api, base = live
     alice = tokens["alice"]
     pid = await new_project(api, alice, media["clip"])
-    bus: EventBus = api.app.state.services.bus
+    bus: EventBus = api.services.bus
     subscribe = {"query": RENDER_EVENTS, "variables": {"p": pid}}
     gc.collect()
     gc.disable()
@@ -454,9 +454,9 @@ async def test_a_render_the_reconciler_gives_up_on_is_announced(
     tokens: dict[str, str],
     media: dict[str, Path],
     env: dict[str, str],
-    tmp_path: Path,
     db: Database,
     redis_server: EmbeddedRedis,
+    run_worker: WorkerFactory,
 ) -> None:
     api, base = live
     alice = tokens["alice"]
@@ -477,7 +477,7 @@ async def test_a_render_the_reconciler_gives_up_on_is_announced(
         await redis.zrem(default_queue_name, row.job_id)
         await redis.delete(job_key_prefix + row.job_id)
         await redis.aclose()
-        with worker_process(env, tmp_path / "worker.log"):
+        async with run_worker():
             failed = (await take(events, 30))["renderEvents"]
     assert failed["__typename"] == "RenderFailed"
     assert failed["render"]["id"] == queued["render"]["id"]
@@ -516,23 +516,23 @@ async def test_a_retried_then_cancelled_export_announces_each_change(
     live: tuple[Api, str],
     tokens: dict[str, str],
     long_clip: Path,
-    env: dict[str, str],
-    tmp_path: Path,
     redis_server: EmbeddedRedis,
+    run_worker: WorkerFactory,
 ) -> None:
     api, base = live
     alice = tokens["alice"]
     pid = await new_project(api, alice, long_clip)
     await api.data(alice, APPEND, {"p": pid, "ops": [{"gaussianBlur": {"radius": 30}}]})
+    await without_proxies(api, alice, pid)
     variables = {"p": pid, "after": FROM_THE_START}
-    with worker_process(env, tmp_path / "worker.log") as worker:
+    async with run_worker():
         async with subscription(base, alice, RENDER_CHANGES, variables) as events:
             await api.data(alice, EXPORT, {"p": pid})
             queued = await next_change(events, "EXPORT")
             assert (queued["__typename"], queued["render"]["status"]) == ("RenderQueued", "QUEUED")
             own = f"render-{ids.decode(queued['render']['id'], 'Render')}-"
             await rendering(events, "EXPORT", attempt=1)
-            killed = ffmpeg_children(worker, own)
+            killed = ffmpeg_children(rendering=own)
             assert killed
             for child in killed:
                 child.send_signal(signal.SIGKILL)
@@ -542,7 +542,7 @@ async def test_a_retried_then_cancelled_export_announces_each_change(
             cancelled = await next_change(events, "EXPORT")
 
         async def stopped() -> bool:
-            return not ffmpeg_children(worker, own)
+            return not ffmpeg_children(rendering=own)
 
         await until(stopped, within=10, what="the export's ffmpeg to be killed")
         pool = jobs_queue.connect(redis_server.url)

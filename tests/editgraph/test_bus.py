@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from redis.asyncio import Redis
 
 from editgraph.bus import EventBus, Feed, Reclaim
+from models.states import RenderKind
 from models.tables import Render
 from resolvers.events import RenderEvent
 from tests.helpers.polling import until
@@ -19,7 +20,7 @@ def event(n: int, kind: str) -> RenderEvent:
     render = Render(
         id=1,
         project_id=1,
-        kind="proxy",
+        kind=RenderKind.PROXY,
         version=1,
         preset="proxy",
         content_key="k",

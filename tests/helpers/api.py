@@ -1,15 +1,17 @@
 """The real app, called in-process over ASGI or served by uvicorn, and the documents tests send."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
-from starlette.applications import Starlette
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bench.common import serve
 from editgraph.app import create_app
+from editgraph.graphql_view import Services
 from editgraph.settings import Settings
 from models.db import Database
 
@@ -50,10 +52,16 @@ PROJECT = """query($id: ID!) { project(id: $id) { id currentVersion
 class Api:
     """A GraphQL client over the real app, one bearer token at a time."""
 
-    def __init__(self, client: httpx.AsyncClient, app: Starlette, base: str = "") -> None:
+    def __init__(self, client: httpx.AsyncClient, state: dict[str, Any], base: str = "") -> None:
         self.client = client
-        self.app = app
+        self.state = state  # the app's lifespan state, as the server holds it
         self.base = base  # the server's URL when it is served by uvicorn, else ""
+
+    @property
+    def services(self) -> Services:
+        """The queue, bus, store and database the running app's lifespan started."""
+        services: Services = self.state["services"]
+        return services
 
     async def query(
         self, token: str | None, query: str, variables: dict[str, Any] | None = None
@@ -105,21 +113,70 @@ def changed(settings: Settings, **changes: Any) -> Settings:
     return Settings.model_validate({**settings.model_dump(), **changes})
 
 
+def keeping_state(app: ASGIApp, state: dict[str, Any]) -> ASGIApp:
+    """``app``, remembering the lifespan state dict the server gives it (uvicorn fills it
+    in place when the lifespan has started, and copies it into each request)."""
+
+    async def call(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            state["shared"] = scope["state"]
+        await app(scope, receive, send)
+
+    return call
+
+
+@asynccontextmanager
+async def lifespan(app: ASGIApp) -> AsyncIterator[tuple[ASGIApp, dict[str, Any]]]:
+    """Run ``app``'s lifespan in this task as a server does (httpx's ASGITransport runs
+    none): yields the app that hands each request a shallow copy of the lifespan state,
+    and that state; shuts the lifespan down at exit. A failed start raises its error."""
+    state: dict[str, Any] = {}
+    inbox: asyncio.Queue[Message] = asyncio.Queue()
+    outbox: asyncio.Queue[Message] = asyncio.Queue()
+    scope: Scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": state}
+
+    async def serve_lifespan() -> None:
+        await app(scope, inbox.get, outbox.put)
+
+    task = asyncio.create_task(serve_lifespan())
+
+    async def step(event: str) -> None:
+        await inbox.put({"type": f"lifespan.{event}"})
+        answer = (await outbox.get())["type"]
+        if answer != f"lifespan.{event}.complete":
+            await task  # Starlette re-raises what failed after it answers
+            raise RuntimeError(f"the app answered lifespan.{event} with {answer}")
+
+    async def with_state(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            scope = {**scope, "state": state.copy()}
+        await app(scope, receive, send)
+
+    await step("startup")
+    try:
+        yield with_state, state
+    finally:
+        await step("shutdown")
+        await task
+
+
 @asynccontextmanager
 async def running(settings: Settings, db: Database, *, live: bool = False) -> AsyncIterator[Api]:
     """The app with its lifespan: over ASGI in this task, or (``live``) behind a real uvicorn
     on a free port, which websockets and plain HTTP clients need."""
     app = create_app(settings, db=db)
     if live:
-        async with serve(app) as base, httpx.AsyncClient(base_url=base, timeout=30) as client:
-            yield Api(client, app, base)
+        held: dict[str, Any] = {}
+        async with (
+            serve(keeping_state(app, held)) as base,
+            httpx.AsyncClient(base_url=base, timeout=30) as client,
+        ):
+            yield Api(client, held["shared"], base)
         return
-    transport = httpx.ASGITransport(app=app)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://test") as client,
-    ):
-        yield Api(client, app)
+    async with lifespan(app) as (with_state, state):
+        transport = httpx.ASGITransport(app=with_state)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield Api(client, state)
 
 
 def settings_of(env: dict[str, str]) -> Settings:

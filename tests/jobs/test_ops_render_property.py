@@ -17,6 +17,7 @@ from resolvers import colors, ids, ops, renders, versions, videos
 from resolvers.errors import InvalidOpsError
 from resolvers.users import Actor
 from tests.helpers import measure
+from tests.helpers.db import SQLITE_ONLY
 from tests.helpers.domain import new_project, stage
 from tests.helpers.media import make_kind, make_video
 from tests.helpers.render_job import append, output_of, rendered, runtime
@@ -77,7 +78,7 @@ def tiny(tmp_path: Path) -> list[Path]:
     ]
 
 
-@pytest.mark.parametrize("backend", ["sqlite"])  # the op is the subject, not the database
+@SQLITE_ONLY  # the op is the subject, not the database
 @pytest.mark.parametrize("op_type", sorted(ops.VOCABULARY))
 @settings(
     max_examples=4,
@@ -157,7 +158,7 @@ EDGES: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
-@pytest.mark.parametrize("backend", ["sqlite"])
+@SQLITE_ONLY
 @pytest.mark.parametrize(("op_type", "params"), EDGES, ids=[e[0] for e in EDGES])
 async def test_edges_found_by_the_property_render(
     db: Database,
@@ -175,7 +176,7 @@ async def test_edges_found_by_the_property_render(
     assert measure.duration(output) == pytest.approx(version.frame_duration, abs=0.1)
 
 
-@pytest.mark.parametrize("backend", ["sqlite"])
+@SQLITE_ONLY
 async def test_the_proxy_of_the_smallest_crop_of_a_large_source_renders(
     db: Database, queue: ArqQueue, store: MediaStore, alice: Actor, tmp_path: Path
 ) -> None:

@@ -1,6 +1,7 @@
 """Renders through the real job, in process: edits that validate render, within their limits."""
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -8,80 +9,33 @@ import psutil
 import pytest
 
 from jobs import runner
-from jobs.events import EventLog
 from jobs.queue import ArqQueue
-from jobs.render import render
-from jobs.runtime import Runtime, WorkerSettings
+from jobs.runtime import Runtime
 from models.db import Database
 from models.store import MediaStore
-from models.tables import Project, Render
+from models.tables import Project
 from resolvers import ids, renders, versions
 from resolvers.presets import PROXY
 from resolvers.users import Actor
 from tests.helpers import measure
+from tests.helpers.db import SQLITE_ONLY
 from tests.helpers.domain import insert_history, new_project
+from tests.helpers.render_job import append, proxy_and_export, rendered, runtime
 
 
-def runtime(db: Database, queue: ArqQueue, store: MediaStore, *, memory_mb: int = 4096) -> Runtime:
-    """What a worker holds, over the test's database, Redis and media root."""
-    settings = WorkerSettings(
-        database_url=db.url,
-        redis_url="redis://unused",  # the job reaches Redis through ``queue.pool``
-        media_root=store.root,
-        render_timeout_s=60,
-        export_x264_preset="ultrafast",
-    )
-    # Copied without validation: a test may set a limit below what an operator could, to hit it.
-    settings = settings.model_copy(update={"render_max_memory_mb": memory_mb})
-    return Runtime(
-        config=settings, db=db, store=store, redis=queue.pool, events=EventLog(queue.pool)
-    )
-
-
-async def rendered(rt: Runtime, job: Render) -> Render:
-    """Run the render job once and return the row as it ended."""
-    assert job.id is not None
-    await render({"runtime": rt}, job.id)
-    async with rt.db.read() as session:
-        row = await session.get(Render, job.id)
-    assert row is not None
-    return row
-
-
-async def proxy_and_export(
+async def appended_and_rendered(
     rt: Runtime, queue: ArqQueue, actor: Actor, project: Project, raw_ops: list[dict[str, Any]]
 ) -> tuple[Path, Path]:
     """Append ``raw_ops``, then render the new version's proxy and its export."""
-    assert project.id is not None
-    _, version, proxy = await versions.append_ops(
-        db=rt.db,
-        queue=queue,
-        actor=actor,
-        project_id=project.id,
-        raw_ops=raw_ops,
-        expected_version=None,
-    )
-    _, export = await renders.request_export(
-        db=rt.db,
-        queue=queue,
-        actor=actor,
-        project_id=project.id,
-        version=version.number,
-        preset=rt.config.export,
-    )
-    files = []
-    for job in (proxy, export):
-        done = await rendered(rt, job)
-        assert (done.status, done.error) == ("done", None)
-        assert done.output_key is not None
-        files.append(rt.store.path(done.output_key))
-    return files[0], files[1]
+    version, _ = await append(rt, queue, actor, project, raw_ops)
+    return await proxy_and_export(rt, queue, actor, project, version.number)
 
 
 def concat(video_id: int) -> dict[str, Any]:
     return {"type": "concat", "params": {"videoId": ids.encode("Video", video_id)}}
 
 
+@SQLITE_ONLY  # what ffmpeg makes of the edit, not the database
 async def test_the_same_video_appended_twice_renders_both_times(
     db: Database, queue: ArqQueue, store: MediaStore, alice: Actor, media: dict[str, Path]
 ) -> None:
@@ -89,26 +43,28 @@ async def test_the_same_video_appended_twice_renders_both_times(
     project = await new_project(db, queue, store, alice, media["clip"])  # 2 s
     other = await new_project(db, queue, store, alice, media["other"])  # 3 s
     twice = [concat(other.source_video_id)] * 2
-    for output in await proxy_and_export(rt, queue, alice, project, twice):
+    for output in await appended_and_rendered(rt, queue, alice, project, twice):
         assert measure.duration(output) == pytest.approx(2 + 3 + 3, abs=0.2)
 
 
+@SQLITE_ONLY  # what ffmpeg makes of the edit, not the database
 async def test_the_projects_own_source_appended_renders(
     db: Database, queue: ArqQueue, store: MediaStore, alice: Actor, media: dict[str, Path]
 ) -> None:
     rt = runtime(db, queue, store)
     project = await new_project(db, queue, store, alice, media["clip"])  # 2 s
     itself = [concat(project.source_video_id)]
-    proxy, export = await proxy_and_export(rt, queue, alice, project, itself)
+    proxy, export = await appended_and_rendered(rt, queue, alice, project, itself)
     for output in (proxy, export):
         assert measure.duration(output) == pytest.approx(2 + 2, abs=0.2)
     assert measure.size(export) == (160, 120)
     # A later edit builds on it and renders too: nothing is poisoned.
     later: list[dict[str, Any]] = [{"type": "trim", "params": {"start": 1, "end": 3.5}}]
-    for output in await proxy_and_export(rt, queue, alice, project, later):
+    for output in await appended_and_rendered(rt, queue, alice, project, later):
         assert measure.duration(output) == pytest.approx(2.5, abs=0.2)
 
 
+@SQLITE_ONLY  # one version of many ops: the compiler's depth, not the database
 async def test_a_history_longer_than_the_recursion_limit_renders(
     db: Database, queue: ArqQueue, store: MediaStore, alice: Actor, media: dict[str, Path]
 ) -> None:
@@ -135,11 +91,14 @@ async def test_a_history_longer_than_the_recursion_limit_renders(
     )
 
 
+@SQLITE_ONLY  # what ffmpeg makes of the edit, not the database
 async def test_a_render_over_the_memory_limit_fails_once_naming_the_setting(
     db: Database, queue: ArqQueue, store: MediaStore, alice: Actor, media: dict[str, Path]
 ) -> None:
-    # No ffmpeg can even load its libraries in 32 MB of address space.
-    rt = runtime(db, queue, store, memory_mb=32)
+    # No ffmpeg can even load its libraries in 32 MB of address space. Set without
+    # validation: no operator may go below 256 MB, but this is the limit to hit.
+    rt = runtime(db, queue, store)
+    rt = replace(rt, config=rt.config.model_copy(update={"render_max_memory_mb": 32}))
     project = await new_project(db, queue, store, alice, media["clip"])
     assert project.id is not None
     _, job = await renders.request_export(

@@ -14,6 +14,7 @@ from models.store import MediaStore
 from resolvers import ids
 from resolvers.users import Actor
 from tests.helpers import measure
+from tests.helpers.db import SQLITE_ONLY
 from tests.helpers.domain import new_project
 from tests.helpers.media import SOURCE_KINDS, make_kind
 from tests.helpers.render_job import append, output_of, proxy_and_export, runtime
@@ -30,6 +31,7 @@ def streams(path: Path) -> dict[str, dict[str, Any]]:
     return {s["codec_type"]: s for s in measure.probe(path)["streams"]}
 
 
+@SQLITE_ONLY  # what ffmpeg makes of each source, not the database
 @pytest.mark.parametrize("kind", list(SOURCE_KINDS))
 async def test_each_kind_of_source_renders_a_proxy_and_an_export(
     db: Database,
@@ -57,6 +59,7 @@ async def test_each_kind_of_source_renders_a_proxy_and_an_export(
     assert measure.size(proxy) == edl.mezzanine_size(width, height)
 
 
+@SQLITE_ONLY
 async def test_every_kind_appended_to_one_renders_a_proxy_and_an_export(
     db: Database, queue: ArqQueue, store: MediaStore, alice: Actor, kinds: dict[str, Path]
 ) -> None:

@@ -16,9 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import select
 
 from editgraph.settings import Settings
-from jobs.events import EventLog
 from jobs.queue import ArqQueue
-from jobs.render import render
 from jobs.runtime import Runtime
 from models import keys
 from models.db import Database, canonical_json
@@ -32,6 +30,7 @@ from resolvers.users import TOKEN_PREFIX, hash_token
 from tests.helpers import measure
 from tests.helpers.api import Api, running
 from tests.helpers.db import POSTGRES_URL
+from tests.helpers.render_job import rendered, runtime
 
 TOKEN = TOKEN_PREFIX + "alice-" + "t" * 40
 OPS_OF = """query($p: ID!) { project(id: $p) { currentVersion ops { type params }
@@ -59,24 +58,13 @@ async def uploaded(api: Api, token: str, path: Path) -> str:
     return video_id
 
 
-def runtime(settings: Settings, db: Database, queue: ArqQueue) -> Runtime:
-    """What a worker holds, over the test's database, Redis and media root."""
-    config = settings
-    return Runtime(
-        config=config,
-        db=db,
-        store=MediaStore(config.media_root),
-        redis=queue.pool,
-        events=EventLog(queue.pool),
-    )
-
-
-async def rendered(rt: Runtime, render_id: int) -> Render:
-    """Run the render job once; the row as it ended, its file on disk."""
-    await render({"runtime": rt}, render_id)
+async def rendered_by_id(rt: Runtime, render_id: int) -> Render:
+    """Run the render job of that row once; the row as it ended, its file on disk."""
     async with rt.db.read() as session:
-        row = await session.get(Render, render_id)
-    assert row is not None and (row.status, row.error) == ("done", None), row
+        job = await session.get(Render, render_id)
+    assert job is not None
+    row = await rendered(rt, job)
+    assert (row.status, row.error) == ("done", None), row
     return row
 
 
@@ -314,9 +302,9 @@ async def test_the_migration_rewrites_old_concat_rows_which_still_render(
     # Hashes name the same edits as before: render keys built from them stay valid.
     assert version.ops_hash == old_hash
 
-    rt = runtime(settings, db, queue)
+    rt = runtime(db, queue, store)
     # The proxy queued before the migration renders from the rewritten op.
-    first = await rendered(rt, 1)
+    first = await rendered_by_id(rt, 1)
     assert first.output_key is not None
     assert measure.duration(store.path(first.output_key)) == pytest.approx(2 + 3, abs=0.2)
     async with running(settings, db) as api:
@@ -329,7 +317,7 @@ async def test_the_migration_rewrites_old_concat_rows_which_still_render(
         reverted = (await api.data(TOKEN, REVERT, {"p": pid, "v": 1}))["revertToVersion"]
     assert reverted["version"]["number"] == 3
     # Undo to the migrated version reuses its proxy: same content key, same file.
-    again = await rendered(rt, ids.decode(reverted["proxy"]["id"], "Render"))
+    again = await rendered_by_id(rt, ids.decode(reverted["proxy"]["id"], "Render"))
     assert again.content_key == first.content_key
     assert again.output_key is not None
     assert measure.duration(store.path(again.output_key)) == pytest.approx(2 + 3, abs=0.2)

@@ -100,7 +100,7 @@ async def test_render_work_is_rate_limited_per_operation(
     alice = tokens["alice"]
     limits: dict[str, Any] = {"rate_exports": 3, "rate_window_s": 3600}
     async with make_api(**limits) as api:
-        await api.app.state.services.queue.pool.flushdb()  # the throwaway Redis of this run
+        await api.services.queue.pool.flushdb()  # the throwaway Redis of this run
         video = (await upload(api, alice, media["clip"]))["video"]["id"]
         pid = (await api.data(alice, CREATE, {"v": video, "name": "p"}))["createProject"][
             "project"
@@ -130,7 +130,7 @@ async def test_render_work_is_rate_limited_per_operation(
             {"p": pid},
         )
         assert code(body) == "RATE_LIMITED"
-        jobs = await other.app.state.services.queue.pool.keys("arq:job:export:*")
+        jobs = await other.services.queue.pool.keys("arq:job:export:*")
     assert len(jobs) == 3
 
 

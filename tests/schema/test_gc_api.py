@@ -71,7 +71,7 @@ async def test_a_full_cycle_through_the_api_keeps_latest_and_pinned(
     from resolvers import ids, users
 
     alice = Actor.of(next(u for u in await users.list_users(db=db) if u.name == "alice"))
-    store = api.app.state.services.store
+    store = api.services.store
     assert isinstance(store, MediaStore)
     setup = await exports_on_disk(db, queue, store, alice, media["clip"], count=3)
     pid = ids.encode("Project", setup.project_id)

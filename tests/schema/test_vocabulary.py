@@ -55,7 +55,10 @@ def test_a_new_op_reaches_graphql_from_its_model_alone() -> None:
         in sdl
     )
     assert "enum VignetteCornerShape {\n  ROUND\n  SQUARE\n}" in sdl
-    assert "input EditInput @oneOf {\n  vignette: VignetteInput\n  mute: Boolean\n}" in sdl
+    assert "input EditInput @oneOf {\n  vignette: VignetteInput\n  mute: Boolean\n" in sdl
+    # A toggle that may act on a stretch of the timeline has a key for that too.
+    assert "  muteRange: MuteRangeInput\n}" in sdl
+    assert "input MuteRangeInput {\n  start: Float = null\n  end: Float = null\n}" in sdl
 
     def raw(document: str) -> Any:
         result = schema.execute_sync(document)
@@ -97,16 +100,37 @@ def test_op_input_agrees_with_the_published_params_schema_field_by_field() -> No
     graphql = build_schema(QueryLimits(), production=False)._schema
     op_input = graphql.type_map["OpInput"]
     assert isinstance(op_input, GraphQLInputObjectType)
-    assert list(op_input.fields) == [ops.graphql_field(t) for t in ops.VOCABULARY]
+    ranged_toggles = [
+        t
+        for t, m in ops.VOCABULARY.items()
+        if issubclass(m, ops.Toggle) and issubclass(m, ops.Ranged)
+    ]
+    expected = [
+        name
+        for t in ops.VOCABULARY
+        for name in [ops.graphql_field(t)]
+        + ([ops.graphql_field(t) + "Range"] * (t in ranged_toggles))
+    ]
+    assert list(op_input.fields) == expected
+    assert ranged_toggles == ["grayscale", "mute"]
     for op_type, model in ops.VOCABULARY.items():
         key = op_input.fields[ops.graphql_field(op_type)]
         params_type, required = _base(key.type)
         assert not required
+        schema = ops.params_schema(model)
         if issubclass(model, ops.Toggle):
             assert isinstance(params_type, GraphQLScalarType) and params_type.name == "Boolean"
-            continue
+            if op_type not in ranged_toggles:
+                continue
+            # Its stretch of the timeline comes through its second key: the params but
+            # ``enabled``, which the Boolean key stands for.
+            params_type, required = _base(
+                op_input.fields[ops.graphql_field(op_type) + "Range"].type
+            )
+            assert not required
+            schema = {**schema, "properties": dict(schema["properties"])}
+            del schema["properties"]["enabled"]
         assert isinstance(params_type, GraphQLInputObjectType)
-        schema = ops.params_schema(model)
         assert list(params_type.fields) == list(schema["properties"]), op_type
         for name, field in params_type.fields.items():
             prop, nullable = _json_type(schema["properties"][name])

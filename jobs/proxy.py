@@ -1,0 +1,645 @@
+"""Segmented proxies, made: the segments a version's plan misses are encoded in playback
+order, each one stored under its content key the moment ffmpeg closes it; the sound is
+encoded once for the whole timeline beside them; a player may start as soon as the first
+segment and the first seconds of sound are there; the seed's MP4 is assembled from the
+segments by remux when all are.
+"""
+
+import asyncio
+import contextlib
+import csv
+import hashlib
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete, update
+from sqlmodel import col, select
+
+from jobs import edl, segments
+from jobs import filtergraph as fg
+from jobs.errors import Permanent, StorageFull, Transient, out_of_space
+from jobs.runner import Outcome, run_ffmpeg
+from jobs.runtime import Runtime
+from models import keys
+from models.tables import PlanSegment, Project, ProxyPlan, Render, Segment, utcnow
+from resolvers import fmp4, lifecycle, ops
+from resolvers.presets import PROXY, Preset
+from resolvers.probe import DEMUXERS
+
+log = logging.getLogger(__name__)
+# How often a segment encode looks for closed segments (a player waits for the first).
+TICK_S = 0.1
+# Progress is written to the database at most this often.
+PROGRESS_EVERY_S = 1.0
+AUDIO_PLAYLIST = "audio.m3u8"
+VIDEO_CODEC = {"vcodec": "libx264", "bf": 0, "sc_threshold": 0}
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What a proxy renders from: the 480p copies, the frame and the ops of its version."""
+
+    source: edl.Source  # the project's source (its 480p copy)
+    concat: dict[int, edl.Source]  # appended videos by id (their 480p copies)
+    shas: dict[int, str]  # SHA-256 of each source's bytes; 0 is the project's own
+    frame: ops.Frame  # the project source's logical frame
+    op_list: list[ops.Op]
+
+    def source_of(self, piece: segments.Piece) -> edl.Source:
+        return self.source if piece.source == 0 else self.concat[piece.source]
+
+    @property
+    def audible(self) -> bool:
+        return self.source.has_audio or any(s.has_audio for s in self.concat.values())
+
+
+@dataclass
+class _Progress:
+    """What a proxy attempt has made so far, and what it has told subscribers."""
+
+    rt: Runtime
+    render: Render
+    plan: segments.Plan
+    audio_dir: Path | None
+    ready: set[str]
+    playable: bool = False
+    stop: str | None = None  # "cancelled" or "superseded" once the attempt must stop
+    written_at: float = 0.0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def done(self) -> int:
+        return sum(1 for s in self.plan.segments if s.key in self.ready)
+
+    @property
+    def total(self) -> int:
+        return len(self.plan.segments)
+
+    def sound_started(self) -> bool:
+        if self.audio_dir is None:
+            return True
+        playlist = self.audio_dir / AUDIO_PLAYLIST
+        try:
+            text = playlist.read_text()
+        except OSError:
+            return False
+        return "#EXTINF" in text
+
+    async def check_playable(self) -> None:
+        """Announce ``proxy_playable`` once the first segment and some sound are there."""
+        async with self.lock:
+            if self.playable or not self.plan.segments:
+                return
+            if self.plan.segments[0].key not in self.ready or not self.sound_started():
+                return
+            self.playable = True
+            await lifecycle.playable(
+                db=self.rt.db,
+                announce=self.rt.events.publish,
+                render=self.render,
+                segments=(self.done, self.total),
+            )
+
+    async def heartbeat(self, fraction_of_run: float = 0.0, run: int = 0) -> bool:
+        """False once the attempt must stop: its version is no longer the one anybody wants
+        (checked every tick: a newer edit should not wait for this one), or it was
+        cancelled. Progress and lease are written at most every ``PROGRESS_EVERY_S``."""
+        if self.stop is not None:
+            return False
+        if await _unwanted(self.rt, self.render):
+            self.stop = "superseded"
+            return False
+        now = time.monotonic()
+        if now - self.written_at < PROGRESS_EVERY_S:
+            return True
+        self.written_at = now
+        done = self.done + fraction_of_run * run
+        alive = await lifecycle.progress(
+            db=self.rt.db,
+            announce=self.rt.events.publish,
+            render=self.render,
+            fraction=min(0.99, done / max(1, self.total)),
+            lease_s=self.rt.config.render_lease_s,
+            segments=(self.done, self.total),
+        )
+        if not alive:
+            self.stop = "cancelled"
+        return alive
+
+
+async def _unwanted(rt: Runtime, render: Render) -> bool:
+    """A proxy of a version that is no longer current, that nobody asked for by name."""
+    if render.on_demand:
+        return False
+    async with rt.db.read() as session:
+        project = await session.get(Project, render.project_id)
+    return project is not None and project.current_version != render.version
+
+
+async def produce(
+    rt: Runtime, render: Render, inputs: Inputs, donor: Render | None = None
+) -> tuple[str, Path | None]:
+    """Make a proxy's segments, sound and MP4 (in temp/, returned for the caller to move
+    into place); the outcome is "done", "cancelled" or "superseded". ``donor`` is a DONE
+    proxy of the same content (a revert): its file and sound are linked, not made again."""
+    assert render.id is not None
+    plan = segments.plan(
+        op_list=inputs.op_list,
+        frame=inputs.frame,
+        stream=(inputs.source.width, inputs.source.height),
+        fps=inputs.source.fps,
+        clips={k: (s.duration, s.width, s.height) for k, s in inputs.concat.items()},
+        sources=inputs.shas,
+        preset=PROXY,
+    )
+    if not plan.segments:
+        raise Permanent("this edit leaves no frame to show")
+    audio_key = keys.proxy_audio(render.project_id, render.version) if inputs.audible else None
+    ready = await _record_plan(rt, render, plan, audio_key)
+    audio_dir = rt.store.path(audio_key) if audio_key else None
+    state = _Progress(rt, render, plan, audio_dir, ready)
+    workdir = rt.store.path(keys.render_temp(render.id, render.attempts, ".d"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    sound: asyncio.Task[Outcome] | None = None
+    if audio_dir is not None:
+        sound = asyncio.create_task(_make_sound(rt, state, inputs, audio_dir, workdir))
+    try:
+        if donor is not None and len(ready) == len({s.key for s in plan.segments}):
+            reused = await _reuse(rt, donor, audio_dir, workdir)
+            if reused is not None:
+                await _sound_done(rt, render)
+                await state.check_playable()
+                return "done", reused
+        await state.check_playable()
+        wanted = {s.key for s in plan.segments}
+        for _ in range(2):
+            for run in plan.runs(wanted - state.ready):
+                await _encode_run(rt, state, inputs, run, workdir)
+                if state.stop is None and await _unwanted(rt, render):
+                    state.stop = "superseded"  # a newer edit came while this run ended
+                if state.stop is not None:
+                    return await _stopped(rt, state), None
+            # A segment the GC took between this plan's look and now is made again, once.
+            gone = {k for k in wanted if not rt.store.path(keys.segment(k)).is_file()}
+            if not gone:
+                break
+            state.ready -= gone
+        if sound is not None:
+            _check(await sound, "the sound")
+            if state.stop is not None:
+                return await _stopped(rt, state), None
+            await _sound_done(rt, render)
+        await state.check_playable()
+        output = workdir.with_suffix(".mp4")
+        await _assemble(rt, plan, audio_dir, workdir, output)
+        return "done", output
+    finally:
+        if sound is not None and not sound.done():
+            sound.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await sound
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def _reuse(
+    rt: Runtime, donor: Render, audio_dir: Path | None, workdir: Path
+) -> Path | None:
+    """The donor's MP4 linked into temp/, its finished sound linked into ours; None if
+    either is gone (then the proxy is made, from its stored segments)."""
+    if donor.output_key is None or not rt.store.path(donor.output_key).is_file():
+        return None
+    if audio_dir is not None:
+        theirs = rt.store.path(keys.proxy_audio(donor.project_id, donor.version))
+        try:
+            finished = "#EXT-X-ENDLIST" in (theirs / AUDIO_PLAYLIST).read_text()
+        except OSError:
+            return None
+        if not finished:
+            return None
+        if theirs != audio_dir:
+            await asyncio.to_thread(_link_folder, theirs, audio_dir)
+    output = workdir.with_suffix(".mp4")
+    await asyncio.to_thread(link_or_copy, rt.store.path(donor.output_key), output)
+    return output
+
+
+def _link_folder(source: Path, target: Path) -> None:
+    _fresh_folder(target)
+    for item in source.iterdir():
+        link_or_copy(item, target / item.name)
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """A hard link costs no bytes; across filesystems, copy."""
+    target.unlink(missing_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+async def _stopped(rt: Runtime, state: _Progress) -> str:
+    """End a stopped attempt: its half-made sound goes (its segments stay in the cache)."""
+    if state.audio_dir is not None:
+        await asyncio.to_thread(shutil.rmtree, state.audio_dir, True)
+    if state.stop == "superseded":
+        async with rt.db.read() as session:
+            project = await session.get(Project, state.render.project_id)
+        current = project.current_version if project else state.render.version
+        await lifecycle.supersede(
+            db=rt.db, announce=rt.events.publish, render=state.render, current=current
+        )
+        return "superseded"
+    return "cancelled"  # announced by the cancel itself
+
+
+async def _record_plan(
+    rt: Runtime, render: Render, plan: segments.Plan, audio_key: str | None
+) -> set[str]:
+    """Write the render's playlist (position → segment key) and mark its segments used;
+    the keys whose segment is already stored."""
+    assert render.id is not None
+    keys_wanted = sorted({s.key for s in plan.segments})
+    now = utcnow()
+    async with rt.db.write() as session:
+        await session.exec(delete(PlanSegment).where(col(PlanSegment.render_id) == render.id))
+        await session.exec(delete(ProxyPlan).where(col(ProxyPlan.render_id) == render.id))
+        session.add(ProxyPlan(render_id=render.id, total=len(plan.segments), audio_key=audio_key))
+        for position, segment in enumerate(plan.segments):
+            session.add(
+                PlanSegment(render_id=render.id, position=position, segment_key=segment.key)
+            )
+        stored: set[str] = set()
+        for at in range(0, len(keys_wanted), 500):
+            chunk = keys_wanted[at : at + 500]
+            await session.exec(
+                update(Segment).where(col(Segment.key).in_(chunk)).values(used_at=now)
+            )
+            stored |= set(
+                (await session.exec(select(Segment.key).where(col(Segment.key).in_(chunk)))).all()
+            )
+    # A row whose file is gone (a crash between the two) is made again.
+    return {k for k in stored if rt.store.path(keys.segment(k)).is_file()}
+
+
+async def _sound_done(rt: Runtime, render: Render) -> None:
+    async with rt.db.write() as session:
+        await session.exec(
+            update(ProxyPlan).where(col(ProxyPlan.render_id) == render.id).values(audio_done=True)
+        )
+
+
+def _fresh_folder(folder: Path) -> None:
+    """An empty folder: an earlier attempt's half-made files are dropped."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
+
+
+def _check(outcome: Outcome, what: str) -> None:
+    """Raise the error an ffmpeg run that did not finish stands for (cancel excepted)."""
+    if outcome.cancelled or outcome.returncode == 0:
+        return
+    if outcome.limit is not None:
+        raise Permanent(outcome.limit)
+    if outcome.returncode < 0:
+        raise Transient(f"ffmpeg was stopped by signal {-outcome.returncode}")
+    if out_of_space(outcome.stderr):
+        raise StorageFull
+    detail = outcome.stderr.strip().splitlines()[-1] if outcome.stderr.strip() else ""
+    raise Permanent(f"ffmpeg could not render {what}: {detail}".strip())
+
+
+async def _make_sound(
+    rt: Runtime, state: _Progress, inputs: Inputs, folder: Path, workdir: Path
+) -> Outcome:
+    """The whole timeline's sound, once, as HLS segments a player reads while they come."""
+    await asyncio.to_thread(_fresh_folder, folder)
+    argv, duration = edl.audio_argv(
+        op_list=inputs.op_list,
+        source=inputs.source,
+        source_frame=inputs.frame,
+        concat_sources=inputs.concat,
+        preset=PROXY,
+        playlist=folder / AUDIO_PLAYLIST,
+        segment_s=edl.SEGMENT_S,
+    )
+
+    async def going(_: float) -> bool:
+        await state.check_playable()
+        return state.stop is None
+
+    return await run_ffmpeg(
+        argv,
+        expected_duration=duration,
+        timeout_s=rt.config.render_timeout_s,
+        timeout_per_s=rt.config.render_timeout_per_s,
+        max_memory_mb=rt.config.render_max_memory_mb,
+        on_progress=going,
+        tick_s=TICK_S,
+    )
+
+
+async def _encode_run(
+    rt: Runtime, state: _Progress, inputs: Inputs, run: list[segments.Segment], workdir: Path
+) -> None:
+    """Encode consecutive segments of one piece with one ffmpeg, storing each as it closes."""
+    plan = state.plan
+    piece = plan.pieces[run[0].piece]
+    folder = workdir / f"run-{run[0].first}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    listing = folder / "closed.csv"
+    text_files: dict[Path, str] = {}
+    argv = run_argv(
+        plan=plan,
+        run=run,
+        source=inputs.source_of(piece),
+        preset=PROXY,
+        folder=folder,
+        listing=listing,
+        text_files=text_files,
+    )
+    for path, text in text_files.items():
+        path.write_text(text)
+    stored = 0
+
+    async def collect() -> None:
+        nonlocal stored
+        for name in _closed(listing)[stored:]:
+            if stored >= len(run):
+                raise Permanent("the segment encoder wrote more segments than planned")
+            await _store_segment(rt, folder / name, run[stored], state.render.id)
+            state.ready.add(run[stored].key)
+            stored += 1
+            if rt.segment_stored is not None:
+                await rt.segment_stored(run[stored - 1].key)
+            await state.check_playable()
+
+    async def tick(fraction: float) -> bool:
+        await collect()
+        return await state.heartbeat(fraction, len(run))
+
+    length = sum(s.frames for s in run) / float(plan.rate)
+    outcome = await run_ffmpeg(
+        argv,
+        expected_duration=length,
+        timeout_s=rt.config.render_timeout_s,
+        timeout_per_s=rt.config.render_timeout_per_s,
+        max_memory_mb=rt.config.render_max_memory_mb,
+        on_progress=tick,
+        tick_s=TICK_S,
+    )
+    if outcome.cancelled:
+        if state.stop is None:
+            state.stop = "cancelled"
+        return
+    _check(outcome, "this edit")
+    await collect()
+    if stored != len(run):
+        raise Permanent(f"the segment encoder wrote {stored} of {len(run)} segments")
+
+
+def _closed(listing: Path) -> list[str]:
+    """Segment files ffmpeg has closed, in order (its segment list, one row each)."""
+    try:
+        with listing.open(newline="") as fh:
+            return [row[0] for row in csv.reader(fh) if row]
+    except FileNotFoundError:
+        return []
+
+
+async def _store_segment(
+    rt: Runtime, path: Path, segment: segments.Segment, render_id: int | None
+) -> None:
+    """Keep one closed segment under its content key: its init once per SHA-256, its media
+    section once per key. Written aside and renamed, so a reader never sees half a file.
+    Storing the same segment twice changes nothing (a tick cut short stores it again)."""
+    data = await asyncio.to_thread(path.read_bytes)
+    init, media = fmp4.split(data)
+    frames, ticks = fmp4.duration(media)
+    if frames != segment.frames:
+        log.warning(
+            "segment %s: %d frames planned, %d encoded", segment.key[:12], segment.frames, frames
+        )
+    init_sha = hashlib.sha256(init).hexdigest()
+    await asyncio.to_thread(_put, rt.store.path(keys.segment_init(init_sha)), init)
+    await asyncio.to_thread(_put, rt.store.path(keys.segment(segment.key)), media)
+    async with rt.db.write() as session:
+        if await session.get(Segment, segment.key) is None:
+            session.add(
+                Segment(
+                    key=segment.key,
+                    init_sha256=init_sha,
+                    frames=frames,
+                    ticks=ticks,
+                    timescale=fmp4.timescale(init),
+                    bytes=len(media),
+                    render_id=render_id,
+                )
+            )
+
+
+def _put(target: Path, data: bytes) -> None:
+    if target.is_file():
+        return  # the same key holds the same bytes' meaning; the first copy stays
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staged = target.with_name(f".{target.name}.{os.getpid()}.part")
+    staged.write_bytes(data)
+    os.replace(staged, target)
+
+
+def run_argv(
+    *,
+    plan: segments.Plan,
+    run: list[segments.Segment],
+    source: edl.Source,
+    preset: Preset,
+    folder: Path,
+    listing: Path,
+    text_files: dict[Path, str],
+) -> list[str]:
+    """One ffmpeg for consecutive segments of one piece: frames ``[first, last)`` of the
+    piece's source grid, the piece's ops with times relative to the first frame, encoded
+    with a keyframe at each segment start and cut into one fragmented MP4 per segment."""
+    piece = plan.pieces[run[0].piece]
+    first, last = run[0].first, run[-1].last
+    rate = plan.rate
+    start_s = float(first / rate) * piece.speed  # source seconds of the first frame
+    # Half a source frame of margin: the frame shown at the first instant is kept.
+    margin = 0.5 / max(1.0, source.fps or float(edl.FALLBACK_FPS))
+    stream = fg.file_input(
+        f"file:{source.path}",
+        f=source.demuxer,
+        ss=edl.number(max(0.0, start_s - margin)),
+        protocol_whitelist="file,pipe",
+        format_whitelist=DEMUXERS,
+    )
+    video = stream.video.filter("setsar", 1)
+    video = video.filter("trim", start=edl.number(max(0.0, start_s - margin)))
+    # Each output frame shows the latest source frame at or before its instant (as a player
+    # would): times are nudged down a hair and rounded up to the frame grid, so a source
+    # frame exactly on an instant takes it, and one just after waits for the next.
+    nudge = edl.number(round(1 / (1000 * float(rate)), 9))
+    video = video.filter(
+        "setpts", f"((T-{edl.number(start_s)})/{edl.number(piece.speed)}-{nudge})/TB"
+    )
+    video = video.filter("fps", fps=str(rate), start_time=0, round="up")
+    video = video.filter("trim", end_frame=last - first)
+    if piece.fit is not None:
+        video = edl.fit(video, *piece.fit)
+    steps = segments.steps_within(piece, first, last, rate)
+    # Times before the first frame (a fade that began earlier) are moved into view: every
+    # time is shifted by the same amount while the ops run, and back afterwards.
+    shift = max([0.0] + [-s.span[0] for s in steps if s.span is not None])
+    if shift > 0:
+        video = video.filter("setpts", f"PTS+{edl.number(shift)}/TB")
+    length = float((last - first) / rate)
+    for index, step in enumerate(steps):
+        video = _step(step, index, video, length, shift, folder, text_files)
+    if shift > 0:
+        video = video.filter("setpts", "PTS-STARTPTS")
+    video = edl.fit_to_preset(
+        video, preset, small=edl.too_small_size(plan.look.width, plan.look.height, preset)
+    )
+    cuts = []
+    at = 0
+    for segment in run[:-1]:
+        at += segment.frames
+        cuts.append(str(at))
+    starts = "+".join(f"eq(n,{c})" for c in ["0", *cuts])
+    options: dict[str, Any] = {
+        **VIDEO_CODEC,
+        "preset": preset.x264_preset,
+        "threads": edl.ENCODER_THREADS,
+        "g": plan.per_segment,
+        "force_key_frames": f"expr:{starts}" if len(cuts) < 50 else _every(first, plan),
+        "f": "segment",
+        "segment_format": "mp4",
+        "segment_format_options": "movflags=+frag_keyframe+empty_moov+default_base_moof",
+        "segment_list": str(listing),
+        "segment_list_type": "csv",
+        "reset_timestamps": 1,
+    }
+    if cuts:
+        options["segment_frames"] = ",".join(cuts)
+    if preset.video_bitrate:
+        options.update(
+            {"b:v": preset.video_bitrate, "maxrate": preset.video_bitrate},
+            bufsize=preset.video_bitrate,
+        )
+    if preset.crf is not None:
+        options["crf"] = preset.crf
+    # -copyts: the filters see the source's own times (the seek does not restart them at 0).
+    out = fg.Output(
+        [video], str(folder / "%05d.mp4"), options, [*edl.GLOBAL_ARGS, "-copyts"]
+    )
+    argv = fg.compile_argv(out)
+    return edl.graph_in_file(argv, folder, text_files)
+
+
+def _every(first: int, plan: segments.Plan) -> str:
+    """Keyframes at every segment start of a long run: frame ``first + n`` on the grid."""
+    return f"expr:eq(n,0)+eq(mod(n+{first},{plan.per_segment}),0)"
+
+
+def _step(
+    step: segments.Step,
+    index: int,
+    video: fg.Stream,
+    length: float,
+    shift: float,
+    folder: Path,
+    text_files: dict[Path, str],
+) -> fg.Stream:
+    """One op of a piece, its span (relative to the run's first frame) moved by ``shift``."""
+    look = step.look
+    state = edl.state_for(look.width, look.height, look.sx, look.sy, length + shift)
+    op = step.op
+    if isinstance(op, ops.Fade):
+        assert step.span is not None
+        kind = "in" if op.in_seconds > 0 else "out"
+        return video.filter(
+            "fade",
+            type=kind,
+            start_time=edl.number(round(step.span[0] + shift, 6)),
+            duration=edl.number(round(step.span[1] - step.span[0], 6)),
+        )
+    if step.span is not None:
+        lo, hi = max(0.0, step.span[0]) + shift, step.span[1] + shift
+        op = op.model_copy(update={"start": round(lo, 6), "end": round(hi, 6)})
+    elif isinstance(op, ops.Text):
+        op = op.model_copy(update={"start": 0.0, "end": None})
+    return edl.apply_video(op, index, video, state, folder, text_files)
+
+
+async def _assemble(
+    rt: Runtime, plan: segments.Plan, audio_dir: Path | None, workdir: Path, output: Path
+) -> None:
+    """The seed's MP4 from the stored segments and the sound: bytes laid end to end with
+    their decode times set, then one remux (no re-encode) with the index up front."""
+    async with rt.db.read() as session:
+        rows = {
+            s.key: s
+            for s in (
+                await session.exec(
+                    select(Segment).where(
+                        col(Segment.key).in_(sorted({x.key for x in plan.segments}))
+                    )
+                )
+            ).all()
+        }
+    picture = workdir / "picture.mp4"
+    inits = {rows[s.key].init_sha256 for s in plan.segments}
+    if len(inits) != 1:
+        raise Permanent("the segments of this proxy were encoded with different settings")
+
+    def write_picture() -> None:
+        with picture.open("wb") as out:
+            out.write(rt.store.path(keys.segment_init(inits.pop())).read_bytes())
+            at = 0
+            for segment in plan.segments:
+                media = rt.store.path(keys.segment(segment.key)).read_bytes()
+                out.write(fmp4.placed(media, at))
+                at += rows[segment.key].ticks
+
+    await asyncio.to_thread(write_picture)
+    argv = ["ffmpeg", *edl.GLOBAL_ARGS, "-i", f"file:{picture}"]
+    maps = ["-map", "0:v"]
+    if audio_dir is not None:
+        sound = workdir / "sound.mp4"
+        await asyncio.to_thread(_join_sound, audio_dir, sound)
+        argv += ["-i", f"file:{sound}"]
+        maps += ["-map", "1:a"]
+    argv += [*maps, "-c", "copy", "-movflags", "+faststart", "-f", "mp4", str(output), "-y"]
+
+    async def going(_: float) -> bool:
+        return True
+
+    _check(
+        await run_ffmpeg(
+            argv,
+            expected_duration=0,
+            timeout_s=rt.config.render_timeout_s,
+            on_progress=going,
+            max_memory_mb=rt.config.render_max_memory_mb,
+        ),
+        "the proxy file",
+    )
+
+
+def _join_sound(folder: Path, target: Path) -> None:
+    """The sound's HLS segments as one fragmented MP4: its init, then each segment."""
+    names = [
+        line.strip()
+        for line in (folder / AUDIO_PLAYLIST).read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    with target.open("wb") as out:
+        out.write((folder / "init.mp4").read_bytes())
+        for name in names:
+            out.write((folder / name).read_bytes())

@@ -1,0 +1,287 @@
+"""Segmented proxies through the real render job, in process: what a player gets (frames,
+sound, boundaries) and what the segment cache reuses, read from the renders' records."""
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlmodel import col, func, select
+
+from jobs.queue import ArqQueue
+from models import keys
+from models.db import Database
+from models.store import MediaStore
+from models.tables import Blob, PlanSegment, Project, Render, Segment
+from resolvers import ids, versions
+from resolvers.users import Actor
+from tests.helpers import measure
+from tests.helpers.domain import new_project
+from tests.helpers.media import ffmpeg
+from tests.helpers.render_job import append, output_of, rendered, runtime
+
+# A frame counter a player can read back after encoding: frame n is a flat grey of luma
+# 40 + 4 * (n mod 40), so a repeated or missing frame shows as a step that is not +4.
+COUNTER = "nullsrc=s=192x108:r={rate},geq=lum='40+4*mod(N\\,40)':cb=128:cr=128"
+
+
+def counter_video(folder: Path, *, seconds: float, rate: str = "30") -> Path:
+    """A frame counter with a steady tone, ``seconds`` long."""
+    out = folder / f"counter-{rate.replace('/', '_')}-{seconds}.mp4"
+    ffmpeg(
+        "-f", "lavfi", "-i", COUNTER.format(rate=rate),
+        "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}",
+        "-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
+        "-c:a", "aac", "-shortest", str(out),
+    )  # fmt: skip
+    return out
+
+
+@pytest.fixture(scope="module")
+def counter(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return counter_video(tmp_path_factory.mktemp("segments"), seconds=7)
+
+
+def lumas(path: Path) -> list[float]:
+    return measure.signal(path, "YAVG")
+
+
+def loudness(path: Path) -> list[float]:
+    """RMS level (dBFS) of each 1/10 s of sound."""
+    out = subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a", "-af",
+         "asetnsamples=n=4800:p=0,astats=metadata=1:reset=1,"
+         "ametadata=print:key=lavfi.astats.Overall.RMS_level:file=-",
+         "-f", "null", "-"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    key = "lavfi.astats.Overall.RMS_level="
+    return [float(x[len(key) :]) for x in out.splitlines() if x.startswith(key)]
+
+
+def steps_of(values: list[float]) -> list[int]:
+    """Frame numbers read back from the counter (mod 40)."""
+    return [round((v - 40) / 4) % 40 for v in values]
+
+
+async def encoded_by(db: Database, render: Render) -> int:
+    async with db.read() as session:
+        return (
+            await session.exec(
+                select(func.count()).select_from(Segment).where(Segment.render_id == render.id)
+            )
+        ).one()
+
+
+async def planned(db: Database, render: Render) -> list[str]:
+    async with db.read() as session:
+        return list(
+            (
+                await session.exec(
+                    select(PlanSegment.segment_key)
+                    .where(PlanSegment.render_id == render.id)
+                    .order_by(col(PlanSegment.position))
+                )
+            ).all()
+        )
+
+
+async def start(
+    db: Database, queue: ArqQueue, store: MediaStore, actor: Actor, source: Path
+) -> tuple[Any, Project, Render]:
+    rt = runtime(db, queue, store)
+    project = await new_project(db, queue, store, actor, source)
+    async with db.read() as session:
+        proxy = (await session.exec(select(Render).where(Render.project_id == project.id))).one()
+    return rt, project, proxy
+
+
+async def test_a_proxy_is_segments_with_every_frame_once_and_unbroken_sound(
+    db: Database, queue: ArqQueue, store: MediaStore, alice: Actor, counter: Path
+) -> None:
+    rt, _, proxy = await start(db, queue, store, alice, counter)
+    out = await output_of(rt, proxy)
+    # 7 s at 30 fps: segments of 2 s, the last one 1 s.
+    assert len(await planned(db, proxy)) == 4
+    assert await encoded_by(db, proxy) == 4
+    frames = steps_of(lumas(out))
+    assert len(frames) == 210
+    assert frames == [n % 40 for n in range(210)], "a frame is repeated or missing"
+    info = measure.probe(out)
+    audio = next(s for s in info["streams"] if s["codec_type"] == "audio")
+    assert float(audio["duration"]) == pytest.approx(7.0, abs=0.05)
+    # No silence anywhere, boundaries included: the quietest 1/10 s is still the tone.
+    levels = loudness(out)
+    assert len(levels) >= 70
+    assert min(levels[:70]) > -30
+
+
+async def test_a_text_over_two_seconds_encodes_only_the_segments_it_covers(
+    db: Database, queue: ArqQueue, store: MediaStore, alice: Actor, counter: Path
+) -> None:
+    rt, project, proxy = await start(db, queue, store, alice, counter)
+    await output_of(rt, proxy)
+    first = await planned(db, proxy)
+    text = {"type": "text", "params": {"text": "hello", "start": 2.5, "end": 3.5}}
+    _, edited = await append(rt, queue, alice, project, [text])
+    await output_of(rt, edited)
+    second = await planned(db, edited)
+    assert await encoded_by(db, edited) == 1
+    assert [a == b for a, b in zip(first, second, strict=True)] == [True, False, True, True]
+
+
+async def test_a_trim_reencodes_only_the_cut_segment_and_a_revert_nothing(
+    db: Database, queue: ArqQueue, store: MediaStore, alice: Actor, counter: Path
+) -> None:
+    rt, project, proxy = await start(db, queue, store, alice, counter)
+    await output_of(rt, proxy)
+    first = await planned(db, proxy)
+    trim = {"type": "trim", "params": {"start": 0.5, "end": 7}}
+    _, trimmed = await append(rt, queue, alice, project, [trim])
+    out = await output_of(rt, trimmed)
+    assert await encoded_by(db, trimmed) == 1
+    assert (await planned(db, trimmed))[1:] == first[1:]
+    assert measure.duration(out) == pytest.approx(6.5, abs=0.05)
+    frames = steps_of(lumas(out))
+    assert frames == [n % 40 for n in range(15, 210)]
+    assert project.id is not None
+    _, _, back = await versions.revert_to_version(
+        db=rt.db,
+        queue=queue,
+        actor=alice,
+        project_id=project.id,
+        version=0,
+        expected_version=None,
+    )
+    await output_of(rt, back)
+    assert await encoded_by(db, back) == 0
+    assert await planned(db, back) == first
+
+
+async def test_brightness_over_a_stretch_raises_luma_there_only(
+    db: Database, queue: ArqQueue, store: MediaStore, alice: Actor, counter: Path
+) -> None:
+    rt, project, proxy = await start(db, queue, store, alice, counter)
+    plain = lumas(await output_of(rt, proxy))
+    bright = {"type": "brightness", "params": {"brightness": 30, "start": 2, "end": 4}}
+    _, edited = await append(rt, queue, alice, project, [bright])
+    lit = lumas(await output_of(rt, edited))
+    assert len(lit) == len(plain)
+    for index, (before, after) in enumerate(zip(plain, lit, strict=True)):
+        inside = 60 <= index < 120
+        assert (after - before > 20) == inside, f"frame {index}: {before:.1f} → {after:.1f}"
+
+
+async def test_a_mezzanine_from_before_segments_is_made_again_once(
+    db: Database, queue: ArqQueue, store: MediaStore, alice: Actor, counter: Path
+) -> None:
+    rt, project, proxy = await start(db, queue, store, alice, counter)
+    async with db.write() as session:
+        blob = (await session.exec(select(Blob))).one()
+        old = f"videos/{blob.sha256}_480p.mp4"  # where the copy lived before
+        shutil.copyfile(counter, store.path(old))
+        blob.mezzanine_key = old
+        session.add(blob)
+    await output_of(rt, proxy)
+    async with db.read() as session:
+        blob = (await session.exec(select(Blob))).one()
+    assert blob.mezzanine_key == keys.mezzanine(blob.sha256)
+    assert not store.path(old).exists()
+    made = store.path(blob.mezzanine_key)
+    # A keyframe at every segment start (every 60 frames at 30 fps), and nowhere else.
+    assert keyframes(made) == [0, 60, 120, 180]
+    before = made.stat().st_mtime_ns
+    _, again = await append(rt, queue, alice, project, [{"type": "grayscale", "params": {}}])
+    await output_of(rt, again)
+    assert made.stat().st_mtime_ns == before
+
+
+def keyframes(path: Path) -> list[int]:
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "v", "-show_entries", "packet=flags",
+         "-of", "csv=p=0", str(path)],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return [i for i, flags in enumerate(out.split()) if flags.startswith("K")]
+
+
+async def test_an_appended_clip_encodes_only_its_own_segments(
+    db: Database, queue: ArqQueue, store: MediaStore, alice: Actor, counter: Path
+) -> None:
+    rt, project, proxy = await start(db, queue, store, alice, counter)
+    await output_of(rt, proxy)
+    first = await planned(db, proxy)
+    async with db.read() as session:
+        video_id = (await session.exec(select(Project.source_video_id))).one()
+    concat = {"type": "concat", "params": {"videoId": ids.encode("Video", video_id)}}
+    _, joined = await append(rt, queue, alice, project, [concat])
+    out = await output_of(rt, joined)
+    second = await planned(db, joined)
+    # The clip appended is the source itself: its segments are the ones already stored,
+    # so nothing at all is encoded, and the picture counts up twice.
+    assert second == first + first
+    assert await encoded_by(db, joined) == 0
+    assert steps_of(lumas(out)) == [n % 40 for n in range(210)] * 2
+
+
+async def test_a_newer_edit_stops_the_older_proxy_and_reuses_what_it_finished(
+    db: Database, queue: ArqQueue, store: MediaStore, alice: Actor, tmp_path: Path
+) -> None:
+    source = counter_video(tmp_path, seconds=20)
+    rt, project, _ = await start(db, queue, store, alice, source)
+    gray = {"type": "grayscale", "params": {}}
+    _, older = await append(rt, queue, alice, project, [gray])
+    edits: list[Any] = []
+    seen: list[str] = []
+
+    async def edit_after_the_third(key: str) -> None:
+        # A newer edit lands between two segments of the older proxy.
+        seen.append(key)
+        if len(seen) == 3:
+            text = {"type": "text", "params": {"text": "late", "start": 18, "end": 19}}
+            edits.append(await append(rt, queue, alice, project, [text]))
+
+    rt.segment_stored = edit_after_the_third
+    stopped = await rendered(rt, older)
+    rt.segment_stored = None
+    assert len(seen) >= 3, stopped.error
+    # Nothing of the stopped proxy but its segments: no file, no half-made sound.
+    assert sorted(p.name for p in store.path(f"proxy/{project.id}").iterdir()) == []
+    _, newer = edits[0]
+    assert (stopped.status, stopped.error) == ("cancelled", "superseded by version 2")
+    finished = await encoded_by(db, older)
+    # It stops at its next look at the version (every tenth of a second, and when ffmpeg
+    # ends): what it finished by then is kept.
+    assert finished >= 3
+    async with db.read() as session:
+        kept = set(
+            (await session.exec(select(Segment.key).where(Segment.render_id == older.id))).all()
+        )
+    await output_of(rt, newer)
+    # Everything the older render finished is reused; the rest, the last segment (with the
+    # text) among them, is encoded once.
+    wanted = set(await planned(db, newer))
+    assert len(wanted & set(await planned(db, older))) == 9
+    assert await encoded_by(db, newer) == len(wanted - kept) >= 1
+
+
+@pytest.mark.parametrize(
+    ("factor", "expected"),
+    [(2.0, [n * 2 % 40 for n in range(105)]), (0.5, [n // 2 % 40 for n in range(420)])],
+    ids=["faster", "slower"],
+)
+async def test_speed_picks_each_frame_on_its_grid_across_segment_boundaries(
+    db: Database,
+    queue: ArqQueue,
+    store: MediaStore,
+    alice: Actor,
+    counter: Path,
+    factor: float,
+    expected: list[int],
+) -> None:
+    rt, project, _ = await start(db, queue, store, alice, counter)
+    speed = {"type": "speed", "params": {"factor": factor}}
+    _, edited = await append(rt, queue, alice, project, [speed])
+    out = await output_of(rt, edited)
+    assert steps_of(lumas(out)) == expected
