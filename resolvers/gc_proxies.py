@@ -8,14 +8,16 @@ file is not gone yet still has its ``output_key``: that is what ``converge`` set
 """
 
 import asyncio
+import contextlib
 
-from sqlalchemy import insert, update
+from sqlalchemy import func, insert, update
 from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from models import keys
 from models.db import Database
-from models.states import RenderStatus
+from models.states import RenderKind, RenderStatus
 from models.store import MediaStore
 from models.tables import GcAudit, Project, Render, utcnow
 from resolvers import lifecycle
@@ -25,16 +27,33 @@ from resolvers.gc_runs import Tally
 from resolvers.users import Actor
 
 
-def _remove_all(store: MediaStore, keys: list[str], disk: Freed) -> None:
-    for key in keys:
-        remove(store, key, disk)
+def _remove_all(store: MediaStore, names: list[str], disk: Freed) -> None:
+    for name in names:
+        remove(store, name, disk)
+
+
+def _remove_folder(store: MediaStore, folder_key: str, disk: Freed) -> None:
+    """Remove a folder of files (a proxy's sound) and the folder itself."""
+    folder = store.path(folder_key)
+    if not folder.is_dir():
+        return
+    _remove_all(store, [f"{folder_key}/{p.name}" for p in folder.iterdir() if p.is_file()], disk)
+    with contextlib.suppress(OSError):
+        folder.rmdir()
+
+
+# A proxy in one of these states has, or will have, its version's sound folder in use.
+USING_SOUND = (RenderStatus.QUEUED, RenderStatus.RUNNING, RenderStatus.DONE)
 
 
 async def _settle(session: AsyncSession, store: MediaStore, ids: list[int], disk: Freed) -> None:
-    """Remove the files of these renders if they are still RECLAIMED (rows locked)."""
+    """Remove the files of these renders if they are still RECLAIMED (rows locked), and the
+    sound of their version once no other proxy of that version uses it."""
     conn = await session.connection()
     rows = await conn.execute(
-        sa_select(col(Render.id), col(Render.output_key))
+        sa_select(
+            col(Render.id), col(Render.output_key), col(Render.project_id), col(Render.version)
+        )
         .where(
             col(Render.id).in_(ids),
             col(Render.status) == RenderStatus.RECLAIMED,
@@ -43,13 +62,31 @@ async def _settle(session: AsyncSession, store: MediaStore, ids: list[int], disk
         .order_by(col(Render.id))
         .with_for_update()
     )
-    gone = {i: key for i, key in rows if i is not None and key is not None}
+    gone: dict[int, str] = {}
+    versions: set[tuple[int, int]] = set()
+    for i, key, project_id, version in rows:
+        if i is not None and key is not None:
+            gone[i] = key
+            versions.add((project_id, version))
     if not gone:
         return
     await off_loop(_remove_all, store, list(gone.values()), disk)
     await conn.execute(
         update(Render).where(col(Render.id).in_(gone)).values(output_key=None, bytes=None)
     )
+    for project_id, version in sorted(versions):
+        in_use = await conn.execute(
+            sa_select(func.count())
+            .select_from(Render)
+            .where(
+                col(Render.project_id) == project_id,
+                col(Render.version) == version,
+                col(Render.kind) == RenderKind.PROXY,
+                col(Render.status).in_(USING_SOUND),
+            )
+        )
+        if not in_use.scalar_one():
+            await off_loop(_remove_folder, store, keys.proxy_audio(project_id, version), disk)
 
 
 async def converge(*, db: Database, store: MediaStore) -> int:

@@ -7,7 +7,9 @@ from pathlib import Path
 from sqlalchemy import update
 from sqlmodel import col, select
 
+from jobs.proxy import AUDIO_PLAYLIST
 from jobs.queue import ArqQueue
+from models import keys
 from models.db import Database
 from models.states import RenderStatus
 from models.store import MediaStore
@@ -63,6 +65,10 @@ async def test_gc_delete_takes_back_old_proxies_and_keeps_the_current_one(
 ) -> None:
     project_id, files = await three_rendered_proxies(db, queue, store, alice, media["clip"])
     sizes = {n: f.stat().st_size for n, f in files.items()}
+    # Each version's sound, as HLS next to its proxy: it goes with the proxy.
+    sound = {n: store.path(keys.proxy_audio(project_id, n)) for n in files}
+    sound_bytes = {n: sum(p.stat().st_size for p in sound[n].iterdir()) for n in files}
+    assert all(sound_bytes.values())
     assert await gc_policy.stale_proxies(db=db, days_old=30) == (2, sizes[0] + sizes[1])
     assert await gc_policy.stale_proxies(db=db, days_old=60) == (0, 0)
     # Younger than the setting: kept.
@@ -74,8 +80,10 @@ async def test_gc_delete_takes_back_old_proxies_and_keeps_the_current_one(
         db=db, store=store, actor=None, days_in_archive=30, proxy_days_old=30, confirm=True
     )
     assert outcome.tally.proxies_reclaimed == 2
-    assert outcome.bytes_freed == sizes[0] + sizes[1]
+    assert outcome.bytes_freed == sizes[0] + sizes[1] + sound_bytes[0] + sound_bytes[1]
     assert not files[0].exists() and not files[1].exists() and files[2].exists()
+    assert not sound[0].exists() and not sound[1].exists()
+    assert sum(p.stat().st_size for p in sound[2].iterdir()) == sound_bytes[2]
     proxies = await proxies_of(db, project_id)
     assert [proxies[n].status for n in (0, 1, 2)] == [
         RenderStatus.RECLAIMED,
@@ -128,6 +136,9 @@ async def test_a_request_between_the_reclaim_and_its_file_keeps_the_file(
         db=db, store=store, actor=None, days_in_archive=30, confirm=True, checkpoint=user_asks
     )
     assert rendered_again and rendered_again[0] == files[1]
+    # The proxy asked for again keeps its version's sound.
+    assert (store.path(keys.proxy_audio(project_id, 1)) / AUDIO_PLAYLIST).exists()
+    assert not store.path(keys.proxy_audio(project_id, 0)).exists()
     proxies = await proxies_of(db, project_id)
     assert proxies[1].status == RenderStatus.DONE and files[1].exists()
     assert proxies[0].status == RenderStatus.RECLAIMED and not files[0].exists()
