@@ -171,7 +171,9 @@ async def test_a_proxy_plays_in_hls_js_while_it_grows_and_after(
     await again.evaluate("url => play(url)", render["playlistUrl"])
     done = await until_seen(again, "video.currentTime >= 1", within=30)
     assert done["startedWhileLive"] is False and done["levels"] == [grown["levels"][-1]], done
-    assert done["duration"] == pytest.approx(ends_at, abs=FRAME)
+    # hls.js takes the duration from the playlist (the picture's length) and stretches it to
+    # the sound's end once that is buffered: either, depending on how far it has loaded.
+    assert LENGTH - FRAME <= done["duration"] <= ends_at + FRAME, done
     assert (done["width"], done["height"]) == (854, 480)
     await again.evaluate("document.getElementById('preview').currentTime = 18")
     end = await until_seen(again, "video.ended", within=15)
