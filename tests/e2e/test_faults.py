@@ -28,6 +28,7 @@ from models.db import Database
 from models.store import MediaStore
 from resolvers import ids
 from tests.helpers.api import APPEND, Api, new_project, settings_of
+from tests.helpers.db import SQLITE_ONLY
 from tests.helpers.polling import until
 from tests.helpers.processes import edit_and_wait_for_proxy
 
@@ -218,6 +219,7 @@ def start_upload(port: int, token: str, declared: int, first: bytes) -> socket.s
     return sock
 
 
+@SQLITE_ONLY  # files in temp/, not the database
 async def test_a_kill_9_mid_upload_leaves_nothing_in_temp_after_the_next_start(
     env: dict[str, str], tokens: dict[str, str], tmp_path: Path
 ) -> None:

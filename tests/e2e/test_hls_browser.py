@@ -19,10 +19,12 @@ from editgraph.app import create_app
 from editgraph.settings import Settings
 from models.db import Database
 from tests.helpers.api import Api, keeping_state, new_project, project
+from tests.helpers.db import SQLITE_ONLY
 from tests.helpers.polling import until
 from tests.helpers.worker import WorkerFactory
 
-pytestmark = pytest.mark.slow
+# What a browser makes of the playlist, not the database: once, on SQLite.
+pytestmark = [pytest.mark.slow, SQLITE_ONLY]
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's package: `make install` puts it there
 HLS_JS = ROOT / "node_modules" / "hls.js" / "dist" / "hls.min.js"  # `make install`: npm ci

@@ -25,6 +25,7 @@ from models.states import RenderKind
 from models.tables import Render, Segment
 from resolvers import ids
 from tests.helpers.api import Api, new_project, project
+from tests.helpers.db import SQLITE_ONLY
 from tests.helpers.polling import until
 from tests.helpers.processes import ffmpeg_children, worker_process
 from tests.helpers.worker import WorkerFactory
@@ -68,6 +69,7 @@ async def proxy_done(api: Api, token: str, pid: str) -> bool:
     return bool(latest) and latest["status"] == "DONE"
 
 
+@SQLITE_ONLY  # what a player reads, not the database (the kill test below runs on both)
 async def test_a_proxy_plays_from_its_first_segment_while_it_grows_and_after(
     live: tuple[Api, str],
     tokens: dict[str, str],

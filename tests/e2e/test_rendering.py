@@ -13,6 +13,7 @@ from models import redis_keys
 from resolvers import events, ids
 from tests.helpers import measure
 from tests.helpers.api import APPEND, CREATE, REVERT, Api, project, upload
+from tests.helpers.db import SQLITE_ONLY
 from tests.helpers.polling import until
 from tests.helpers.processes import ffmpeg_children, no_ffmpeg_left, worker_process
 from tests.helpers.renders import CANCEL, without_proxies
@@ -39,6 +40,7 @@ async def export_done(api: Api, token: str, pid: str) -> dict[str, Any] | None:
     return latest if latest and latest["status"] == "DONE" else None
 
 
+@SQLITE_ONLY  # what ffmpeg makes of each edit (the lifecycle tests below run on both)
 async def test_edits_render_proxies_and_exports(
     app_api: Api,
     tokens: dict[str, str],

@@ -17,6 +17,7 @@ from models.tables import Blob, PlanSegment, Project, Render, Segment
 from resolvers import ids, versions
 from resolvers.users import Actor
 from tests.helpers import measure
+from tests.helpers.db import SQLITE_ONLY
 from tests.helpers.domain import new_project
 from tests.helpers.media import ffmpeg
 from tests.helpers.render_job import append, output_of, rendered, runtime
@@ -24,6 +25,10 @@ from tests.helpers.render_job import append, output_of, rendered, runtime
 # A frame counter a player can read back after encoding: frame n is a flat grey of luma
 # 40 + 4 * (n mod 40), so a repeated or missing frame shows as a step that is not +4.
 COUNTER = "nullsrc=s=192x108:r={rate},geq=lum='40+4*mod(N\\,40)':cb=128:cr=128"
+
+
+# What ffmpeg makes of each edit, not the database: each test runs once, on SQLite.
+pytestmark = SQLITE_ONLY
 
 
 def counter_video(folder: Path, *, seconds: float, rate: str = "30") -> Path:
