@@ -166,8 +166,6 @@ async def produce(
     workdir = rt.store.path(keys.render_temp(render.id, render.attempts, ".d"))
     workdir.mkdir(parents=True, exist_ok=True)
     sound: asyncio.Task[Outcome] | None = None
-    if audio_dir is not None:
-        sound = asyncio.create_task(_make_sound(rt, state, inputs, audio_dir, workdir))
     try:
         if donor is not None and len(ready) == len({s.key for s in plan.segments}):
             reused = await _reuse(rt, donor, audio_dir, workdir)
@@ -175,6 +173,9 @@ async def produce(
                 await _sound_done(rt, render)
                 await state.check_playable()
                 return "done", reused
+        # Made only when not linked: a sound being made would write over the linked one.
+        if audio_dir is not None:
+            sound = asyncio.create_task(_make_sound(rt, state, inputs, audio_dir, workdir))
         await state.check_playable()
         wanted = {s.key for s in plan.segments}
         for _ in range(2):

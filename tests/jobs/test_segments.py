@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from sqlmodel import col, func, select
 
+from jobs.proxy import AUDIO_PLAYLIST
 from jobs.queue import ArqQueue
 from models import keys
 from models.db import Database
@@ -162,6 +163,12 @@ async def test_a_trim_reencodes_only_the_cut_segment_and_a_revert_nothing(
     await output_of(rt, back)
     assert await encoded_by(db, back) == 0
     assert await planned(db, back) == first
+    # Its sound is version 0's, whole: the playlist ends, and every file it lists is there.
+    sound = store.path(keys.proxy_audio(project.id, back.version))
+    listing = (sound / AUDIO_PLAYLIST).read_text()
+    assert "#EXT-X-ENDLIST" in listing
+    names = [line for line in listing.splitlines() if line and not line.startswith("#")]
+    assert len(names) == 4 and all((sound / name).is_file() for name in names)
 
 
 async def test_brightness_over_a_stretch_raises_luma_there_only(
