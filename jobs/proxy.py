@@ -71,6 +71,7 @@ class _Progress:
     stop: str | None = None  # "cancelled" or "superseded" once the attempt must stop
     written_at: float = 0.0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    sound: "asyncio.Task[Outcome] | None" = None  # the sound being made, if it is
 
     @property
     def done(self) -> int:
@@ -176,6 +177,7 @@ async def produce(
         # Made only when not linked: a sound being made would write over the linked one.
         if audio_dir is not None:
             sound = asyncio.create_task(_make_sound(rt, state, inputs, audio_dir, workdir))
+            state.sound = sound
         await state.check_playable()
         wanted = {s.key for s in plan.segments}
         for _ in range(2):
@@ -207,9 +209,7 @@ async def produce(
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-async def _reuse(
-    rt: Runtime, donor: Render, audio_dir: Path | None, workdir: Path
-) -> Path | None:
+async def _reuse(rt: Runtime, donor: Render, audio_dir: Path | None, workdir: Path) -> Path | None:
     """The donor's MP4 linked into temp/, its finished sound linked into ours; None if
     either is gone (then the proxy is made, from its stored segments)."""
     if donor.output_key is None or not rt.store.path(donor.output_key).is_file():
@@ -246,6 +246,10 @@ def link_or_copy(source: Path, target: Path) -> None:
 
 async def _stopped(rt: Runtime, state: _Progress) -> str:
     """End a stopped attempt: its half-made sound goes (its segments stay in the cache)."""
+    if state.sound is not None and not state.sound.done():
+        state.sound.cancel()  # first, or its ffmpeg would write the folder again
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await state.sound
     if state.audio_dir is not None:
         await asyncio.to_thread(shutil.rmtree, state.audio_dir, True)
     if state.stop == "superseded":
@@ -319,7 +323,9 @@ async def _make_sound(
     rt: Runtime, state: _Progress, inputs: Inputs, folder: Path, workdir: Path
 ) -> Outcome:
     """The whole timeline's sound, once, as HLS segments a player reads while they come."""
-    await asyncio.to_thread(_fresh_folder, folder)
+    # Here, not in a thread: a thread would go on after a cancel, and make the folder again
+    # after the stopped attempt removed it. (A new attempt's folder is empty or small.)
+    _fresh_folder(folder)
     argv, duration = edl.audio_argv(
         op_list=inputs.op_list,
         source=inputs.source,
@@ -536,9 +542,7 @@ def run_argv(
     if preset.crf is not None:
         options["crf"] = preset.crf
     # -copyts: the filters see the source's own times (the seek does not restart them at 0).
-    out = fg.Output(
-        [video], str(folder / "%05d.mp4"), options, [*edl.GLOBAL_ARGS, "-copyts"]
-    )
+    out = fg.Output([video], str(folder / "%05d.mp4"), options, [*edl.GLOBAL_ARGS, "-copyts"])
     argv = fg.compile_argv(out)
     return edl.graph_in_file(argv, folder, text_files)
 

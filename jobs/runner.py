@@ -99,6 +99,21 @@ class Outcome:
     limit: str | None = None
 
 
+async def _wait_out(task: "asyncio.Task[None]") -> None:
+    """Wait for ``task`` to end by itself, even if the caller is cancelled meanwhile (the
+    cancellation is raised once it has ended); its own error, if any, is raised."""
+    interrupted = False
+    while not task.done():
+        try:
+            await asyncio.wait([task])
+        except asyncio.CancelledError:
+            interrupted = True
+    if interrupted:
+        raise asyncio.CancelledError
+    if not task.cancelled() and (error := task.exception()) is not None:
+        raise error
+
+
 async def run_ffmpeg(
     argv: list[str],
     *,
@@ -153,14 +168,22 @@ async def run_ffmpeg(
         async for raw in proc.stderr:
             tail.append(raw.decode(errors="replace").rstrip())
 
+    # The watcher is told to stop, never cancelled: ``on_progress`` writes to the database,
+    # and a transaction cancelled half-way can leave SQLite's write lock taken.
+    stopping = asyncio.Event()
+
     async def watch() -> None:
         nonlocal cancelled, peak
         while proc.returncode is None:
-            await asyncio.sleep(tick_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), tick_s)
+            if stopping.is_set():
+                return
             peak = max(peak, _address_space(proc.pid))
             if proc.returncode is None and not await on_progress(progress):
                 cancelled = True
-                proc.kill()
+                with contextlib.suppress(ProcessLookupError):  # it may have ended meanwhile
+                    proc.kill()
                 return
 
     readers = [asyncio.create_task(read_progress()), asyncio.create_task(read_errors())]
@@ -181,10 +204,11 @@ async def run_ffmpeg(
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
-        watcher.cancel()
-        for task in (*readers, watcher):
+        stopping.set()
+        for task in readers:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await _wait_out(watcher)
     stderr = "\n".join(tail)
     limit = None
     if returncode != 0 and not cancelled:

@@ -259,7 +259,10 @@ async def test_a_newer_edit_stops_the_older_proxy_and_reuses_what_it_finished(
     rt.segment_stored = None
     assert len(seen) >= 3, stopped.error
     # Nothing of the stopped proxy but its segments: no file, no half-made sound.
-    assert sorted(p.name for p in store.path(f"proxy/{project.id}").iterdir()) == []
+    assert sorted(p.name for p in store.path(f"proxy/{project.id}").iterdir()) == [], (
+        stopped.status,
+        stopped.error,
+    )
     _, newer = edits[0]
     assert (stopped.status, stopped.error) == ("cancelled", "superseded by version 2")
     finished = await encoded_by(db, older)
