@@ -24,7 +24,7 @@ from jobs import edl
 from models.db import Database
 from models.migrate import upgrade
 from resolvers import ops, users
-from resolvers.presets import export_preset
+from resolvers.presets import PROXY, export_preset
 
 SECONDS = int(os.environ.get("EDITGRAPH_BENCH_RENDER_SECONDS", "60"))
 RUNS = 5
@@ -185,7 +185,7 @@ async def measure(client: httpx.AsyncClient, source: Path, work: Path) -> None:
                 "-c:v",
                 "libx264",
                 "-preset",
-                "veryfast",
+                PROXY.x264_preset,
                 "-b:v",
                 "1M",
                 "-c:a",

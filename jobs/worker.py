@@ -69,7 +69,9 @@ def create_worker(config: WorkerSettings, *, handle_signals: bool = True) -> Wor
         job_serializer=serialize,
         job_deserializer=deserialize,
         max_jobs=config.render_concurrency,
-        poll_delay=0.2,
+        # A worker looks for new jobs this often: the wait a preview adds before its first
+        # segment starts (a poll is one ZRANGEBYSCORE on Redis).
+        poll_delay=0.05,
         keep_result=3600,
         on_startup=startup,
         on_shutdown=shutdown,
