@@ -274,4 +274,3 @@ async def _wait_for_space(
 
 async def _fail(rt: Runtime, render: Render, reason: str) -> None:
     await lifecycle.fail(db=rt.db, announce=rt.events.publish, render=render, reason=reason)
-
