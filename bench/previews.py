@@ -41,8 +41,6 @@ from models.states import RenderKind, RenderStatus
 from models.tables import Blob, PlanSegment, Render, Segment, Video
 from resolvers import ids, ops
 from resolvers.presets import PROXY
-from resolvers.renders import EXPORT
-from resolvers.renders import PROXY as PROXY_KIND
 from tests.helpers.media import make_video
 
 LENGTHS = [float(s) for s in os.environ.get("EDITGRAPH_BENCH_PREVIEW_SECONDS", "60,600").split(",")]
@@ -544,8 +542,8 @@ async def quality(stack: Stack, work: Path, source: Source, pid: str) -> None:
     """Run 1's proxy against its export scaled to 480p; the same clip through the segment
     encoder at each x264 preset, with its encode time."""
     await gql(stack.client, EXPORT_V, {"p": pid, "n": 1})
-    reference = await finished(stack, pid, EXPORT, 1)
-    made = await finished(stack, pid, PROXY_KIND, 1)
+    reference = await finished(stack, pid, RenderKind.EXPORT, 1)
+    made = await finished(stack, pid, RenderKind.PROXY, 1)
     ours = await asyncio.to_thread(ssim, made, reference)
     what = f"{source.frame.duration:g} s 1080p30, blur + brightness"
     emit(

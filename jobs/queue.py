@@ -14,6 +14,7 @@ from redis.exceptions import RedisError
 
 from jobs.events import EventLog
 from models import redis_keys
+from models.states import RenderKind
 from models.tables import Export, Render
 from resolvers.errors import RateLimitedError
 
@@ -48,7 +49,7 @@ class ArqQueue:
         *,
         keep: int = 1000,
         keep_s: int = 24 * 3600,
-        limits: dict[str, int] | None = None,
+        limits: dict[RenderKind, int] | None = None,
         window_s: int = 60,
         timeout_s: float = QUICK_TIMEOUT_S,
     ) -> None:
@@ -77,7 +78,7 @@ class ArqQueue:
         """Queue once under ``job_id``; arq ignores a second enqueue of a live id."""
         await self._quick(lambda: self.pool.enqueue_job(function, *args, _job_id=job_id))
 
-    async def admit(self, *, user_id: int, kind: str) -> None:
+    async def admit(self, *, user_id: int, kind: RenderKind) -> None:
         """Count one render against the user's window; over the limit, refuse it."""
         limit = self.limits.get(kind)
         if limit is None:

@@ -18,7 +18,7 @@ from jobs.mezzanine import ensure_mezzanine, source_of
 from jobs.runner import run_ffmpeg
 from jobs.runtime import Runtime
 from models import keys
-from models.states import RenderStatus
+from models.states import RenderKind, RenderStatus
 from models.store import is_storage_full
 from models.tables import Blob, Project, Render, Version, Video
 from resolvers import lifecycle, ops, renders, versions
@@ -84,7 +84,7 @@ async def _produce(rt: Runtime, render: Render) -> str:
         project = await session.get(Project, render.project_id)
         assert project is not None
         unwanted = render.version != project.current_version and not render.on_demand
-        if render.kind == renders.PROXY and unwanted:
+        if render.kind == RenderKind.PROXY and unwanted:
             await lifecycle.supersede(
                 db=rt.db,
                 announce=rt.events.publish,
@@ -125,7 +125,7 @@ async def _produce(rt: Runtime, render: Render) -> str:
             stale.unlink(missing_ok=True)
     temp = rt.store.path(keys.render_temp(render.id, render.attempts, ".mp4"))
     try:
-        if render.kind == renders.PROXY:
+        if render.kind == RenderKind.PROXY:
             inputs = proxy.Inputs(
                 source=await _source(rt, video, blob, PROXY),
                 concat={k: await _source(rt, v, b, PROXY) for k, (v, b) in others.items()},

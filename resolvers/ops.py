@@ -193,8 +193,7 @@ class Ranged(Op):
         if self.start is not None and self.start >= frame.duration:
             raise OpProblem(
                 "start",
-                f"start {self.start:g} s is not before the end of the video "
-                f"({frame.duration:g} s)",
+                f"start {self.start:g} s is not before the end of the video ({frame.duration:g} s)",
             )
         return frame
 

@@ -3,6 +3,7 @@
 import logging
 from typing import Protocol
 
+from models.states import RenderKind
 from models.tables import Export, Render
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ class JobQueue(Protocol):
         """Tell subscribers what happened to ``render`` (an event kind of ``resolvers.events``);
         waits on Redis only briefly."""
 
-    async def admit(self, *, user_id: int, kind: str) -> None:
+    async def admit(self, *, user_id: int, kind: RenderKind) -> None:
         """Count one render of ``kind`` for a user; ``RateLimitedError`` when over the limit.
         Call it before the transaction that writes the render: a hung Redis must never hold
         the database's write lock. Without an answer from Redis it admits (fails open)."""

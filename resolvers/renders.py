@@ -19,8 +19,6 @@ from resolvers.presets import Preset
 from resolvers.queue import JobQueue
 from resolvers.users import Actor
 
-PROXY, EXPORT = RenderKind.PROXY, RenderKind.EXPORT
-
 
 def job_id(kind: str, project_id: int, version: int) -> str:
     """Deterministic, so a second enqueue of the same work collapses into the first."""
@@ -87,7 +85,7 @@ async def request_export(
         pass
     # A render is needed: count it against the rate limit outside any transaction, so a
     # hung Redis never holds the write lock; over the limit nothing is written.
-    await queue.admit(user_id=actor.id, kind=EXPORT)
+    await queue.admit(user_id=actor.id, kind=RenderKind.EXPORT)
     try:
         return await _request_export(db, queue, actor, project_id, version, preset, True)
     except IntegrityError:
@@ -151,7 +149,7 @@ async def _request_export(
         else:
             if not admitted:
                 raise _AdmitFirst  # rolls back; nothing was written
-            render = await add_render(session, project, row, EXPORT, preset)
+            render = await add_render(session, project, row, RenderKind.EXPORT, preset)
             assert render.id is not None
             export = Export(project_id=project_id, version=number, render_id=render.id)
             session.add(export)
@@ -174,7 +172,7 @@ async def request_proxy(
             await session.exec(
                 select(Render).where(
                     Render.project_id == project_id,
-                    Render.kind == PROXY,
+                    Render.kind == RenderKind.PROXY,
                     Render.version == number,
                 )
             )
@@ -185,7 +183,7 @@ async def request_proxy(
         return render
     # Counted against the rate limit before the transaction (Redis is never waited on
     # under the write lock); over the limit nothing is queued.
-    await queue.admit(user_id=actor.id, kind=PROXY)
+    await queue.admit(user_id=actor.id, kind=RenderKind.PROXY)
     async with db.write() as session:
         again = await session.get(Render, render.id, with_for_update=True)
         assert again is not None
@@ -309,7 +307,7 @@ async def finished_render(*, db: Database, project: Project, kind: str) -> Rende
 
 async def finished_export(*, db: Database, project: Project) -> Export | None:
     """The current version's export, if it is DONE."""
-    render = await finished_render(db=db, project=project, kind=EXPORT)
+    render = await finished_render(db=db, project=project, kind=RenderKind.EXPORT)
     if render is None:
         return None
     async with db.read() as session:
@@ -326,7 +324,7 @@ async def playable_proxy(*, db: Database, project: Project) -> Render | None:
                 .join(ProxyPlan, col(ProxyPlan.render_id) == col(Render.id))
                 .where(
                     Render.project_id == project.id,
-                    Render.kind == PROXY,
+                    Render.kind == RenderKind.PROXY,
                     Render.version == project.current_version,
                     col(Render.status).in_((RenderStatus.RUNNING, RenderStatus.DONE)),
                     col(ProxyPlan.playable),

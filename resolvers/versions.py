@@ -8,6 +8,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.db import Database
+from models.states import RenderKind
 from models.tables import EditOperation, Project, Render, Version, Video
 from resolvers import lifecycle, ops, pagination, renders
 from resolvers.errors import InvalidOpsError, NotFoundError, OpError, VersionConflictError
@@ -22,7 +23,7 @@ async def create_project(
 ) -> Project:
     """A new project at version 0 (the source, no ops), with its first proxy queued."""
     cleaned = clean_name(name)
-    await queue.admit(user_id=actor.id, kind=renders.PROXY)  # never inside the transaction
+    await queue.admit(user_id=actor.id, kind=RenderKind.PROXY)  # never inside the transaction
     async with db.write() as session:
         video = await session.get(Video, video_id)
         if video is None or video.owner_id != actor.id:
@@ -34,7 +35,7 @@ async def create_project(
         start = ops.Frame(video.width, video.height, video.duration)
         version = new_version(project.id, 0, None, actor, start, ops.ROOT_HASH)
         session.add(version)
-        proxy = await renders.add_render(session, project, version, renders.PROXY, PROXY)
+        proxy = await renders.add_render(session, project, version, RenderKind.PROXY, PROXY)
     await lifecycle.enqueue(queue, proxy)
     return project
 
@@ -58,7 +59,7 @@ async def append_ops(
     if errors:
         raise InvalidOpsError(await _every_problem(db, actor, project_id, parsed, errors, limits))
     batch = [op for op in parsed if op is not None]  # all of them: none failed to parse
-    await queue.admit(user_id=actor.id, kind=renders.PROXY)  # never inside the transaction
+    await queue.admit(user_id=actor.id, kind=RenderKind.PROXY)  # never inside the transaction
     async with db.write() as session:
         project, number = await _bump(session, actor, project_id, expected_version)
         parent = number - 1
@@ -92,7 +93,7 @@ async def append_ops(
                     video_id=op.video_id if isinstance(op, ops.Concat) else None,
                 )
             )
-        proxy = await renders.add_render(session, project, version, renders.PROXY, PROXY)
+        proxy = await renders.add_render(session, project, version, RenderKind.PROXY, PROXY)
     await lifecycle.enqueue(queue, proxy)
     return project, version, proxy
 
@@ -107,7 +108,7 @@ async def revert_to_version(
     expected_version: int | None,
 ) -> tuple[Project, Version, Render]:
     """Undo without losing history: a new version whose parent is the older one."""
-    await queue.admit(user_id=actor.id, kind=renders.PROXY)  # never inside the transaction
+    await queue.admit(user_id=actor.id, kind=RenderKind.PROXY)  # never inside the transaction
     async with db.write() as session:
         project, number = await _bump(session, actor, project_id, expected_version)
         target = await _version(session, project_id, version)
@@ -116,7 +117,7 @@ async def revert_to_version(
         new = new_version(project_id, number, version, actor, _frame(target), target.ops_hash)
         session.add(new)
         # Same ops hash as the target, so the worker reuses the target's finished proxy.
-        proxy = await renders.add_render(session, project, new, renders.PROXY, PROXY)
+        proxy = await renders.add_render(session, project, new, RenderKind.PROXY, PROXY)
     await lifecycle.enqueue(queue, proxy)
     return project, new, proxy
 

@@ -10,6 +10,7 @@ from typing import Any
 from strawberry.dataloader import DataLoader
 
 from models.db import Database
+from models.states import RenderKind
 from models.store import MediaStore
 from models.tables import Blob, EditOperation, Export, Project, Render, Video
 from resolvers import ops, projects, renders, versions, videos
@@ -86,7 +87,7 @@ def make_loaders(db: Database, actor: Actor | None, *, cache: bool = True) -> Lo
         return await renders.exports_by_ids(db=db, ids=keys)
 
     async def load_proxies(keys: list[tuple[int, int]]) -> list[Render | None]:
-        return await renders.renders_of_versions(db=db, kind=renders.PROXY, keys=keys)
+        return await renders.renders_of_versions(db=db, kind=RenderKind.PROXY, keys=keys)
 
     async def load_version_exports(keys: list[tuple[int, int]]) -> list[Export | None]:
         return await renders.exports_of_versions(db=db, keys=keys)

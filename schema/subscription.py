@@ -6,6 +6,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 import strawberry
 
 from models import tables
+from models.states import RenderKind
 from resolvers import events, ids, projects, renders
 from resolvers.errors import BadInputError
 from schema.types import Export, Info, Render
@@ -136,7 +137,7 @@ class Subscription:
     ) -> AsyncGenerator[Render, None]:
         async def current(project: tables.Project) -> tables.Render | None:
             return await renders.finished_render(
-                db=info.context.db, project=project, kind=renders.PROXY
+                db=info.context.db, project=project, kind=RenderKind.PROXY
             )
 
         async for render in _proxies(info, project_id, "proxy_ready", current):

@@ -151,7 +151,7 @@ class Render(Node):
         return cls(
             id=strawberry.ID(ids.encode("Render", row.id)),
             row=row,
-            kind=RenderKind(row.kind),
+            kind=row.kind,
             version=row.version,
             status=row.status,
             progress=row.progress,

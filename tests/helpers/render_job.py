@@ -13,6 +13,7 @@ from jobs.queue import ArqQueue
 from jobs.render import render
 from jobs.runtime import Runtime, WorkerSettings
 from models.db import Database
+from models.states import RenderKind
 from models.store import MediaStore
 from models.tables import Project, Render, Version
 from resolvers import renders, versions
@@ -62,7 +63,7 @@ async def proxy_and_export(
                 select(Render).where(
                     Render.project_id == project.id,
                     Render.version == version,
-                    Render.kind == renders.PROXY,
+                    Render.kind == RenderKind.PROXY,
                 )
             )
         ).one()

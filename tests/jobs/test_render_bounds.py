@@ -12,6 +12,7 @@ from jobs import runner
 from jobs.queue import ArqQueue
 from jobs.runtime import Runtime
 from models.db import Database
+from models.states import RenderKind
 from models.store import MediaStore
 from models.tables import Project
 from resolvers import ids, renders, versions
@@ -78,7 +79,7 @@ async def test_a_history_longer_than_the_recursion_limit_renders(
     async with db.write() as session:
         row = await session.get(Project, project.id)
         assert row is not None
-        proxy = await renders.add_render(session, row, version, renders.PROXY, PROXY)
+        proxy = await renders.add_render(session, row, version, RenderKind.PROXY, PROXY)
     done = await rendered(rt, proxy)
     assert (done.status, done.error) == ("done", None)
     assert done.output_key is not None
