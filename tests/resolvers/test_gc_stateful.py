@@ -460,7 +460,7 @@ def test_gc_invariants_hold_under_random_interleavings(
     run_state_machine_as_test(
         GcMachine,
         settings=settings(
-            max_examples=12,
+            max_examples=10,  # 20 steps each: within the 30 s a test may take here
             stateful_step_count=20,
             deadline=None,
             suppress_health_check=list(HealthCheck),
