@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -319,6 +320,21 @@ def _check(outcome: Outcome, what: str) -> None:
     raise Permanent(f"ffmpeg could not render {what}: {detail}".strip())
 
 
+async def _ffmpeg(
+    rt: Runtime, argv: list[str], seconds: float, on_progress: Callable[[float], Awaitable[bool]]
+) -> Outcome:
+    """One ffmpeg of a proxy, under the worker's limits, looked at every ``TICK_S``."""
+    return await run_ffmpeg(
+        argv,
+        expected_duration=seconds,
+        timeout_s=rt.config.render_timeout_s,
+        timeout_per_s=rt.config.render_timeout_per_s,
+        max_memory_mb=rt.config.render_max_memory_mb,
+        on_progress=on_progress,
+        tick_s=TICK_S,
+    )
+
+
 async def _make_sound(
     rt: Runtime, state: _Progress, inputs: Inputs, folder: Path, workdir: Path
 ) -> Outcome:
@@ -340,15 +356,7 @@ async def _make_sound(
         await state.check_playable()
         return state.stop is None
 
-    return await run_ffmpeg(
-        argv,
-        expected_duration=duration,
-        timeout_s=rt.config.render_timeout_s,
-        timeout_per_s=rt.config.render_timeout_per_s,
-        max_memory_mb=rt.config.render_max_memory_mb,
-        on_progress=going,
-        tick_s=TICK_S,
-    )
+    return await _ffmpeg(rt, argv, duration, going)
 
 
 async def _encode_run(
@@ -392,15 +400,7 @@ async def _encode_run(
         return await state.heartbeat(fraction, len(run))
 
     length = sum(s.frames for s in run) / float(plan.rate)
-    outcome = await run_ffmpeg(
-        argv,
-        expected_duration=length,
-        timeout_s=rt.config.render_timeout_s,
-        timeout_per_s=rt.config.render_timeout_per_s,
-        max_memory_mb=rt.config.render_max_memory_mb,
-        on_progress=tick,
-        tick_s=TICK_S,
-    )
+    outcome = await _ffmpeg(rt, argv, length, tick)
     if outcome.cancelled:
         if state.stop is None:
             state.stop = "cancelled"
