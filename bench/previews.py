@@ -36,9 +36,8 @@ from sqlmodel import func, select
 from bench.common import Stack, emit, rendering_stack, run_timed, upload_video
 from bench.render import gql
 from jobs import edl, proxy, segments
-from models import keys
 from models.states import RenderKind, RenderStatus
-from models.tables import Blob, PlanSegment, Render, Segment, Video
+from models.tables import Blob, PlanSegment, ProxyPlan, Render, Segment, Video
 from resolvers import ids, ops
 from resolvers.presets import PROXY
 from tests.helpers.media import make_video
@@ -176,13 +175,15 @@ async def encoded(stack: Stack, render: dict[str, Any]) -> tuple[int, int]:
     return int(made), int(total)
 
 
-def has_sound(stack: Stack, pid: str, version: int) -> bool:
+async def has_sound(stack: Stack, render: dict[str, Any]) -> bool:
     """Whether a DONE proxy's HLS sound is there, whole (its playlist ends)."""
-    folder = stack.store.path(keys.proxy_audio(ids.decode(pid, "Project"), version))
-    try:
-        return "#EXT-X-ENDLIST" in (folder / proxy.AUDIO_PLAYLIST).read_text()
-    except OSError:
-        return False
+    async with stack.db.read() as session:
+        plan = await session.get(ProxyPlan, ids.decode(render["id"], "Render"))
+    return (
+        plan is not None
+        and plan.audio_key is not None
+        and proxy.sound_finished(stack.store.path(plan.audio_key))
+    )
 
 
 @dataclasses.dataclass
@@ -382,7 +383,7 @@ async def one_length(
             at, render = await watch.when("ProxyReady", reverted)
             small["revert"].append(at - answered)
             small["revert_n"].append((await encoded(stack, render))[0])
-            small["revert_silent"].append(0 if has_sound(stack, pid, reverted) else 1)
+            small["revert_silent"].append(0 if await has_sound(stack, render) else 1)
             joined = [{"concat": {"videoId": clips[run - 1]}}]
             answered, longer = await edit(stack, APPEND, {"p": pid, "ops": joined})
             at, render = await watch.when("ProxyReady", longer)

@@ -18,15 +18,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from redis.asyncio.lock import Lock
+from redis.exceptions import LockError, RedisError
 from sqlalchemy import delete, update
 from sqlmodel import col, select
 
 from jobs import edl, segments
 from jobs import filtergraph as fg
 from jobs.errors import Permanent, StorageFull, Transient, out_of_space
-from jobs.runner import Outcome, run_ffmpeg
+from jobs.runner import Outcome, run_ffmpeg, timeout_for
 from jobs.runtime import Runtime
-from models import keys
+from models import keys, redis_keys
+from models.states import RenderStatus
 from models.tables import PlanSegment, Project, ProxyPlan, Render, Segment, utcnow
 from resolvers import fmp4, lifecycle, ops
 from resolvers.presets import PROXY, Preset
@@ -38,6 +41,14 @@ TICK_S = 0.1
 # Progress is written to the database at most this often.
 PROGRESS_EVERY_S = 1.0
 AUDIO_PLAYLIST = "audio.m3u8"
+# Names how a sound is made; a change to that makes new sound keys.
+SOUND_RENDERER = "editgraph-sound-1"
+# A claim on a part of a proxy lapses this long after its worker stops renewing it.
+PART_CLAIM_S = 10.0
+# A worker helping with a proxy waits at most this long for its first segment.
+HELP_WAIT_S = 30.0
+# A sound's lock lapses this long after its worker stops renewing it (a killed worker).
+SOUND_LOCK_S = 10.0
 VIDEO_CODEC = {"vcodec": "libx264", "bf": 0, "sc_threshold": 0}
 
 
@@ -73,6 +84,8 @@ class _Progress:
     written_at: float = 0.0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     sound: "asyncio.Task[Outcome] | None" = None  # the sound being made, if it is
+    claims: list[Lock] = field(default_factory=list)  # parts this worker is encoding
+    renewed_at: float = 0.0
 
     @property
     def done(self) -> int:
@@ -107,6 +120,14 @@ class _Progress:
                 segments=(self.done, self.total),
             )
 
+    async def renew(self) -> None:
+        """Keep the claims on the parts being encoded (a third of their life at most)."""
+        now = time.monotonic()
+        if self.claims and now - self.renewed_at > PART_CLAIM_S / 3:
+            self.renewed_at = now
+            for claim in self.claims:
+                await claim.reacquire()
+
     async def heartbeat(self, fraction_of_run: float = 0.0, run: int = 0) -> bool:
         """False once the attempt must stop: its version is no longer the one anybody wants
         (checked every tick: a newer edit should not wait for this one), or it was
@@ -116,6 +137,7 @@ class _Progress:
         if await _unwanted(self.rt, self.render):
             self.stop = "superseded"
             return False
+        await self.renew()
         now = time.monotonic()
         if now - self.written_at < PROGRESS_EVERY_S:
             return True
@@ -134,6 +156,32 @@ class _Progress:
         return alive
 
 
+@dataclass
+class _Helping(_Progress):
+    """A part of another worker's proxy: it stops with that worker's attempt, and leaves
+    progress and events to it."""
+
+    async def check_playable(self) -> None:
+        return  # the first segment is never a helper's
+
+    async def heartbeat(self, fraction_of_run: float = 0.0, run: int = 0) -> bool:
+        if self.stop is not None:
+            return False
+        async with self.rt.db.read() as session:
+            row = await session.get(Render, self.render.id)
+        if (
+            row is None
+            or row.status != RenderStatus.RUNNING
+            or row.attempts != self.render.attempts
+        ):
+            self.stop = "cancelled"
+        elif await _unwanted(self.rt, self.render):
+            self.stop = "superseded"
+        else:
+            await self.renew()
+        return self.stop is None
+
+
 async def _unwanted(rt: Runtime, render: Render) -> bool:
     """A proxy of a version that is no longer current, that nobody asked for by name."""
     if render.on_demand:
@@ -150,18 +198,10 @@ async def produce(
     into place); the outcome is "done", "cancelled" or "superseded". ``donor`` is a DONE
     proxy of the same content (a revert): its file and sound are linked, not made again."""
     assert render.id is not None
-    plan = segments.plan(
-        op_list=inputs.op_list,
-        frame=inputs.frame,
-        stream=(inputs.source.width, inputs.source.height),
-        fps=inputs.source.fps,
-        clips={k: (s.duration, s.width, s.height) for k, s in inputs.concat.items()},
-        sources=inputs.shas,
-        preset=PROXY,
-    )
+    plan = _plan(inputs)
     if not plan.segments:
         raise Permanent("this edit leaves no frame to show")
-    audio_key = keys.proxy_audio(render.project_id, render.version) if inputs.audible else None
+    audio_key = keys.proxy_sound(sound_key(inputs)) if inputs.audible else None
     ready = await _record_plan(rt, render, plan, audio_key)
     audio_dir = rt.store.path(audio_key) if audio_key else None
     state = _Progress(rt, render, plan, audio_dir, ready)
@@ -175,19 +215,23 @@ async def produce(
                 await _sound_done(rt, render)
                 await state.check_playable()
                 return "done", reused
-        # Made only when not linked: a sound being made would write over the linked one.
         if audio_dir is not None:
             sound = asyncio.create_task(_make_sound(rt, state, inputs, audio_dir, workdir))
             state.sound = sound
         await state.check_playable()
         wanted = {s.key for s in plan.segments}
         for _ in range(2):
-            for run in plan.runs(wanted - state.ready):
-                await _encode_run(rt, state, inputs, run, workdir)
-                if state.stop is None and await _unwanted(rt, render):
-                    state.stop = "superseded"  # a newer edit came while this run ended
-                if state.stop is not None:
-                    return await _stopped(rt, state), None
+            parts = [
+                part
+                for run in plan.runs(wanted - state.ready)
+                for part in segments.split(
+                    run, rt.config.proxy_parts, rt.config.proxy_part_min_segments
+                )
+            ]
+            await _offer(rt, state, parts[1:])
+            await _work_through(rt, state, inputs, parts, workdir)
+            if state.stop is not None:
+                return await _stopped(rt, state), None
             # A segment the GC took between this plan's look and now is made again, once.
             gone = {k for k in wanted if not rt.store.path(keys.segment(k)).is_file()}
             if not gone:
@@ -210,30 +254,173 @@ async def produce(
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def _plan(inputs: Inputs) -> segments.Plan:
+    return segments.plan(
+        op_list=inputs.op_list,
+        frame=inputs.frame,
+        stream=(inputs.source.width, inputs.source.height),
+        fps=inputs.source.fps,
+        clips={k: (s.duration, s.width, s.height) for k, s in inputs.concat.items()},
+        sources=inputs.shas,
+        preset=PROXY,
+    )
+
+
+def _claim(rt: Runtime, render: Render, plan: segments.Plan, part: list[segments.Segment]) -> Lock:
+    """The claim on the part of a proxy that starts with ``part[0]``."""
+    assert render.id is not None
+    position = plan.segments.index(part[0])
+    return rt.redis.lock(
+        redis_keys.part_claim(render.id, render.attempts, position), timeout=PART_CLAIM_S
+    )
+
+
+async def _offer(rt: Runtime, state: _Progress, parts: list[list[segments.Segment]]) -> None:
+    """Offer these parts to idle workers (``help_with``); a part nobody takes in time is
+    encoded here, so without Redis or an idle worker the proxy is made all the same."""
+    render = state.render
+    assert render.id is not None
+    for part in parts:
+        position = state.plan.segments.index(part[0])
+        try:
+            await rt.redis.enqueue_job(
+                "proxy_part",
+                render.id,
+                render.attempts,
+                position,
+                len(part),
+                _job_id=redis_keys.part_job(render.id, render.attempts, position),
+            )
+        except (RedisError, OSError) as exc:
+            log.warning("proxy %s: part not offered (%s); encoding it here", render.id, exc)
+            return
+
+
+async def _work_through(
+    rt: Runtime,
+    state: _Progress,
+    inputs: Inputs,
+    parts: list[list[segments.Segment]],
+    workdir: Path,
+) -> None:
+    """Encode each part nobody else has claimed, in timeline order; then wait for the parts
+    other workers encode, and take over one whose claim lapsed (its worker died)."""
+    while state.stop is None:
+        pending = [p for p in parts if any(s.key not in state.ready for s in p)]
+        if not pending:
+            return
+        for part in pending:
+            claim = _claim(rt, state.render, state.plan, part)
+            if not await claim.acquire(blocking=False):
+                continue  # another worker encodes it
+            state.claims.append(claim)
+            try:
+                await _collect_stored(rt, state, [part])  # what a helper finished before
+                missing = {s.key for s in part} - state.ready
+                for run in state.plan.runs(missing, among=part):
+                    await _encode_run(rt, state, inputs, run, workdir)
+                    if state.stop is None and await _unwanted(rt, state.render):
+                        state.stop = "superseded"  # a newer edit came while this run ended
+                    if state.stop is not None:
+                        return
+            finally:
+                state.claims.remove(claim)
+                with contextlib.suppress(LockError):
+                    await claim.release()
+        await _collect_stored(rt, state, pending)
+        if any(s.key not in state.ready for p in pending for s in p):
+            if not await state.heartbeat():
+                return
+            await asyncio.sleep(TICK_S)
+
+
+async def _collect_stored(
+    rt: Runtime, state: _Progress, parts: list[list[segments.Segment]]
+) -> None:
+    """Count as ready the segments of these parts another worker has stored."""
+    wanted = sorted({s.key for p in parts for s in p} - state.ready)
+    if not wanted:
+        return
+    async with rt.db.read() as session:
+        stored = (await session.exec(select(Segment.key).where(col(Segment.key).in_(wanted)))).all()
+    state.ready |= {k for k in stored if rt.store.path(keys.segment(k)).is_file()}
+    await state.check_playable()
+
+
+async def help_with(rt: Runtime, render: Render, inputs: Inputs, position: int, count: int) -> str:
+    """Encode the part of another worker's proxy that starts at ``position`` (an idle
+    worker's share of a long proxy). It starts once the proxy's first segment is there, so
+    it never delays the start of the preview, and only if no worker has claimed the part."""
+    assert render.id is not None
+    plan = _plan(inputs)
+    part = list(plan.segments[position : position + count])
+    if not part:
+        return "nothing to do"
+    state = _Helping(rt, render, plan, None, set())
+    first = rt.store.path(keys.segment(plan.segments[0].key))
+    deadline = time.monotonic() + HELP_WAIT_S
+    while not first.is_file() and time.monotonic() < deadline:
+        if not await state.heartbeat():
+            return "stopped"
+        await asyncio.sleep(TICK_S)
+    claim = _claim(rt, render, plan, part)
+    if not await claim.acquire(blocking=False):
+        return "taken"
+    state.claims.append(claim)
+    workdir = rt.store.path(keys.render_temp(render.id, render.attempts, f".part{position}.d"))
+    try:
+        await _collect_stored(rt, state, [part])
+        for run in plan.runs({s.key for s in part} - state.ready, among=part):
+            await _encode_run(rt, state, inputs, run, workdir)
+            if state.stop is not None:
+                return "stopped"
+        return "done"
+    finally:
+        with contextlib.suppress(LockError):
+            await claim.release()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 async def _reuse(rt: Runtime, donor: Render, audio_dir: Path | None, workdir: Path) -> Path | None:
-    """The donor's MP4 linked into temp/, its finished sound linked into ours; None if
-    either is gone (then the proxy is made, from its stored segments)."""
+    """The donor's MP4 linked into temp/ when it and the sound (the same content, so the
+    same folder) are whole; None otherwise (then the proxy is made, from its stored
+    segments)."""
     if donor.output_key is None or not rt.store.path(donor.output_key).is_file():
         return None
-    if audio_dir is not None:
-        theirs = rt.store.path(keys.proxy_audio(donor.project_id, donor.version))
-        try:
-            finished = "#EXT-X-ENDLIST" in (theirs / AUDIO_PLAYLIST).read_text()
-        except OSError:
-            return None
-        if not finished:
-            return None
-        if theirs != audio_dir:
-            await asyncio.to_thread(_link_folder, theirs, audio_dir)
+    if audio_dir is not None and not sound_finished(audio_dir):
+        return None
     output = workdir.with_suffix(".mp4")
     await asyncio.to_thread(link_or_copy, rt.store.path(donor.output_key), output)
     return output
 
 
-def _link_folder(source: Path, target: Path) -> None:
-    _fresh_folder(target)
-    for item in source.iterdir():
-        link_or_copy(item, target / item.name)
+def sound_finished(folder: Path) -> bool:
+    """Whether a sound's folder holds the whole sound (its playlist is ended)."""
+    try:
+        return "#EXT-X-ENDLIST" in (folder / AUDIO_PLAYLIST).read_text()
+    except OSError:
+        return False
+
+
+def sound_key(inputs: Inputs) -> str:
+    """The content key of a version's sound: the command that makes it, with the sources
+    named by their SHA-256 instead of their paths. Versions whose ops leave the sound alone
+    (a blur, a text, a revert) get the same key, so the same stored sound."""
+    argv, _ = edl.audio_argv(
+        op_list=inputs.op_list,
+        source=inputs.source,
+        source_frame=inputs.frame,
+        concat_sources=inputs.concat,
+        preset=PROXY,
+        playlist=Path("/sound") / AUDIO_PLAYLIST,
+        segment_s=edl.SEGMENT_S,
+    )
+    names = {f"file:{inputs.source.path}": inputs.shas[0]}
+    names.update({f"file:{s.path}": inputs.shas[k] for k, s in inputs.concat.items()})
+    named = [names.get(a, a) for a in argv]
+    if any(path in a for a in named for path in names):
+        raise AssertionError("a source path is left in the sound's key")
+    return hashlib.sha256("\0".join([SOUND_RENDERER, *named]).encode()).hexdigest()
 
 
 def link_or_copy(source: Path, target: Path) -> None:
@@ -246,13 +433,12 @@ def link_or_copy(source: Path, target: Path) -> None:
 
 
 async def _stopped(rt: Runtime, state: _Progress) -> str:
-    """End a stopped attempt: its half-made sound goes (its segments stay in the cache)."""
+    """End a stopped attempt: a sound it was making goes (``_make_sound``); its segments
+    stay in the cache."""
     if state.sound is not None and not state.sound.done():
-        state.sound.cancel()  # first, or its ffmpeg would write the folder again
+        state.sound.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await state.sound
-    if state.audio_dir is not None:
-        await asyncio.to_thread(shutil.rmtree, state.audio_dir, True)
     if state.stop == "superseded":
         async with rt.db.read() as session:
             project = await session.get(Project, state.render.project_id)
@@ -338,10 +524,10 @@ async def _ffmpeg(
 async def _make_sound(
     rt: Runtime, state: _Progress, inputs: Inputs, folder: Path, workdir: Path
 ) -> Outcome:
-    """The whole timeline's sound, once, as HLS segments a player reads while they come."""
-    # Here, not in a thread: a thread would go on after a cancel, and make the folder again
-    # after the stopped attempt removed it. (A new attempt's folder is empty or small.)
-    _fresh_folder(folder)
+    """The whole timeline's sound, once per content key, as HLS segments a player reads
+    while they come. One worker makes a key's sound at a time (a Redis lock it renews while
+    ffmpeg runs); another render of it waits, then finds it whole. A sound this attempt
+    began and did not finish is removed, so a half-made folder is never taken as whole."""
     argv, duration = edl.audio_argv(
         op_list=inputs.op_list,
         source=inputs.source,
@@ -351,12 +537,38 @@ async def _make_sound(
         playlist=folder / AUDIO_PLAYLIST,
         segment_s=edl.SEGMENT_S,
     )
+    lock = rt.redis.lock(
+        redis_keys.sound_lock(folder.name),
+        timeout=SOUND_LOCK_S,
+        blocking_timeout=timeout_for(
+            rt.config.render_timeout_s, rt.config.render_timeout_per_s, duration
+        ),
+    )
+    if not await lock.acquire():
+        raise Transient("another worker is still making this proxy's sound")
+    began = False
+    try:
+        if sound_finished(folder):
+            return Outcome(returncode=0, stderr="")
+        # Here, not in a thread: a thread would go on after a cancel.
+        began = True
+        _fresh_folder(folder)
+        renewed = time.monotonic()
 
-    async def going(_: float) -> bool:
-        await state.check_playable()
-        return state.stop is None
+        async def going(_: float) -> bool:
+            nonlocal renewed
+            if time.monotonic() - renewed > SOUND_LOCK_S / 3:
+                renewed = time.monotonic()
+                await lock.reacquire()
+            await state.check_playable()
+            return state.stop is None
 
-    return await _ffmpeg(rt, argv, duration, going)
+        return await _ffmpeg(rt, argv, duration, going)
+    finally:
+        if began and not sound_finished(folder):
+            shutil.rmtree(folder, ignore_errors=True)
+        with contextlib.suppress(LockError):
+            await lock.release()
 
 
 async def _encode_run(
@@ -617,7 +829,11 @@ async def _assemble(
     maps = ["-map", "0:v"]
     if audio_dir is not None:
         sound = workdir / "sound.mp4"
-        await asyncio.to_thread(_join_sound, audio_dir, sound)
+        try:
+            await asyncio.to_thread(_join_sound, audio_dir, sound)
+        except FileNotFoundError as exc:
+            # The GC took a sound nothing used a moment before this render listed it.
+            raise Transient("the proxy's sound was removed while it was made") from exc
         argv += ["-i", f"file:{sound}"]
         maps += ["-map", "1:a"]
     argv += [*maps, "-c", "copy", "-movflags", "+faststart", "-f", "mp4", str(output), "-y"]

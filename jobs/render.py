@@ -126,13 +126,7 @@ async def _produce(rt: Runtime, render: Render) -> str:
     temp = rt.store.path(keys.render_temp(render.id, render.attempts, ".mp4"))
     try:
         if render.kind == RenderKind.PROXY:
-            inputs = proxy.Inputs(
-                source=await _source(rt, video, blob, PROXY),
-                concat={k: await _source(rt, v, b, PROXY) for k, (v, b) in others.items()},
-                shas={0: blob.sha256, **{k: b.sha256 for k, (_, b) in others.items()}},
-                frame=ops.Frame(video.width, video.height, video.duration),
-                op_list=op_list,
-            )
+            inputs = await _proxy_inputs(rt, video, blob, op_list, others)
             outcome, made = await proxy.produce(rt, render, inputs, donor)
             if outcome != "done":
                 return outcome
@@ -222,6 +216,51 @@ async def _run(
         detail = outcome.stderr.strip().splitlines()[-1] if outcome.stderr.strip() else ""
         raise Permanent(f"ffmpeg could not render this edit: {detail}".strip())
     return "done"
+
+
+async def proxy_part(
+    ctx: dict[str, Any], render_id: int, attempt: int, position: int, count: int
+) -> str:
+    """An idle worker's share of a long proxy another worker is making: the part of its
+    segments from ``position`` (``jobs.proxy.help_with``). A part that finds the attempt
+    over, or the part taken, does nothing."""
+    rt = _runtime(ctx)
+    async with rt.db.read() as session:
+        render = await session.get(Render, render_id)
+        if render is None or render.status != RenderStatus.RUNNING or render.attempts != attempt:
+            return "skipped"
+        project = await session.get(Project, render.project_id)
+        assert project is not None
+        effective = await versions.effective_in(session, render.project_id, render.version)
+        video = await session.get(Video, project.source_video_id)
+        assert video is not None
+        blob = await session.get(Blob, video.blob_id)
+        assert blob is not None
+        op_list = [ops.VOCABULARY[r.type].model_validate(r.params) for r in effective]
+        others = await _concat_rows(session, op_list)
+    inputs = await _proxy_inputs(rt, video, blob, op_list, others)
+    try:
+        return await proxy.help_with(rt, render, inputs, position, count)
+    except Exception:
+        # The proxy's own worker encodes what its helper did not.
+        log.exception("proxy %s: the part from segment %s stopped", render_id, position)
+        return "failed"
+
+
+async def _proxy_inputs(
+    rt: Runtime,
+    video: Video,
+    blob: Blob,
+    op_list: list[ops.Op],
+    others: dict[int, tuple[Video, Blob]],
+) -> proxy.Inputs:
+    return proxy.Inputs(
+        source=await _source(rt, video, blob, PROXY),
+        concat={k: await _source(rt, v, b, PROXY) for k, (v, b) in others.items()},
+        shas={0: blob.sha256, **{k: b.sha256 for k, (_, b) in others.items()}},
+        frame=ops.Frame(video.width, video.height, video.duration),
+        op_list=op_list,
+    )
 
 
 async def _source(rt: Runtime, video: Video, blob: Blob, preset: Preset) -> edl.Source:

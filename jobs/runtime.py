@@ -30,6 +30,10 @@ class WorkerSettings(BaseModel):
     # The longest version an edit may make (also the longest render a worker may be given).
     max_timeline_s: float = Field(default=4 * 3600.0, gt=0)
     render_max_attempts: int = Field(default=3, ge=1)
+    # A proxy's run of segments to encode is offered to idle workers in up to this many
+    # parts, each of at least proxy_part_min_segments (1: a proxy is one worker's alone).
+    proxy_parts: int = Field(default=2, ge=1)
+    proxy_part_min_segments: int = Field(default=15, ge=1)
     reconcile_every_s: int = Field(default=60, ge=1, le=60)
     # A running render's lease; a worker renews it while ffmpeg runs.
     render_lease_s: float = Field(default=30.0, gt=0)

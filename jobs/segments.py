@@ -97,11 +97,12 @@ class Plan:
     per_segment: int  # N: frames in a whole segment
     look: Look  # the picture at the end of the op list (what the encoder gets)
 
-    def runs(self, missing: set[str]) -> list[list[Segment]]:
-        """Consecutive segments to encode, grouped so one ffmpeg makes each group: the same
-        piece, adjacent frames. Timeline order, so the first segment comes first."""
+    def runs(self, missing: set[str], among: list[Segment] | None = None) -> list[list[Segment]]:
+        """Consecutive segments to encode (of ``among``, by default all), grouped so one
+        ffmpeg makes each group: the same piece, adjacent frames. Timeline order, so the
+        first segment comes first."""
         runs: list[list[Segment]] = []
-        for segment in self.segments:
+        for segment in self.segments if among is None else among:
             if segment.key not in missing:
                 continue
             last = runs[-1][-1] if runs else None
@@ -110,6 +111,16 @@ class Plan:
             else:
                 runs.append([segment])
         return runs
+
+
+def split(run: list[Segment], parts: int, least: int) -> list[list[Segment]]:
+    """A run cut into up to ``parts`` parts of at least ``least`` segments each, so idle
+    workers can each encode one (a shorter run stays whole)."""
+    count = min(parts, len(run) // max(1, least))
+    if count < 2:
+        return [run]
+    size = -(-len(run) // count)
+    return [run[at : at + size] for at in range(0, len(run), size)]
 
 
 def timeline(

@@ -14,7 +14,7 @@ from jobs.gc_report import gc_report
 from jobs.mezzanine import mezzanine
 from jobs.queue import deserialize, serialize
 from jobs.reconcile import reconcile
-from jobs.render import render
+from jobs.render import proxy_part, render
 from jobs.runner import timeout_for
 from jobs.runtime import Runtime, WorkerSettings
 from models.db import Database
@@ -53,6 +53,7 @@ def create_worker(config: WorkerSettings, *, handle_signals: bool = True) -> Wor
         functions=[
             func(render, name="render", timeout=backstop, max_tries=config.render_max_attempts + 3),
             func(mezzanine, name="mezzanine", timeout=backstop, max_tries=2),
+            func(proxy_part, name="proxy_part", timeout=backstop, max_tries=1),
         ],
         cron_jobs=[
             cron(reconcile, name="reconcile", second=set(range(0, 60, every)), run_at_startup=True),

@@ -84,9 +84,10 @@ def segment_init(sha256: str) -> str:
     return f"segments/init/{sha256}.mp4"
 
 
-def proxy_audio(project_id: int, version: int) -> str:
-    """The folder of a segmented proxy's sound: its HLS playlist, init and segments."""
-    return f"proxy/{project_id}/v{version}_audio"
+def proxy_sound(key: str) -> str:
+    """The folder of a segmented proxy's sound (its HLS playlist, init and segments), stored
+    once per content key: versions and projects whose sound is the same share it."""
+    return f"proxy/sound/{key[:2]}/{key}"
 
 
 def hls(render_id: int, name: str) -> str:

@@ -34,3 +34,18 @@ def rate_window(kind: str, user_id: int, window: int) -> str:
 def mezzanine_lock(sha256: str) -> str:
     """Held while one worker makes a source's 480p copy."""
     return f"{PREFIX}:lock:mezzanine:{sha256}"
+
+
+def sound_lock(key: str) -> str:
+    """Held while one worker makes a proxy's sound (stored once per content key)."""
+    return f"{PREFIX}:lock:sound:{key}"
+
+
+def part_claim(render_id: int, attempt: int, position: int) -> str:
+    """Held by the worker encoding the part of a proxy that starts at ``position``."""
+    return f"{PREFIX}:lock:part:{render_id}:{attempt}:{position}"
+
+
+def part_job(render_id: int, attempt: int, position: int) -> str:
+    """The arq job id offering that part to an idle worker."""
+    return f"proxy-part:{render_id}:{attempt}:{position}"

@@ -308,7 +308,8 @@ class ProxyPlan(SQLModel, table=True):
         sa_column=Column(Integer, ForeignKey("renders.id"), primary_key=True, autoincrement=False)
     )
     total: int
-    audio_key: str | None = Field(default=None, max_length=200)  # the sound's folder
+    # The sound's folder (``keys.proxy_sound``), shared by every plan whose sound is the same.
+    audio_key: str | None = Field(default=None, max_length=200, index=True)
     audio_done: bool = Field(default=False)
     playable: bool = Field(default=False)
 

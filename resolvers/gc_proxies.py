@@ -15,11 +15,10 @@ from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models import keys
 from models.db import Database
-from models.states import RenderKind, RenderStatus
+from models.states import RenderStatus
 from models.store import MediaStore
-from models.tables import GcAudit, Project, Render, utcnow
+from models.tables import GcAudit, Project, ProxyPlan, Render, utcnow
 from resolvers import lifecycle
 from resolvers.gc_files import BATCH, Checkpoint, Freed, no_fault, off_loop, remove
 from resolvers.gc_policy import stale_proxy
@@ -42,18 +41,17 @@ def _remove_folder(store: MediaStore, folder_key: str, disk: Freed) -> None:
         folder.rmdir()
 
 
-# A proxy in one of these states has, or will have, its version's sound folder in use.
+# A proxy in one of these states has, or will have, its sound's folder in use.
 USING_SOUND = (RenderStatus.QUEUED, RenderStatus.RUNNING, RenderStatus.DONE)
 
 
 async def _settle(session: AsyncSession, store: MediaStore, ids: list[int], disk: Freed) -> None:
-    """Remove the files of these renders if they are still RECLAIMED (rows locked), and the
-    sound of their version once no other proxy of that version uses it."""
+    """Remove the files of these renders if they are still RECLAIMED (rows locked), and
+    their sound once no other proxy uses it (a sound is shared by every version and project
+    whose sound is the same)."""
     conn = await session.connection()
     rows = await conn.execute(
-        sa_select(
-            col(Render.id), col(Render.output_key), col(Render.project_id), col(Render.version)
-        )
+        sa_select(col(Render.id), col(Render.output_key))
         .where(
             col(Render.id).in_(ids),
             col(Render.status) == RenderStatus.RECLAIMED,
@@ -62,31 +60,27 @@ async def _settle(session: AsyncSession, store: MediaStore, ids: list[int], disk
         .order_by(col(Render.id))
         .with_for_update()
     )
-    gone: dict[int, str] = {}
-    versions: set[tuple[int, int]] = set()
-    for i, key, project_id, version in rows:
-        if i is not None and key is not None:
-            gone[i] = key
-            versions.add((project_id, version))
+    gone = {i: key for i, key in rows if i is not None and key is not None}
     if not gone:
         return
     await off_loop(_remove_all, store, list(gone.values()), disk)
     await conn.execute(
         update(Render).where(col(Render.id).in_(gone)).values(output_key=None, bytes=None)
     )
-    for project_id, version in sorted(versions):
+    sounds = await conn.execute(
+        sa_select(col(ProxyPlan.audio_key))
+        .where(col(ProxyPlan.render_id).in_(gone), col(ProxyPlan.audio_key).is_not(None))
+        .distinct()
+    )
+    for sound in sorted(str(key) for (key,) in sounds.all()):
         in_use = await conn.execute(
             sa_select(func.count())
-            .select_from(Render)
-            .where(
-                col(Render.project_id) == project_id,
-                col(Render.version) == version,
-                col(Render.kind) == RenderKind.PROXY,
-                col(Render.status).in_(USING_SOUND),
-            )
+            .select_from(ProxyPlan)
+            .join(Render, col(Render.id) == col(ProxyPlan.render_id))
+            .where(col(ProxyPlan.audio_key) == sound, col(Render.status).in_(USING_SOUND))
         )
         if not in_use.scalar_one():
-            await off_loop(_remove_folder, store, keys.proxy_audio(project_id, version), disk)
+            await off_loop(_remove_folder, store, sound, disk)
 
 
 async def converge(*, db: Database, store: MediaStore) -> int:

@@ -15,7 +15,7 @@ from jobs.runtime import Runtime, WorkerSettings
 from models.db import Database
 from models.states import RenderKind
 from models.store import MediaStore
-from models.tables import Project, Render, Version
+from models.tables import Project, ProxyPlan, Render, Version
 from resolvers import renders, versions
 from resolvers.users import Actor
 
@@ -92,3 +92,11 @@ async def append(
         expected_version=None,
     )
     return version, proxy
+
+
+async def sound_of(rt: Runtime, job: Render) -> Path:
+    """The folder of a segmented proxy's sound, as its plan names it."""
+    async with rt.db.read() as session:
+        plan = await session.get(ProxyPlan, job.id)
+    assert plan is not None and plan.audio_key is not None, "the proxy has no sound planned"
+    return rt.store.path(plan.audio_key)

@@ -1,6 +1,7 @@
 """Segmented proxies through the real render job, in process: what a player gets (frames,
 sound, boundaries) and what the segment cache reuses, read from the renders' records."""
 
+import asyncio
 import shutil
 import subprocess
 from pathlib import Path
@@ -11,7 +12,8 @@ from sqlmodel import col, func, select
 
 from jobs.proxy import AUDIO_PLAYLIST
 from jobs.queue import ArqQueue
-from models import keys
+from jobs.render import proxy_part
+from models import keys, redis_keys
 from models.db import Database
 from models.store import MediaStore
 from models.tables import Blob, PlanSegment, Project, Render, Segment
@@ -21,7 +23,7 @@ from tests.helpers import measure
 from tests.helpers.db import SQLITE_ONLY
 from tests.helpers.domain import new_project
 from tests.helpers.media import ffmpeg
-from tests.helpers.render_job import append, output_of, rendered, runtime
+from tests.helpers.render_job import append, output_of, rendered, runtime, sound_of
 
 # A frame counter a player can read back after encoding: frame n is a flat grey of luma
 # 40 + 4 * (n mod 40), so a repeated or missing frame shows as a step that is not +4.
@@ -93,6 +95,16 @@ async def planned(db: Database, render: Render) -> list[str]:
         )
 
 
+GRAY = {"type": "grayscale", "params": {}}
+
+
+async def project_of(db: Database, render: Render) -> Project:
+    async with db.read() as session:
+        project = await session.get(Project, render.project_id)
+    assert project is not None
+    return project
+
+
 async def start(
     db: Database, queue: ArqQueue, store: MediaStore, actor: Actor, source: Path
 ) -> tuple[Any, Project, Render]:
@@ -121,6 +133,29 @@ async def test_a_proxy_is_segments_with_every_frame_once_and_unbroken_sound(
     levels = loudness(out)
     assert len(levels) >= 70
     assert min(levels[:70]) > -30
+
+
+async def test_two_proxies_racing_for_one_sound_both_get_it_whole(
+    db: Database, queue: ArqQueue, store: MediaStore, alice: Actor, counter: Path
+) -> None:
+    # Two projects on one source: their sound is the same, stored once. Both proxies are
+    # rendered at once; one makes the sound, the other waits for it and takes it whole.
+    rt, _, first = await start(db, queue, store, alice, counter)
+    _, _, second = await start(db, queue, store, alice, counter)
+    outs = await asyncio.gather(output_of(rt, first), output_of(rt, second))
+    folder = await sound_of(rt, first)
+    assert folder == await sound_of(rt, second)
+    assert "#EXT-X-ENDLIST" in (folder / AUDIO_PLAYLIST).read_text()
+    for out in outs:
+        audio = next(s for s in measure.probe(out)["streams"] if s["codec_type"] == "audio")
+        assert float(audio["duration"]) == pytest.approx(7.0, abs=0.05)
+        assert min(loudness(out)[:70]) > -30, "the sound has a gap"
+    # A picture-only edit makes no sound: the stored one is listed as it is.
+    before = (folder / "init.mp4").stat().st_ino
+    _, edited = await append(rt, queue, alice, (await project_of(db, first)), [GRAY])
+    await output_of(rt, edited)
+    assert await sound_of(rt, edited) == folder
+    assert (folder / "init.mp4").stat().st_ino == before
 
 
 async def test_a_text_over_two_seconds_encodes_only_the_segments_it_covers(
@@ -164,7 +199,9 @@ async def test_a_trim_reencodes_only_the_cut_segment_and_a_revert_nothing(
     assert await encoded_by(db, back) == 0
     assert await planned(db, back) == first
     # Its sound is version 0's, whole: the playlist ends, and every file it lists is there.
-    sound = store.path(keys.proxy_audio(project.id, back.version))
+    # Version 0's and the trim's are two sounds; the revert shares version 0's folder.
+    sound = await sound_of(rt, back)
+    assert sound == await sound_of(rt, proxy) != await sound_of(rt, trimmed)
     listing = (sound / AUDIO_PLAYLIST).read_text()
     assert "#EXT-X-ENDLIST" in listing
     names = [line for line in listing.splitlines() if line and not line.startswith("#")]
@@ -259,10 +296,12 @@ async def test_a_newer_edit_stops_the_older_proxy_and_reuses_what_it_finished(
     rt.segment_stored = None
     assert len(seen) >= 3, stopped.error
     # Nothing of the stopped proxy but its segments: no file, no half-made sound.
-    assert sorted(p.name for p in store.path(f"proxy/{project.id}").iterdir()) == [], (
+    assert sorted(p.name for p in store.path(f"proxy/{project.id}").glob("*")) == [], (
         stopped.status,
         stopped.error,
     )
+    half_made = await sound_of(rt, older)
+    assert not half_made.exists()
     _, newer = edits[0]
     assert (stopped.status, stopped.error) == ("cancelled", "superseded by version 2")
     finished = await encoded_by(db, older)
@@ -274,6 +313,9 @@ async def test_a_newer_edit_stops_the_older_proxy_and_reuses_what_it_finished(
             (await session.exec(select(Segment.key).where(Segment.render_id == older.id))).all()
         )
     await output_of(rt, newer)
+    # Their sound is the same (neither edit touches it): the newer made it whole.
+    assert await sound_of(rt, newer) == half_made
+    assert "#EXT-X-ENDLIST" in (half_made / AUDIO_PLAYLIST).read_text()
     # Everything the older render finished is reused; the rest, the last segment (with the
     # text) among them, is encoded once.
     wanted = set(await planned(db, newer))
@@ -300,3 +342,67 @@ async def test_speed_picks_each_frame_on_its_grid_across_segment_boundaries(
     _, edited = await append(rt, queue, alice, project, [speed])
     out = await output_of(rt, edited)
     assert steps_of(lumas(out)) == expected
+
+
+def parted(db: Database, queue: ArqQueue, store: MediaStore) -> tuple[Any, Any, list[str]]:
+    """A worker's runtime that offers parts of 2+ segments, and the keys it stores."""
+    stored: list[str] = []
+    rt = runtime(db, queue, store, proxy_parts=2, proxy_part_min_segments=2)
+
+    async def record(key: str) -> None:
+        stored.append(key)
+
+    rt.segment_stored = record
+    return rt, record, stored
+
+
+async def test_an_idle_worker_encodes_the_second_part_of_a_long_proxy(
+    db: Database, queue: ArqQueue, store: MediaStore, alice: Actor, tmp_path: Path
+) -> None:
+    source = counter_video(tmp_path, seconds=20)
+    main, _, by_main = parted(db, queue, store)
+    helper, _, by_helper = parted(db, queue, store)
+    _, project, proxy = await start(db, queue, store, alice, source)
+    helped: list[str] = []
+    record = main.segment_stored
+    assert record is not None
+
+    async def help_after_the_first(key: str) -> None:
+        # The proxy has offered its second half (segments 5..9); an idle worker takes it
+        # while the proxy's own worker is between its first and second segment.
+        await record(key)
+        if len(by_main) == 1:
+            jobs = [j for j in await queue.pool.queued_jobs() if j.function == "proxy_part"]
+            assert [list(j.args[2:]) for j in jobs] == [[5, 5]]
+            helped.append(await proxy_part({"runtime": helper}, *jobs[0].args))
+
+    main.segment_stored = help_after_the_first
+    done = await rendered(main, proxy)
+    assert (helped, done.status) == (["done"], "done"), done.error
+    # Each segment encoded once, by one of the two; the proxy is whole and unbroken.
+    plan_keys = await planned(db, done)
+    assert sorted(by_main + by_helper) == sorted(set(plan_keys))
+    assert by_helper == (await planned(db, done))[5:]
+    out = done.output_key and store.path(done.output_key)
+    assert out and steps_of(lumas(out)) == [n % 40 for n in range(600)]
+    # A part offered again after the proxy is done does nothing.
+    offered = [j for j in await queue.pool.queued_jobs() if j.function == "proxy_part"]
+    assert await proxy_part({"runtime": helper}, *offered[0].args) == "skipped"
+    assert project.id is not None
+
+
+async def test_a_part_whose_worker_died_is_encoded_by_the_proxy_s_own(
+    db: Database, queue: ArqQueue, store: MediaStore, alice: Actor, tmp_path: Path
+) -> None:
+    source = counter_video(tmp_path, seconds=20)
+    main, _, by_main = parted(db, queue, store)
+    _, _, proxy = await start(db, queue, store, alice, source)
+    assert proxy.id is not None
+    # A helper took the second part and died: its claim lapses a second later.
+    claim = queue.pool.lock(redis_keys.part_claim(proxy.id, 1, 5), timeout=1.0)
+    assert await claim.acquire(blocking=False)
+    done = await rendered(main, proxy)
+    assert done.status == "done", done.error
+    assert sorted(by_main) == sorted(set(await planned(db, done)))
+    out = done.output_key and store.path(done.output_key)
+    assert out and steps_of(lumas(out)) == [n % 40 for n in range(600)]

@@ -9,7 +9,6 @@ from sqlmodel import col, select
 
 from jobs.proxy import AUDIO_PLAYLIST
 from jobs.queue import ArqQueue
-from models import keys
 from models.db import Database
 from models.states import RenderStatus
 from models.store import MediaStore
@@ -20,7 +19,9 @@ from tests.helpers import measure
 from tests.helpers.api import Api
 from tests.helpers.api import new_project as new_project_over_api
 from tests.helpers.domain import BLUR, new_project
-from tests.helpers.render_job import output_of, runtime
+from tests.helpers.render_job import output_of, runtime, sound_of
+
+QUIETER = {"type": "volume", "params": {"gain_db": -6}}
 
 
 async def proxies_of(db: Database, project_id: int) -> dict[int, Render]:
@@ -36,18 +37,19 @@ async def proxies_of(db: Database, project_id: int) -> dict[int, Render]:
 async def three_rendered_proxies(
     db: Database, queue: ArqQueue, store: MediaStore, alice: Actor, source: Path
 ) -> tuple[int, dict[int, Path]]:
-    """A project at version 2 whose proxies v0..v2 rendered for real, 40 days ago."""
+    """A project at version 2 whose proxies v0..v2 rendered for real, 40 days ago. Version
+    1 turns the sound down; version 2 blurs, so it shares version 1's sound."""
     project = await new_project(db, queue, store, alice, source)
     assert project.id is not None
     rt = runtime(db, queue, store)
     files = {0: await output_of(rt, (await proxies_of(db, project.id))[0])}
-    for n in (1, 2):
+    for n, op in ((1, QUIETER), (2, BLUR)):
         await versions.append_ops(
             db=db,
             queue=queue,
             actor=alice,
             project_id=project.id,
-            raw_ops=[BLUR],
+            raw_ops=[op],
             expected_version=None,
         )
         files[n] = await output_of(rt, (await proxies_of(db, project.id))[n])
@@ -65,9 +67,13 @@ async def test_gc_delete_takes_back_old_proxies_and_keeps_the_current_one(
 ) -> None:
     project_id, files = await three_rendered_proxies(db, queue, store, alice, media["clip"])
     sizes = {n: f.stat().st_size for n, f in files.items()}
-    # Each version's sound, as HLS next to its proxy: it goes with the proxy.
-    sound = {n: store.path(keys.proxy_audio(project_id, n)) for n in files}
-    sound_bytes = {n: sum(p.stat().st_size for p in sound[n].iterdir()) for n in files}
+    # Each sound is stored once, as HLS: versions 1 and 2 share one. It goes with the last
+    # proxy that uses it.
+    rt = runtime(db, queue, store)
+    proxies = await proxies_of(db, project_id)
+    sound = {n: await sound_of(rt, proxies[n]) for n in files}
+    assert sound[0] != sound[1] == sound[2]
+    sound_bytes = {n: sum(p.stat().st_size for p in sound[n].iterdir()) for n in (0, 1)}
     assert all(sound_bytes.values())
     assert await gc_policy.stale_proxies(db=db, days_old=30) == (2, sizes[0] + sizes[1])
     assert await gc_policy.stale_proxies(db=db, days_old=60) == (0, 0)
@@ -80,10 +86,10 @@ async def test_gc_delete_takes_back_old_proxies_and_keeps_the_current_one(
         db=db, store=store, actor=None, days_in_archive=30, proxy_days_old=30, confirm=True
     )
     assert outcome.tally.proxies_reclaimed == 2
-    assert outcome.bytes_freed == sizes[0] + sizes[1] + sound_bytes[0] + sound_bytes[1]
+    assert outcome.bytes_freed == sizes[0] + sizes[1] + sound_bytes[0]
     assert not files[0].exists() and not files[1].exists() and files[2].exists()
-    assert not sound[0].exists() and not sound[1].exists()
-    assert sum(p.stat().st_size for p in sound[2].iterdir()) == sound_bytes[2]
+    assert not sound[0].exists()
+    assert sum(p.stat().st_size for p in sound[2].iterdir()) == sound_bytes[1]
     proxies = await proxies_of(db, project_id)
     assert [proxies[n].status for n in (0, 1, 2)] == [
         RenderStatus.RECLAIMED,
@@ -136,10 +142,11 @@ async def test_a_request_between_the_reclaim_and_its_file_keeps_the_file(
         db=db, store=store, actor=None, days_in_archive=30, confirm=True, checkpoint=user_asks
     )
     assert rendered_again and rendered_again[0] == files[1]
-    # The proxy asked for again keeps its version's sound.
-    assert (store.path(keys.proxy_audio(project_id, 1)) / AUDIO_PLAYLIST).exists()
-    assert not store.path(keys.proxy_audio(project_id, 0)).exists()
+    # The proxy asked for again keeps its sound; version 0's, which nothing uses, goes.
     proxies = await proxies_of(db, project_id)
+    rt = runtime(db, queue, store)
+    kept, gone = await sound_of(rt, proxies[1]), await sound_of(rt, proxies[0])
+    assert (kept / AUDIO_PLAYLIST).exists() and not gone.exists()
     assert proxies[1].status == RenderStatus.DONE and files[1].exists()
     assert proxies[0].status == RenderStatus.RECLAIMED and not files[0].exists()
 
