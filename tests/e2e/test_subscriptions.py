@@ -17,9 +17,8 @@ from gql import Client, GraphQLRequest
 from gql.transport.exceptions import TransportQueryError
 from gql.transport.websockets import WebsocketsTransport
 from redis.asyncio import Redis
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidStatus
-from websockets.typing import Origin, Subprotocol
 
 from bench.common import serve
 from editgraph.app import create_app
@@ -37,6 +36,7 @@ from tests.helpers.api import APPEND, CREATE, Api, AppFactory, project, settings
 from tests.helpers.polling import until
 from tests.helpers.processes import ffmpeg_children, server_process
 from tests.helpers.renders import without_proxies
+from tests.helpers.websocket import raw_socket, ws_url
 from tests.helpers.worker import WorkerFactory
 
 pytestmark = pytest.mark.slow
@@ -48,10 +48,6 @@ RENDER_EVENTS = """subscription($p: ID!, $after: String) { renderEvents(projectI
   __typename cursor render { id kind version status progress }
   ... on RenderFailed { error } ... on ExportComplete { export { id version } } } }"""
 EXPORT = "mutation($p: ID!) { requestExport(projectId: $p) { __typename } }"
-
-
-def ws_url(base: str) -> str:
-    return base.replace("http://", "ws://") + "/graphql"
 
 
 @asynccontextmanager
@@ -227,14 +223,6 @@ async def test_events_reach_a_client_on_another_server_process(
                 assert (await take(proxies))["proxyReady"]["version"] == 1
 
 
-@asynccontextmanager
-async def raw_socket(base: str, payload: dict[str, Any]) -> AsyncIterator[ClientConnection]:
-    """A bare graphql-transport-ws connection, after connection_init."""
-    async with connect(ws_url(base), subprotocols=[Subprotocol("graphql-transport-ws")]) as ws:
-        await ws.send(json.dumps({"type": "connection_init", "payload": payload}))
-        yield ws
-
-
 async def test_a_missing_or_bad_token_closes_the_socket_with_4403(
     live: tuple[Api, str], tokens: dict[str, str]
 ) -> None:
@@ -397,26 +385,11 @@ async def test_a_foreign_origin_is_refused_when_origins_are_configured(
     settings = settings_of(env).model_copy(update={"allowed_origins": ["https://app.test"]})
     async with serve(create_app(settings, db=db)) as base:
         with pytest.raises(InvalidStatus) as refused:
-            async with connect(
-                ws_url(base),
-                subprotocols=[Subprotocol("graphql-transport-ws")],
-                origin=Origin("https://evil.test"),
-            ):
+            async with raw_socket(base, {}, origin="https://evil.test"):
                 pass
         assert refused.value.response.status_code == 403
-        async with connect(
-            ws_url(base),
-            subprotocols=[Subprotocol("graphql-transport-ws")],
-            origin=Origin("https://app.test"),
-        ) as ws:
-            await ws.send(
-                json.dumps(
-                    {
-                        "type": "connection_init",
-                        "payload": {"authorization": f"Bearer {tokens['alice']}"},
-                    }
-                )
-            )
+        payload = {"authorization": f"Bearer {tokens['alice']}"}
+        async with raw_socket(base, payload, origin="https://app.test") as ws:
             assert json.loads(await ws.recv())["type"] == "connection_ack"
 
 

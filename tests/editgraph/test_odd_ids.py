@@ -1,17 +1,13 @@
 """Ids, cursors and stream positions that cannot name anything: typed errors, never a
 driver's or Redis's."""
 
-import asyncio
 import base64
-import json
 from pathlib import Path
 from typing import Any
 
-from websockets.asyncio.client import connect
-from websockets.typing import Subprotocol
-
 from resolvers import ids
 from tests.helpers.api import Api, AppFactory, new_project
+from tests.helpers.websocket import first_answer
 
 
 def code_of(body: dict[str, Any]) -> str | None:
@@ -65,27 +61,6 @@ async def test_ids_and_cursors_past_any_row_are_not_found_or_bad_input(
     assert page["projects"]["nodes"] == [{"id": pid}]
 
 
-async def subscribe_once(base: str, token: str, document: str, variables: dict[str, Any]) -> Any:
-    """The first message a graphql-transport-ws server sends for one subscription."""
-    async with connect(
-        base.replace("http://", "ws://") + "/graphql",
-        subprotocols=[Subprotocol("graphql-transport-ws")],
-    ) as ws:
-        payload = {"authorization": f"Bearer {token}"}
-        await ws.send(json.dumps({"type": "connection_init", "payload": payload}))
-        assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "connection_ack"
-        await ws.send(
-            json.dumps(
-                {
-                    "id": "1",
-                    "type": "subscribe",
-                    "payload": {"query": document, "variables": variables},
-                }
-            )
-        )
-        return json.loads(await asyncio.wait_for(ws.recv(), 10))
-
-
 async def test_render_events_after_a_cursor_redis_cannot_resume_from_is_bad_input(
     make_api: AppFactory, tokens: dict[str, str], media: dict[str, Path]
 ) -> None:
@@ -102,7 +77,7 @@ async def test_render_events_after_a_cursor_redis_cannot_resume_from_is_bad_inpu
             f"{2**64 - 1}-{2**64 - 1}",  # the last stream id: nothing can follow it
             "²-0",
         ):
-            message = await subscribe_once(base, alice, document, {"p": pid, "a": after})
+            message = await first_answer(base, alice, document, {"p": pid, "a": after})
             assert message["type"] == "next" and message["payload"]["data"] is None, message
             [error] = message["payload"]["errors"]
             assert error["extensions"]["code"] == "BAD_USER_INPUT", error

@@ -1,20 +1,17 @@
 """Every expected failure carries its code, on every transport, chosen by its type."""
 
-import asyncio
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from graphql import GraphQLError
-from websockets.asyncio.client import connect
-from websockets.typing import Subprotocol
 
 from models.db import Database
 from resolvers import errors
 from resolvers.events import SubscriptionLimit
 from resolvers.users import create_user
 from tests.helpers.api import Api, AppFactory
+from tests.helpers.websocket import first_answer
 
 PRODUCTION: dict[str, Any] = {
     "env": "production",
@@ -84,30 +81,16 @@ async def test_a_not_found_outside_a_union_says_not_found(
     assert "Version 5" in error["message"]
 
 
-async def over_websocket(base: str, token: str, document: str, variables: dict[str, Any]) -> Any:
-    """The first answer to one operation sent over graphql-transport-ws."""
-    async with connect(
-        base.replace("http://", "ws://") + "/graphql",
-        subprotocols=[Subprotocol("graphql-transport-ws")],
-    ) as ws:
-        payload = {"authorization": f"Bearer {token}"}
-        await ws.send(json.dumps({"type": "connection_init", "payload": payload}))
-        assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "connection_ack"
-        request = {"query": document, "variables": variables}
-        await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": request}))
-        return json.loads(await asyncio.wait_for(ws.recv(), 10))
-
-
 async def test_errors_over_a_websocket_carry_their_codes(
     make_api: AppFactory, tokens: dict[str, str], media: dict[str, Path]
 ) -> None:
     async with make_api(live=True) as api:
         base = api.base
         pid = await project_of(api, tokens["alice"], media)
-        unconfirmed = await over_websocket(
+        unconfirmed = await first_answer(
             base, tokens["root"], "mutation { gcDelete(confirm: false) { id } }", {}
         )
-        past = await over_websocket(base, tokens["alice"], PAST_HISTORY, {"p": pid})
+        past = await first_answer(base, tokens["alice"], PAST_HISTORY, {"p": pid})
     for message, code in ((unconfirmed, "CONFIRMATION_REQUIRED"), (past, "NOT_FOUND")):
         assert message["type"] == "next", message
         [error] = message["payload"]["errors"]
