@@ -11,6 +11,7 @@ import csv
 import hashlib
 import logging
 import os
+import secrets
 import shutil
 import time
 from collections.abc import Awaitable, Callable
@@ -21,6 +22,7 @@ from typing import Any
 from redis.asyncio.lock import Lock
 from redis.exceptions import LockError, RedisError
 from sqlalchemy import delete, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 
 from jobs import edl, segments
@@ -126,7 +128,11 @@ class _Progress:
         if self.claims and now - self.renewed_at > PART_CLAIM_S / 3:
             self.renewed_at = now
             for claim in self.claims:
-                await claim.reacquire()
+                try:
+                    await claim.reacquire()
+                except (LockError, RedisError, OSError) as exc:
+                    # At worst another worker encodes the same segments: same key, same bytes.
+                    log.warning("proxy %s: claim not renewed (%s)", self.render.id, exc)
 
     async def heartbeat(self, fraction_of_run: float = 0.0, run: int = 0) -> bool:
         """False once the attempt must stop: its version is no longer the one anybody wants
@@ -221,15 +227,13 @@ async def produce(
         await state.check_playable()
         wanted = {s.key for s in plan.segments}
         for _ in range(2):
-            parts = [
-                part
+            cut = [
+                segments.split(run, rt.config.proxy_parts, rt.config.proxy_part_min_segments)
                 for run in plan.runs(wanted - state.ready)
-                for part in segments.split(
-                    run, rt.config.proxy_parts, rt.config.proxy_part_min_segments
-                )
             ]
-            await _offer(rt, state, parts[1:])
-            await _work_through(rt, state, inputs, parts, workdir)
+            # Only a long run's later parts are offered: a short run is not worth a job.
+            await _offer(rt, state, [part for pieces in cut for part in pieces[1:]])
+            await _work_through(rt, state, inputs, [p for pieces in cut for p in pieces], workdir)
             if state.stop is not None:
                 return await _stopped(rt, state), None
             # A segment the GC took between this plan's look and now is made again, once.
@@ -241,6 +245,8 @@ async def produce(
             _check(await sound, "the sound")
             if state.stop is not None:
                 return await _stopped(rt, state), None
+            if audio_dir is not None and not sound_finished(audio_dir):
+                raise Transient("the proxy's sound was not finished (its lock lapsed)")
             await _sound_done(rt, render)
         await state.check_playable()
         output = workdir.with_suffix(".mp4")
@@ -296,6 +302,16 @@ async def _offer(rt: Runtime, state: _Progress, parts: list[list[segments.Segmen
             return
 
 
+async def _take(claim: Lock) -> bool:
+    """Claim a part; without Redis the part is this worker's (it would rather encode a
+    segment twice, same key and bytes, than not at all)."""
+    try:
+        return bool(await claim.acquire(blocking=False))
+    except (RedisError, OSError) as exc:
+        log.warning("a part was encoded without its claim (%s)", exc)
+        return True
+
+
 async def _work_through(
     rt: Runtime,
     state: _Progress,
@@ -311,7 +327,7 @@ async def _work_through(
             return
         for part in pending:
             claim = _claim(rt, state.render, state.plan, part)
-            if not await claim.acquire(blocking=False):
+            if not await _take(claim):
                 continue  # another worker encodes it
             state.claims.append(claim)
             try:
@@ -325,7 +341,7 @@ async def _work_through(
                         return
             finally:
                 state.claims.remove(claim)
-                with contextlib.suppress(LockError):
+                with contextlib.suppress(LockError, RedisError, OSError):
                     await claim.release()
         await _collect_stored(rt, state, pending)
         if any(s.key not in state.ready for p in pending for s in p):
@@ -364,8 +380,11 @@ async def help_with(rt: Runtime, render: Render, inputs: Inputs, position: int, 
             return "stopped"
         await asyncio.sleep(TICK_S)
     claim = _claim(rt, render, plan, part)
-    if not await claim.acquire(blocking=False):
-        return "taken"
+    try:
+        if not await claim.acquire(blocking=False):
+            return "taken"
+    except (RedisError, OSError):
+        return "not taken: Redis did not answer"  # the proxy's own worker encodes it
     state.claims.append(claim)
     workdir = rt.store.path(keys.render_temp(render.id, render.attempts, f".part{position}.d"))
     try:
@@ -376,7 +395,7 @@ async def help_with(rt: Runtime, render: Render, inputs: Inputs, position: int, 
                 return "stopped"
         return "done"
     finally:
-        with contextlib.suppress(LockError):
+        with contextlib.suppress(LockError, RedisError, OSError):
             await claim.release()
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -403,9 +422,10 @@ def sound_finished(folder: Path) -> bool:
 
 
 def sound_key(inputs: Inputs) -> str:
-    """The content key of a version's sound: the command that makes it, with the sources
-    named by their SHA-256 instead of their paths. Versions whose ops leave the sound alone
-    (a blur, a text, a revert) get the same key, so the same stored sound."""
+    """The content key of a version's sound: the command that makes it, with each source
+    named by its file's name (its SHA-256 and recipe) instead of its path. Versions whose
+    ops leave the sound alone (a blur, a text, a revert) get the same key, so the same
+    stored sound."""
     argv, _ = edl.audio_argv(
         op_list=inputs.op_list,
         source=inputs.source,
@@ -415,8 +435,10 @@ def sound_key(inputs: Inputs) -> str:
         playlist=Path("/sound") / AUDIO_PLAYLIST,
         segment_s=edl.SEGMENT_S,
     )
-    names = {f"file:{inputs.source.path}": inputs.shas[0]}
-    names.update({f"file:{s.path}": inputs.shas[k] for k, s in inputs.concat.items()})
+    # A 480p copy's name holds its source's SHA-256 and how it was made; its folder does not
+    # matter (another media root, another worker's cache).
+    sources = [inputs.source, *inputs.concat.values()]
+    names = {f"file:{s.path}": f"file:{s.path.name}" for s in sources}
     named = [names.get(a, a) for a in argv]
     if any(path in a for a in named for path in names):
         raise AssertionError("a source path is left in the sound's key")
@@ -433,11 +455,10 @@ def link_or_copy(source: Path, target: Path) -> None:
 
 
 async def _stopped(rt: Runtime, state: _Progress) -> str:
-    """End a stopped attempt: a sound it was making goes (``_make_sound``); its segments
-    stay in the cache."""
-    if state.sound is not None and not state.sound.done():
-        state.sound.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
+    """End a stopped attempt: a sound it was making is finished first (it is shared by
+    content: another proxy may be playing it); its segments stay in the cache."""
+    if state.sound is not None:
+        with contextlib.suppress(Exception):
             await state.sound
     if state.stop == "superseded":
         async with rt.db.read() as session:
@@ -461,6 +482,10 @@ async def _record_plan(
     async with rt.db.write() as session:
         await session.exec(delete(PlanSegment).where(col(PlanSegment.render_id) == render.id))
         await session.exec(delete(ProxyPlan).where(col(ProxyPlan.render_id) == render.id))
+        if audio_key is not None:
+            # The GC removes an unused sound under the same lock: it counts this plan or
+            # finds the folder gone (then the sound is made again).
+            await rt.db.hold(session, keys.sound_in_use(audio_key))
         session.add(ProxyPlan(render_id=render.id, total=len(plan.segments), audio_key=audio_key))
         for position, segment in enumerate(plan.segments):
             session.add(
@@ -526,8 +551,9 @@ async def _make_sound(
 ) -> Outcome:
     """The whole timeline's sound, once per content key, as HLS segments a player reads
     while they come. One worker makes a key's sound at a time (a Redis lock it renews while
-    ffmpeg runs); another render of it waits, then finds it whole. A sound this attempt
-    began and did not finish is removed, so a half-made folder is never taken as whole."""
+    ffmpeg runs); another render of it waits, then finds it whole. A sound is finished
+    even when the attempt that began it stops (other proxies may be playing it already);
+    one that fails is removed by its maker, so a half-made folder is never taken as whole."""
     argv, duration = edl.audio_argv(
         op_list=inputs.op_list,
         source=inputs.source,
@@ -544,31 +570,46 @@ async def _make_sound(
             rt.config.render_timeout_s, rt.config.render_timeout_per_s, duration
         ),
     )
-    if not await lock.acquire():
+    try:
+        held: bool | None = bool(await lock.acquire())
+    except (RedisError, OSError) as exc:
+        log.warning("proxy %s: its sound is made without the lock (%s)", state.render.id, exc)
+        held = None
+    if held is False:
         raise Transient("another worker is still making this proxy's sound")
-    began = False
+    began = lost = False
     try:
         if sound_finished(folder):
             return Outcome(returncode=0, stderr="")
         # Here, not in a thread: a thread would go on after a cancel.
         began = True
         _fresh_folder(folder)
+        if rt.sound_begun is not None:
+            await rt.sound_begun(folder.name)
         renewed = time.monotonic()
 
         async def going(_: float) -> bool:
-            nonlocal renewed
-            if time.monotonic() - renewed > SOUND_LOCK_S / 3:
+            nonlocal renewed, lost
+            if held and time.monotonic() - renewed > SOUND_LOCK_S / 3:
                 renewed = time.monotonic()
-                await lock.reacquire()
+                try:
+                    await lock.reacquire()
+                except LockError:
+                    # It lapsed, and another worker may be making this sound now: it alone.
+                    lost = True
+                    return False
+                except (RedisError, OSError) as exc:
+                    log.warning("proxy %s: sound lock not renewed (%s)", state.render.id, exc)
             await state.check_playable()
-            return state.stop is None
+            return True
 
         return await _ffmpeg(rt, argv, duration, going)
     finally:
-        if began and not sound_finished(folder):
+        if began and not lost and not sound_finished(folder):
             shutil.rmtree(folder, ignore_errors=True)
-        with contextlib.suppress(LockError):
-            await lock.release()
+        if held:
+            with contextlib.suppress(LockError, RedisError, OSError):
+                await lock.release()
 
 
 async def _encode_run(
@@ -648,26 +689,32 @@ async def _store_segment(
     init_sha = hashlib.sha256(init).hexdigest()
     await asyncio.to_thread(_put, rt.store.path(keys.segment_init(init_sha)), init)
     await asyncio.to_thread(_put, rt.store.path(keys.segment(segment.key)), media)
+    dialect = sqlite if rt.db.is_sqlite else postgresql
     async with rt.db.write() as session:
-        if await session.get(Segment, segment.key) is None:
-            session.add(
-                Segment(
-                    key=segment.key,
-                    init_sha256=init_sha,
-                    frames=frames,
-                    ticks=ticks,
-                    timescale=fmp4.timescale(init),
-                    bytes=len(media),
-                    render_id=render_id,
-                )
+        # Two workers may store the same key (a lapsed claim, a clip appended twice): the
+        # first row stays.
+        await session.exec(
+            dialect.insert(Segment)
+            .values(
+                key=segment.key,
+                init_sha256=init_sha,
+                frames=frames,
+                ticks=ticks,
+                timescale=fmp4.timescale(init),
+                bytes=len(media),
+                render_id=render_id,
+                used_at=utcnow(),
+                created_at=utcnow(),
             )
+            .on_conflict_do_nothing(index_elements=[Segment.key])
+        )
 
 
 def _put(target: Path, data: bytes) -> None:
     if target.is_file():
         return  # the same key holds the same bytes' meaning; the first copy stays
     target.parent.mkdir(parents=True, exist_ok=True)
-    staged = target.with_name(f".{target.name}.{os.getpid()}.part")
+    staged = target.with_name(f".{target.name}.{secrets.token_hex(6)}.part")
     staged.write_bytes(data)
     os.replace(staged, target)
 

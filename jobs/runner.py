@@ -180,11 +180,19 @@ async def run_ffmpeg(
             if stopping.is_set():
                 return
             peak = max(peak, _address_space(proc.pid))
-            if proc.returncode is None and not await on_progress(progress):
-                cancelled = True
-                with contextlib.suppress(ProcessLookupError):  # it may have ended meanwhile
-                    proc.kill()
-                return
+            if proc.returncode is None:
+                try:
+                    going = await on_progress(progress)
+                except BaseException:
+                    # Nobody would look at it any more: it stops, and the error is raised.
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.kill()
+                    raise
+                if not going:
+                    cancelled = True
+                    with contextlib.suppress(ProcessLookupError):  # it may have ended meanwhile
+                        proc.kill()
+                    return
 
     readers = [asyncio.create_task(read_progress()), asyncio.create_task(read_errors())]
     watcher = asyncio.create_task(watch())

@@ -78,3 +78,5 @@ class Runtime:
     # Called with each proxy segment's key once it is stored: where a test meets a render
     # between two segments (a newer edit, a cancel) instead of racing it by the clock.
     segment_stored: Callable[[str], Awaitable[None]] | None = None
+    # Called with a sound's key when this worker starts making it (tests count the makers).
+    sound_begun: Callable[[str], Awaitable[None]] | None = None

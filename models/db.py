@@ -61,6 +61,16 @@ class Database:
         async with _writer_turn(self.url), self._writer() as session, session.begin():
             yield session
 
+    async def hold(self, session: AsyncSession, name: str) -> None:
+        """Hold a lock named ``name`` until ``session``'s write transaction ends, against
+        every other transaction that holds the same name: PostgreSQL's transaction-scoped
+        advisory lock; on SQLite a write transaction already excludes every other writer."""
+        if not self.is_sqlite:
+            conn = await session.connection()
+            await conn.execute(
+                text("SELECT pg_advisory_xact_lock(hashtextextended(:name, 0))"), {"name": name}
+            )
+
     async def ping(self) -> None:
         """Raise unless the database answers a trivial query."""
         async with self.engine.connect() as conn:

@@ -84,10 +84,19 @@ def segment_init(sha256: str) -> str:
     return f"segments/init/{sha256}.mp4"
 
 
+SOUNDS = "proxy/sound"
+
+
 def proxy_sound(key: str) -> str:
     """The folder of a segmented proxy's sound (its HLS playlist, init and segments), stored
     once per content key: versions and projects whose sound is the same share it."""
-    return f"proxy/sound/{key[:2]}/{key}"
+    return f"{SOUNDS}/{key[:2]}/{key}"
+
+
+def sound_in_use(folder_key: str) -> str:
+    """The name of the database lock (``Database.hold``) that a render listing a sound in
+    its plan and the GC removing that sound both take."""
+    return f"sound:{folder_key}"
 
 
 def hls(render_id: int, name: str) -> str:

@@ -9,12 +9,14 @@ file is not gone yet still has its ``output_key``: that is what ``converge`` set
 
 import asyncio
 import contextlib
+import time
 
 from sqlalchemy import func, insert, update
 from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from models import keys
 from models.db import Database
 from models.states import RenderStatus
 from models.store import MediaStore
@@ -23,6 +25,7 @@ from resolvers import lifecycle
 from resolvers.gc_files import BATCH, Checkpoint, Freed, no_fault, off_loop, remove
 from resolvers.gc_policy import stale_proxy
 from resolvers.gc_runs import Tally
+from resolvers.gc_segments import ORPHAN_GRACE_S
 from resolvers.users import Actor
 
 
@@ -45,7 +48,9 @@ def _remove_folder(store: MediaStore, folder_key: str, disk: Freed) -> None:
 USING_SOUND = (RenderStatus.QUEUED, RenderStatus.RUNNING, RenderStatus.DONE)
 
 
-async def _settle(session: AsyncSession, store: MediaStore, ids: list[int], disk: Freed) -> None:
+async def _settle(
+    db: Database, session: AsyncSession, store: MediaStore, ids: list[int], disk: Freed
+) -> None:
     """Remove the files of these renders if they are still RECLAIMED (rows locked), and
     their sound once no other proxy uses it (a sound is shared by every version and project
     whose sound is the same)."""
@@ -73,14 +78,49 @@ async def _settle(session: AsyncSession, store: MediaStore, ids: list[int], disk
         .distinct()
     )
     for sound in sorted(str(key) for (key,) in sounds.all()):
-        in_use = await conn.execute(
-            sa_select(func.count())
-            .select_from(ProxyPlan)
-            .join(Render, col(Render.id) == col(ProxyPlan.render_id))
-            .where(col(ProxyPlan.audio_key) == sound, col(Render.status).in_(USING_SOUND))
-        )
-        if not in_use.scalar_one():
-            await off_loop(_remove_folder, store, sound, disk)
+        await _remove_sound_if_unused(db, session, store, sound, disk)
+
+
+async def _remove_sound_if_unused(
+    db: Database, session: AsyncSession, store: MediaStore, sound: str, disk: Freed
+) -> bool:
+    """Remove a sound's folder if no proxy uses it, deciding under the lock a render takes
+    to list it in its plan (``keys.sound_in_use``): the render either is counted here or
+    finds the folder gone and makes the sound again."""
+    await db.hold(session, keys.sound_in_use(sound))
+    conn = await session.connection()
+    in_use = await conn.execute(
+        sa_select(func.count())
+        .select_from(ProxyPlan)
+        .join(Render, col(Render.id) == col(ProxyPlan.render_id))
+        .where(col(ProxyPlan.audio_key) == sound, col(Render.status).in_(USING_SOUND))
+    )
+    if in_use.scalar_one():
+        return False
+    await off_loop(_remove_folder, store, sound, disk)
+    return True
+
+
+async def sweep_sounds(*, db: Database, store: MediaStore) -> int:
+    """Remove sounds no proxy uses that nothing has written for ``ORPHAN_GRACE_S``: made by
+    proxies that never finished (superseded, cancelled, failed). Returns bytes freed."""
+    root = store.path(keys.SOUNDS)
+    if not root.is_dir():
+        return 0
+    cutoff = time.time() - ORPHAN_GRACE_S
+
+    def idle() -> list[str]:
+        return [
+            f"{keys.SOUNDS}/{p.parent.name}/{p.name}"
+            for p in root.glob("??/*")
+            if p.is_dir() and p.stat().st_mtime < cutoff
+        ]
+
+    disk = Freed()
+    for sound in await asyncio.to_thread(idle):
+        async with db.write() as session:
+            await _remove_sound_if_unused(db, session, store, sound, disk)
+    return disk.freed
 
 
 async def converge(*, db: Database, store: MediaStore) -> int:
@@ -108,7 +148,7 @@ async def converge(*, db: Database, store: MediaStore) -> int:
             return disk.freed
         after = ids[-1]
         async with db.write() as session:
-            await _settle(session, store, ids, disk)
+            await _settle(db, session, store, ids, disk)
 
 
 async def reclaim(
@@ -123,6 +163,7 @@ async def reclaim(
     """Reclaim the files of proxies of old versions (``gc_policy.stale_proxy``); returns how
     many. Their bytes freed are added to ``tally``."""
     tally.bytes_freed += await converge(db=db, store=store)
+    tally.bytes_freed += await sweep_sounds(db=db, store=store)
     reclaimed, after = 0, 0
     while True:
         async with db.read() as session:
@@ -170,7 +211,7 @@ async def reclaim(
         if taken:
             disk = Freed()
             async with db.write() as session:
-                await _settle(session, store, taken, disk)
+                await _settle(db, session, store, taken, disk)
             tally.bytes_freed += disk.freed
             reclaimed += len(taken)
         await checkpoint("proxies settled")

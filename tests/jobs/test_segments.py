@@ -23,6 +23,7 @@ from tests.helpers import measure
 from tests.helpers.db import SQLITE_ONLY
 from tests.helpers.domain import new_project
 from tests.helpers.media import ffmpeg
+from tests.helpers.polling import until
 from tests.helpers.render_job import append, output_of, rendered, runtime, sound_of
 
 # A frame counter a player can read back after encoding: frame n is a flat grey of luma
@@ -98,6 +99,17 @@ async def planned(db: Database, render: Render) -> list[str]:
 GRAY = {"type": "grayscale", "params": {}}
 
 
+def count_sound_makers(rt: Any) -> list[str]:
+    """The keys of the sounds ``rt``'s renders begin making from now on, one per start."""
+    made: list[str] = []
+
+    async def begun(key: str) -> None:
+        made.append(key)
+
+    rt.sound_begun = begun
+    return made
+
+
 async def project_of(db: Database, render: Render) -> Project:
     async with db.read() as session:
         project = await session.get(Project, render.project_id)
@@ -142,7 +154,9 @@ async def test_two_proxies_racing_for_one_sound_both_get_it_whole(
     # rendered at once; one makes the sound, the other waits for it and takes it whole.
     rt, _, first = await start(db, queue, store, alice, counter)
     _, _, second = await start(db, queue, store, alice, counter)
+    makers = count_sound_makers(rt)
     outs = await asyncio.gather(output_of(rt, first), output_of(rt, second))
+    assert len(makers) == 1, "the sound was made twice"
     folder = await sound_of(rt, first)
     assert folder == await sound_of(rt, second)
     assert "#EXT-X-ENDLIST" in (folder / AUDIO_PLAYLIST).read_text()
@@ -155,7 +169,7 @@ async def test_two_proxies_racing_for_one_sound_both_get_it_whole(
     _, edited = await append(rt, queue, alice, (await project_of(db, first)), [GRAY])
     await output_of(rt, edited)
     assert await sound_of(rt, edited) == folder
-    assert (folder / "init.mp4").stat().st_ino == before
+    assert (folder / "init.mp4").stat().st_ino == before and len(makers) == 1
 
 
 async def test_a_text_over_two_seconds_encodes_only_the_segments_it_covers(
@@ -300,8 +314,10 @@ async def test_a_newer_edit_stops_the_older_proxy_and_reuses_what_it_finished(
         stopped.status,
         stopped.error,
     )
-    half_made = await sound_of(rt, older)
-    assert not half_made.exists()
+    # The sound it began is finished all the same (another proxy may be playing it).
+    begun = await sound_of(rt, older)
+    assert "#EXT-X-ENDLIST" in (begun / AUDIO_PLAYLIST).read_text()
+    makers = count_sound_makers(rt)
     _, newer = edits[0]
     assert (stopped.status, stopped.error) == ("cancelled", "superseded by version 2")
     finished = await encoded_by(db, older)
@@ -313,9 +329,8 @@ async def test_a_newer_edit_stops_the_older_proxy_and_reuses_what_it_finished(
             (await session.exec(select(Segment.key).where(Segment.render_id == older.id))).all()
         )
     await output_of(rt, newer)
-    # Their sound is the same (neither edit touches it): the newer made it whole.
-    assert await sound_of(rt, newer) == half_made
-    assert "#EXT-X-ENDLIST" in (half_made / AUDIO_PLAYLIST).read_text()
+    # Their sound is the same (neither edit touches it): the newer takes it as it is.
+    assert await sound_of(rt, newer) == begun and makers == []
     # Everything the older render finished is reused; the rest, the last segment (with the
     # text) among them, is encoded once.
     wanted = set(await planned(db, newer))
@@ -360,29 +375,36 @@ async def test_an_idle_worker_encodes_the_second_part_of_a_long_proxy(
     db: Database, queue: ArqQueue, store: MediaStore, alice: Actor, tmp_path: Path
 ) -> None:
     source = counter_video(tmp_path, seconds=20)
-    main, _, by_main = parted(db, queue, store)
-    helper, _, by_helper = parted(db, queue, store)
+    main, record_main, by_main = parted(db, queue, store)
+    helper, record_helper, by_helper = parted(db, queue, store)
     _, project, proxy = await start(db, queue, store, alice, source)
-    helped: list[str] = []
-    record = main.segment_stored
-    assert record is not None
+    helping: list[asyncio.Task[str]] = []
 
     async def help_after_the_first(key: str) -> None:
-        # The proxy has offered its second half (segments 5..9); an idle worker takes it
-        # while the proxy's own worker is between its first and second segment.
-        await record(key)
+        # The proxy has offered its second half (segments 5..9); an idle worker takes it up
+        # once the first segment is there, and runs beside the proxy's own worker.
+        await record_main(key)
         if len(by_main) == 1:
             jobs = [j for j in await queue.pool.queued_jobs() if j.function == "proxy_part"]
             assert [list(j.args[2:]) for j in jobs] == [[5, 5]]
-            helped.append(await proxy_part({"runtime": helper}, *jobs[0].args))
+            helping.append(asyncio.create_task(proxy_part({"runtime": helper}, *jobs[0].args)))
+
+    async def helper_holds_on(key: str) -> None:
+        # The helper, having claimed its part, stays at its first segment until the proxy's
+        # own worker has finished the first part and met the claim.
+        await record_helper(key)
+        if len(by_helper) == 1:
+            await until(lambda: asyncio.sleep(0, len(by_main) >= 5), within=30, what="part 1")
+            await asyncio.sleep(0.5)
 
     main.segment_stored = help_after_the_first
+    helper.segment_stored = helper_holds_on
     done = await rendered(main, proxy)
-    assert (helped, done.status) == (["done"], "done"), done.error
+    helped = await helping[0]
+    assert (helped, done.status) == ("done", "done"), done.error
     # Each segment encoded once, by one of the two; the proxy is whole and unbroken.
     plan_keys = await planned(db, done)
-    assert sorted(by_main + by_helper) == sorted(set(plan_keys))
-    assert by_helper == (await planned(db, done))[5:]
+    assert by_main == plan_keys[:5] and by_helper == plan_keys[5:]
     out = done.output_key and store.path(done.output_key)
     assert out and steps_of(lumas(out)) == [n % 40 for n in range(600)]
     # A part offered again after the proxy is done does nothing.
@@ -395,14 +417,31 @@ async def test_a_part_whose_worker_died_is_encoded_by_the_proxy_s_own(
     db: Database, queue: ArqQueue, store: MediaStore, alice: Actor, tmp_path: Path
 ) -> None:
     source = counter_video(tmp_path, seconds=20)
-    main, _, by_main = parted(db, queue, store)
+    main, record, by_main = parted(db, queue, store)
     _, _, proxy = await start(db, queue, store, alice, source)
     assert proxy.id is not None
-    # A helper took the second part and died: its claim lapses a second later.
-    claim = queue.pool.lock(redis_keys.part_claim(proxy.id, 1, 5), timeout=1.0)
+    # A helper took the second part and died when the proxy's own worker reached it: its
+    # claim is renewed until then, and lapses a second later.
+    name = redis_keys.part_claim(proxy.id, 1, 5)
+    claim = queue.pool.lock(name, timeout=10.0)
     assert await claim.acquire(blocking=False)
+    lapsed: list[bool] = []
+
+    async def keep_until_part_one(key: str) -> None:
+        await record(key)
+        if len(by_main) < 5:
+            await claim.reacquire()
+        elif len(by_main) == 5:
+            await queue.pool.pexpire(name, 1000)
+        elif len(by_main) == 6:
+            # The first segment of the second part: stored only after the dead one's claim
+            # lapsed (the proxy's own worker holds the part now).
+            lapsed.append(not await claim.owned())
+
+    main.segment_stored = keep_until_part_one
     done = await rendered(main, proxy)
     assert done.status == "done", done.error
-    assert sorted(by_main) == sorted(set(await planned(db, done)))
+    assert lapsed == [True]
+    assert by_main == await planned(db, done)
     out = done.output_key and store.path(done.output_key)
     assert out and steps_of(lumas(out)) == [n % 40 for n in range(600)]

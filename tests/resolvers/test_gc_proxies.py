@@ -1,6 +1,8 @@
 """Proxies of old versions are derived data: an admin-confirmed gcDelete takes their files
 back, the current and latest proxies stay, and asking for one again renders it again."""
 
+import os
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,12 +16,13 @@ from models.states import RenderStatus
 from models.store import MediaStore
 from models.tables import Project, Render, utcnow
 from resolvers import gc, gc_policy, renders, versions
+from resolvers.gc_segments import ORPHAN_GRACE_S
 from resolvers.users import Actor
 from tests.helpers import measure
 from tests.helpers.api import Api
 from tests.helpers.api import new_project as new_project_over_api
 from tests.helpers.domain import BLUR, new_project
-from tests.helpers.render_job import output_of, runtime, sound_of
+from tests.helpers.render_job import append, output_of, rendered, runtime, sound_of
 
 QUIETER = {"type": "volume", "params": {"gain_db": -6}}
 
@@ -167,3 +170,37 @@ async def test_request_proxy_over_the_api(
     ):
         refused = await api.data(token, ask, variables)
         assert refused["requestProxy"]["__typename"] == "NotFound"
+
+
+async def test_gc_delete_sweeps_the_finished_sound_of_a_proxy_that_never_finished(
+    db: Database, queue: ArqQueue, store: MediaStore, alice: Actor, media: dict[str, Path]
+) -> None:
+    project = await new_project(db, queue, store, alice, media["clip"])
+    rt = runtime(db, queue, store)
+    await output_of(rt, (await proxies_of(db, project.id or 0))[0])
+    _, quieter = await append(rt, queue, alice, project, [QUIETER, BLUR])
+    louder = {"type": "volume", "params": {"gain_db": 6}}
+
+    async def edit_again(_: str) -> None:
+        # Another sound is wanted before the quieter proxy ends: it stops, and its sound,
+        # begun already, is finished anyway (another proxy might be playing it).
+        rt.segment_stored = None
+        await append(rt, queue, alice, project, [louder])
+
+    rt.segment_stored = edit_again
+    stopped = await rendered(rt, quieter)
+    assert stopped.error == "superseded by version 2"
+    orphan = await sound_of(rt, stopped)
+    assert (orphan / AUDIO_PLAYLIST).is_file()
+    newest = (await proxies_of(db, project.id or 0))[2]
+    await output_of(rt, newest)
+    kept = [await sound_of(rt, p) for p in (await proxies_of(db, project.id or 0)).values()]
+    kept.remove(orphan)
+    # All three sounds were written long ago: only the one no proxy uses goes.
+    for folder in [orphan, *kept]:
+        old = time.time() - 2 * ORPHAN_GRACE_S
+        os.utime(folder, (old, old))
+    size = sum(p.stat().st_size for p in orphan.iterdir())
+    outcome = await gc.delete(db=db, store=store, actor=None, days_in_archive=30, confirm=True)
+    assert not orphan.exists() and all((k / AUDIO_PLAYLIST).is_file() for k in kept)
+    assert outcome.bytes_freed == size
