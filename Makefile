@@ -1,6 +1,8 @@
 # editgraph: `make run` and `make test` are the whole quick start.
 PYTHON ?= python3
 VENV   := .venv
+# pytest processes for make test: one per core (each has its own Redis, database and media).
+TEST_PROCESSES ?= auto
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
@@ -55,7 +57,7 @@ typecheck: install
 
 test: install lint typecheck
 	$(BIN)/editgraph schema --check
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_PROCESSES)
 
 bench: install
 	$(BIN)/python -m bench

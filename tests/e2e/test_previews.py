@@ -24,7 +24,7 @@ from models.db import Database
 from models.states import RenderKind
 from models.tables import Render, Segment
 from resolvers import ids
-from tests.helpers.api import Api, new_project, project
+from tests.helpers.api import APPEND, Api, new_project, project
 from tests.helpers.db import SQLITE_ONLY
 from tests.helpers.polling import until
 from tests.helpers.processes import ffmpeg_children, worker_process
@@ -158,17 +158,24 @@ async def test_a_worker_killed_mid_proxy_keeps_its_segments_and_makes_each_other
 ) -> None:
     api, alice = app_api, tokens["alice"]
     root = Path(env["EDITGRAPH_MEDIA_ROOT"])
+    pid = await new_project(api, alice, long_clip)  # 20 s: 10 segments
+    # A heavy blur, so that the proxy takes seconds and is met half-way (version 0's proxy
+    # is skipped as superseded).
+    blur = [{"gaussianBlur": {"radius": 40}}]
+    assert (await api.data(alice, APPEND, {"p": pid, "ops": blur}))["appendOps"]["__typename"] == (
+        "OpsAppended"
+    )
+    async with db.read() as session:
+        proxy = (await session.exec(select(Render).where(Render.version == 1))).one()
+    assert proxy.id is not None
     with worker_process(env, tmp_path / "worker-1.log") as worker:
-        pid = await new_project(api, alice, long_clip)  # 20 s: 10 segments
-        async with db.read() as session:
-            proxy = (await session.exec(select(Render))).one()
-        assert proxy.id is not None
-
-        async def some_but_not_all() -> bool:
-            done = len(await stored_segments(db, proxy.id or 0))
-            return 2 <= done < 10 and bool(ffmpeg_children(worker))
-
-        await until(some_but_not_all, what="a few segments of the proxy", within=120)
+        # Looked at every 20 ms: the kill lands between two segments of the proxy.
+        for _ in range(6000):
+            done = len(await stored_segments(db, proxy.id))
+            if 2 <= done < 10 and ffmpeg_children(worker):
+                break
+            assert done < 10, "the proxy finished before it could be stopped half-way"
+            await asyncio.sleep(0.02)
         os.kill(worker.pid, signal.SIGKILL)
         worker.wait()
     before = await stored_segments(db, proxy.id)
@@ -183,11 +190,11 @@ async def test_a_worker_killed_mid_proxy_keeps_its_segments_and_makes_each_other
     assert len(after) == 10
     assert {k: after[k] for k in before} == before
     assert {k: (root / keys.segment(k)).stat().st_ino for k in before} == files
-    mp4 = await ffprobe(str(root / latest_key(pid)), "stream=codec_type,nb_read_frames")
+    mp4 = await ffprobe(str(root / latest_key(pid, 1)), "stream=codec_type,nb_read_frames")
     video = next(s for s in mp4["streams"] if s["codec_type"] == "video")
     assert int(video["nb_read_frames"]) == 600
     assert list((root / "temp").iterdir()) == []
 
 
-def latest_key(pid: str) -> str:
-    return keys.render_output(RenderKind.PROXY, ids.decode(pid, "Project"), 0)
+def latest_key(pid: str, version: int = 0) -> str:
+    return keys.render_output(RenderKind.PROXY, ids.decode(pid, "Project"), version)
