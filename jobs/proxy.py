@@ -421,20 +421,25 @@ def sound_finished(folder: Path) -> bool:
         return False
 
 
-def sound_key(inputs: Inputs) -> str:
-    """The content key of a version's sound: the command that makes it, with each source
-    named by its file's name (its SHA-256 and recipe) instead of its path. Versions whose
-    ops leave the sound alone (a blur, a text, a revert) get the same key, so the same
-    stored sound."""
-    argv, _ = edl.audio_argv(
+def _sound_argv(inputs: Inputs, folder: Path) -> tuple[list[str], float]:
+    """The ffmpeg that makes a version's sound as HLS in ``folder``, and its length."""
+    return edl.audio_argv(
         op_list=inputs.op_list,
         source=inputs.source,
         source_frame=inputs.frame,
         concat_sources=inputs.concat,
         preset=PROXY,
-        playlist=Path("/sound") / AUDIO_PLAYLIST,
+        playlist=folder / AUDIO_PLAYLIST,
         segment_s=edl.SEGMENT_S,
     )
+
+
+def sound_key(inputs: Inputs) -> str:
+    """The content key of a version's sound: the command that makes it, with each source
+    named by its file's name (its SHA-256 and recipe) instead of its path. Versions whose
+    ops leave the sound alone (a blur, a text, a revert) get the same key, so the same
+    stored sound."""
+    argv, _ = _sound_argv(inputs, Path("/sound"))
     # A 480p copy's name holds its source's SHA-256 and how it was made; its folder does not
     # matter (another media root, another worker's cache).
     sources = [inputs.source, *inputs.concat.values()]
@@ -554,15 +559,7 @@ async def _make_sound(
     ffmpeg runs); another render of it waits, then finds it whole. A sound is finished
     even when the attempt that began it stops (other proxies may be playing it already);
     one that fails is removed by its maker, so a half-made folder is never taken as whole."""
-    argv, duration = edl.audio_argv(
-        op_list=inputs.op_list,
-        source=inputs.source,
-        source_frame=inputs.frame,
-        concat_sources=inputs.concat,
-        preset=PROXY,
-        playlist=folder / AUDIO_PLAYLIST,
-        segment_s=edl.SEGMENT_S,
-    )
+    argv, duration = _sound_argv(inputs, folder)
     lock = rt.redis.lock(
         redis_keys.sound_lock(folder.name),
         timeout=SOUND_LOCK_S,
