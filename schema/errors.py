@@ -12,13 +12,13 @@ from typing import Any, Generic, TypeVar
 import strawberry
 from graphql import GraphQLError, Node, validate
 from strawberry.extensions import SchemaExtension
-from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
 from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 from strawberry.types.field import StrawberryField
 
 from resolvers import errors as domain
 from resolvers import ids
+from schema.execution import Execution
 
 E = TypeVar("E", bound=domain.DomainError)
 
@@ -131,7 +131,7 @@ def unexpected(error: GraphQLError) -> bool:
     return original is not None and not isinstance(original, domain.DomainError | GraphQLError)
 
 
-class QuietExecution(StrawberryGraphQLCoreExecutionContext):
+class QuietExecution(Execution):
     """Execution whose errors (bad variable values, for example) suggest no schema names."""
 
     @classmethod

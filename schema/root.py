@@ -14,6 +14,7 @@ from strawberry.extensions import (
 from strawberry.schema.config import StrawberryConfig
 
 from schema.errors import HANDLERS, QuietExecution, QuietValidation, unexpected
+from schema.execution import Execution
 from schema.limits import QueryLimits, limits_extension
 from schema.mutation import Mutation
 from schema.query import Query
@@ -71,7 +72,7 @@ def build_schema(limits: QueryLimits, *, production: bool, max_batch: int = 1) -
         # Expected failures become union members where a field's union has one.
         exception_handlers=HANDLERS,
         # In production no error suggests schema names the caller did not write.
-        execution_context_class=QuietExecution if production else None,
+        execution_context_class=QuietExecution if production else Execution,
         config=StrawberryConfig(batching_config={"max_operations": max_batch}),
     )
 
