@@ -222,7 +222,7 @@ async def produce(
                 await state.check_playable()
                 return "done", reused
         if audio_dir is not None:
-            sound = asyncio.create_task(_make_sound(rt, state, inputs, audio_dir, workdir))
+            sound = asyncio.create_task(_make_sound(rt, state, inputs, audio_dir))
             state.sound = sound
         await state.check_playable()
         wanted = {s.key for s in plan.segments}
@@ -551,9 +551,7 @@ async def _ffmpeg(
     )
 
 
-async def _make_sound(
-    rt: Runtime, state: _Progress, inputs: Inputs, folder: Path, workdir: Path
-) -> Outcome:
+async def _make_sound(rt: Runtime, state: _Progress, inputs: Inputs, folder: Path) -> Outcome:
     """The whole timeline's sound, once per content key, as HLS segments a player reads
     while they come. One worker makes a key's sound at a time (a Redis lock it renews while
     ffmpeg runs); another render of it waits, then finds it whole. A sound is finished
