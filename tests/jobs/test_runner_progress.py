@@ -9,8 +9,9 @@ from sqlalchemy import text
 from jobs import runner
 from models.db import Database
 
-# A short ffmpeg run: about a tenth of a second, so it ends during the callback below.
-SHORT = ["ffmpeg", "-nostdin", "-v", "error", "-progress", "pipe:1",
+# A short ffmpeg run, read at its own pace (-re): 0.4 s, so the first callback starts before
+# it ends (unpaced it could end before the first tick) and it ends during that callback.
+SHORT = ["ffmpeg", "-nostdin", "-v", "error", "-progress", "pipe:1", "-re",
          "-f", "lavfi", "-i", "nullsrc=s=64x64:r=25:d=0.4", "-f", "null", "-"]  # fmt: skip
 
 
