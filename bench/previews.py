@@ -182,7 +182,7 @@ async def has_sound(stack: Stack, render: dict[str, Any]) -> bool:
     return (
         plan is not None
         and plan.audio_key is not None
-        and proxy.sound_finished(stack.store.path(plan.audio_key))
+        and await proxy.sound_finished(stack.store, plan.audio_key)
     )
 
 

@@ -17,7 +17,6 @@ from editgraph.settings import Settings
 from jobs.queue import ArqQueue, connect
 from models.db import Database
 from models.states import RenderKind
-from models.store import MediaStore
 from schema.context import Background
 
 
@@ -29,7 +28,7 @@ def create_app(settings: Settings, *, db: Database | None = None) -> Starlette:
     if settings.redis_url is None:
         raise ValueError("create_app needs a Redis URL; `editgraph serve` provides one")
     redis_url = settings.redis_url
-    store = MediaStore(settings.media_root)
+    store = settings.store()
     store.ensure_layout()
     signer = MediaSigner(settings.secret_key, settings.media_url_ttl_s)
     graphql = EditgraphGraphQL(settings)

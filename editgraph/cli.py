@@ -20,7 +20,6 @@ from jobs.reconcile import clean_temp
 from jobs.worker import run_forever
 from models.db import Database
 from models.migrate import upgrade
-from models.store import MediaStore
 from resolvers import users
 
 
@@ -38,7 +37,7 @@ async def _clean_temp(settings: Settings) -> None:
     db = Database(settings.database_url)
     try:
         removed = await clean_temp(
-            db=db, store=MediaStore(settings.media_root), grace_s=settings.temp_grace_s
+            db=db, store=settings.store(), grace_s=settings.temp_grace_s
         )
     finally:
         await db.dispose()

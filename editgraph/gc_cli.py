@@ -47,7 +47,7 @@ def _progress(tally: gc_runs.Tally) -> None:
 
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
     db = Database(settings.database_url)
-    store = MediaStore(settings.media_root)
+    store = settings.store()
     if getattr(args, "segment_days_old", 0) is None:
         args.segment_days_old = settings.gc_segment_days
     try:

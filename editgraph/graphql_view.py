@@ -21,6 +21,7 @@ from editgraph.bus import EventBus
 from editgraph.media import MediaSigner
 from editgraph.settings import Settings
 from jobs.queue import ArqQueue
+from models import keys
 from models.db import Database
 from models.store import MediaStore
 from resolvers.errors import DomainError, QueryTooComplexError, UnauthenticatedError
@@ -113,6 +114,15 @@ class Services:
     # Long GC stages started over GraphQL run here; the lifespan stops them at shutdown.
     background: Background
 
+    def link(self, key: str) -> str:
+        """A link to a stored file (presigned by a bucket, or a signed /media link) or to
+        a segmented proxy's playlist (always signed here: the server writes playlists)."""
+        if not keys.is_hls(key):
+            presigned = self.store.url(key, self.signer.ttl_s)
+            if presigned is not None:
+                return presigned
+        return self.signer.url(key)
+
     async def ping_redis(self) -> None:
         """Raise unless Redis answers within a second (a hung Redis must not hang /healthz)."""
         await asyncio.wait_for(self.queue.pool.ping(), timeout=1.0)
@@ -181,7 +191,7 @@ class EditgraphGraphQL(GraphQL[Context, None]):
             queue=services.queue,
             events=services.bus,
             export_preset=services.settings.export,
-            media_url=services.signer.url,
+            media_url=services.link,
             caller=actor,
             long_lived=websocket,
             background=services.background,

@@ -5,7 +5,7 @@ expiry and signature)."""
 from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response
 
 from editgraph.graphql_view import services_of
 from editgraph.media import MediaSigner
@@ -44,10 +44,10 @@ def hls_endpoint(
             elif name == playlists.SOUND:
                 text = await playlists.sound(session, store, render_id, link)
             elif name.startswith("audio/"):
-                path = await playlists.sound_file(session, store, render_id, name)
-                if path is None:
+                data = await playlists.sound_file(session, store, render_id, name)
+                if data is None:
                     return PlainTextResponse("this file is not there", status_code=404)
-                return FileResponse(path, media_type="video/mp4")
+                return Response(data, media_type="video/mp4")
             else:
                 data = await playlists.segment_bytes(session, store, render_id, name)
                 if data is None:

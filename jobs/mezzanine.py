@@ -1,7 +1,8 @@
 """The mezzanine: a normalized 480p copy of each source, made once, that proxies render from."""
 
+import asyncio
+import contextlib
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +20,11 @@ log = logging.getLogger(__name__)
 
 
 async def ensure_mezzanine(rt: Runtime, video: Video, blob: Blob) -> Path:
-    """The 480p working copy of a source, made once per blob; concurrent callers wait for it."""
-    target = rt.store.path(mezzanine_key(blob))
-    if target.exists():
-        return target
+    """The 480p working copy of a source (a local file), made once per blob; concurrent
+    callers wait for it."""
+    key = mezzanine_key(blob)
+    with contextlib.suppress(FileNotFoundError):
+        return await asyncio.to_thread(rt.store.local, key)
     making_s = timeout_for(
         rt.config.render_timeout_s, rt.config.render_timeout_per_s, video.duration
     )
@@ -32,15 +34,24 @@ async def ensure_mezzanine(rt: Runtime, video: Video, blob: Blob) -> Path:
         blocking_timeout=making_s + 30,
     )
     async with lock:
-        if not target.exists():
-            await _make_mezzanine(rt, video, blob, target)
-    return target
+        if not await asyncio.to_thread(rt.store.exists, key):
+            await _make_mezzanine(rt, video, blob)
+    return await asyncio.to_thread(rt.store.local, key)
 
 
-def source_of(rt: Runtime, video: Video, blob: Blob) -> edl.Source:
-    """The uploaded original of a video, as ffmpeg reads it."""
+async def original(rt: Runtime, video: Video, blob: Blob) -> edl.Source:
+    """The uploaded original of a video, as ffmpeg reads it (a local file)."""
+    try:
+        path = await asyncio.to_thread(rt.store.local, blob.key)
+    except FileNotFoundError:
+        raise Permanent("the source video's file is missing from the media store") from None
+    return source_of(video, path)
+
+
+def source_of(video: Video, path: Path) -> edl.Source:
+    """A video's source as ffmpeg reads it from ``path``."""
     return edl.Source(
-        path=rt.store.path(blob.key),
+        path=path,
         demuxer=video.format_name,
         width=video.width,
         height=video.height,
@@ -55,9 +66,10 @@ def mezzanine_key(blob: Blob) -> str:
     return keys.mezzanine(blob.sha256)
 
 
-async def _make_mezzanine(rt: Runtime, video: Video, blob: Blob, target: Path) -> None:
-    temp = rt.store.path(keys.mezzanine_temp(blob.sha256))
-    source = source_of(rt, video, blob)
+async def _make_mezzanine(rt: Runtime, video: Video, blob: Blob) -> None:
+    temp = rt.store.scratch(keys.mezzanine_temp(blob.sha256))
+    temp.parent.mkdir(parents=True, exist_ok=True)
+    source = await original(rt, video, blob)
 
     async def keep_going(_: float) -> bool:
         return True
@@ -77,7 +89,7 @@ async def _make_mezzanine(rt: Runtime, video: Video, blob: Blob, target: Path) -
             raise Permanent(
                 outcome.limit or "the source could not be converted to its 480p working copy"
             )
-        os.replace(temp, target)
+        await asyncio.to_thread(rt.store.publish, temp, mezzanine_key(blob))
     finally:
         temp.unlink(missing_ok=True)
     async with rt.db.write() as session:
@@ -90,7 +102,7 @@ async def _make_mezzanine(rt: Runtime, video: Video, blob: Blob, target: Path) -
     if earlier and earlier != mezzanine_key(blob):
         # A copy made before proxies were segmented (its keyframes are not on the segment
         # grid): this one replaces it.
-        rt.store.path(earlier).unlink(missing_ok=True)
+        await asyncio.to_thread(rt.store.remove, earlier)
 
 
 async def mezzanine(ctx: dict[str, Any], blob_id: int) -> str:

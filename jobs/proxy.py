@@ -11,7 +11,6 @@ import csv
 import hashlib
 import logging
 import os
-import secrets
 import shutil
 import time
 from collections.abc import Awaitable, Callable
@@ -32,6 +31,7 @@ from jobs.runner import Outcome, run_ffmpeg, timeout_for
 from jobs.runtime import Runtime
 from models import keys, redis_keys
 from models.states import RenderStatus
+from models.store import MediaStore
 from models.tables import PlanSegment, Project, ProxyPlan, Render, Segment, utcnow
 from resolvers import fmp4, lifecycle, ops
 from resolvers.presets import PROXY, Preset
@@ -79,7 +79,7 @@ class _Progress:
     rt: Runtime
     render: Render
     plan: segments.Plan
-    audio_dir: Path | None
+    audio_key: str | None  # the sound's folder key, if the proxy has sound
     ready: set[str]
     playable: bool = False
     stop: str | None = None  # "cancelled" or "superseded" once the attempt must stop
@@ -97,22 +97,17 @@ class _Progress:
     def total(self) -> int:
         return len(self.plan.segments)
 
-    def sound_started(self) -> bool:
-        if self.audio_dir is None:
+    async def sound_started(self) -> bool:
+        if self.audio_key is None:
             return True
-        playlist = self.audio_dir / AUDIO_PLAYLIST
-        try:
-            text = playlist.read_text()
-        except OSError:
-            return False
-        return "#EXTINF" in text
+        return "#EXTINF" in await _sound_playlist(self.rt.store, self.audio_key)
 
     async def check_playable(self) -> None:
         """Announce ``proxy_playable`` once the first segment and some sound are there."""
         async with self.lock:
             if self.playable or not self.plan.segments:
                 return
-            if self.plan.segments[0].key not in self.ready or not self.sound_started():
+            if self.plan.segments[0].key not in self.ready or not await self.sound_started():
                 return
             self.playable = True
             await lifecycle.playable(
@@ -209,20 +204,19 @@ async def produce(
         raise Permanent("this edit leaves no frame to show")
     audio_key = keys.proxy_sound(sound_key(inputs)) if inputs.audible else None
     ready = await _record_plan(rt, render, plan, audio_key)
-    audio_dir = rt.store.path(audio_key) if audio_key else None
-    state = _Progress(rt, render, plan, audio_dir, ready)
-    workdir = rt.store.path(keys.render_temp(render.id, render.attempts, ".d"))
+    state = _Progress(rt, render, plan, audio_key, ready)
+    workdir = rt.store.scratch(keys.render_temp(render.id, render.attempts, ".d"))
     workdir.mkdir(parents=True, exist_ok=True)
     sound: asyncio.Task[Outcome] | None = None
     try:
         if donor is not None and len(ready) == len({s.key for s in plan.segments}):
-            reused = await _reuse(rt, donor, audio_dir, workdir)
+            reused = await _reuse(rt, donor, audio_key, workdir)
             if reused is not None:
                 await _sound_done(rt, render)
                 await state.check_playable()
                 return "done", reused
-        if audio_dir is not None:
-            sound = asyncio.create_task(_make_sound(rt, state, inputs, audio_dir))
+        if audio_key is not None:
+            sound = asyncio.create_task(_make_sound(rt, state, inputs, audio_key))
             state.sound = sound
         await state.check_playable()
         wanted = {s.key for s in plan.segments}
@@ -237,7 +231,7 @@ async def produce(
             if state.stop is not None:
                 return await _stopped(rt, state), None
             # A segment the GC took between this plan's look and now is made again, once.
-            gone = {k for k in wanted if not rt.store.path(keys.segment(k)).is_file()}
+            gone = await _missing(rt, wanted)
             if not gone:
                 break
             state.ready -= gone
@@ -245,12 +239,12 @@ async def produce(
             _check(await sound, "the sound")
             if state.stop is not None:
                 return await _stopped(rt, state), None
-            if audio_dir is not None and not sound_finished(audio_dir):
+            if audio_key is not None and not await sound_finished(rt.store, audio_key):
                 raise Transient("the proxy's sound was not finished (its lock lapsed)")
             await _sound_done(rt, render)
         await state.check_playable()
         output = workdir.with_suffix(".mp4")
-        await _assemble(rt, plan, audio_dir, workdir, output)
+        await _assemble(rt, plan, audio_key, workdir, output)
         return "done", output
     finally:
         if sound is not None and not sound.done():
@@ -359,7 +353,7 @@ async def _collect_stored(
         return
     async with rt.db.read() as session:
         stored = (await session.exec(select(Segment.key).where(col(Segment.key).in_(wanted)))).all()
-    state.ready |= {k for k in stored if rt.store.path(keys.segment(k)).is_file()}
+    state.ready |= set(stored) - await _missing(rt, set(stored))
     await state.check_playable()
 
 
@@ -373,9 +367,9 @@ async def help_with(rt: Runtime, render: Render, inputs: Inputs, position: int, 
     if not part:
         return "nothing to do"
     state = _Helping(rt, render, plan, None, set())
-    first = rt.store.path(keys.segment(plan.segments[0].key))
+    first = keys.segment(plan.segments[0].key)
     deadline = time.monotonic() + HELP_WAIT_S
-    while not first.is_file() and time.monotonic() < deadline:
+    while not await asyncio.to_thread(rt.store.exists, first) and time.monotonic() < deadline:
         if not await state.heartbeat():
             return "stopped"
         await asyncio.sleep(TICK_S)
@@ -386,7 +380,7 @@ async def help_with(rt: Runtime, render: Render, inputs: Inputs, position: int, 
     except (RedisError, OSError):
         return "not taken: Redis did not answer"  # the proxy's own worker encodes it
     state.claims.append(claim)
-    workdir = rt.store.path(keys.render_temp(render.id, render.attempts, f".part{position}.d"))
+    workdir = rt.store.scratch(keys.render_temp(render.id, render.attempts, f".part{position}.d"))
     try:
         await _collect_stored(rt, state, [part])
         for run in plan.runs({s.key for s in part} - state.ready, among=part):
@@ -400,21 +394,47 @@ async def help_with(rt: Runtime, render: Render, inputs: Inputs, position: int, 
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-async def _reuse(rt: Runtime, donor: Render, audio_dir: Path | None, workdir: Path) -> Path | None:
+async def _reuse(rt: Runtime, donor: Render, audio_key: str | None, workdir: Path) -> Path | None:
     """The donor's MP4 linked into temp/ when it and the sound (the same content, so the
     same folder) are whole; None otherwise (then the proxy is made, from its stored
     segments)."""
-    if donor.output_key is None or not rt.store.path(donor.output_key).is_file():
+    if donor.output_key is None:
         return None
-    if audio_dir is not None and not sound_finished(audio_dir):
+    if audio_key is not None and not await sound_finished(rt.store, audio_key):
+        return None
+    try:
+        kept = await asyncio.to_thread(rt.store.local, donor.output_key)
+    except FileNotFoundError:
         return None
     output = workdir.with_suffix(".mp4")
-    await asyncio.to_thread(link_or_copy, rt.store.path(donor.output_key), output)
+    await asyncio.to_thread(link_or_copy, kept, output)
     return output
 
 
-def sound_finished(folder: Path) -> bool:
-    """Whether a sound's folder holds the whole sound (its playlist is ended)."""
+async def _missing(rt: Runtime, wanted: set[str]) -> set[str]:
+    """The segment keys among ``wanted`` whose media is not stored."""
+
+    def look() -> set[str]:
+        return {k for k in wanted if not rt.store.exists(keys.segment(k))}
+
+    return await asyncio.to_thread(look)
+
+
+async def _sound_playlist(store: MediaStore, audio_key: str) -> str:
+    """A sound's stored playlist so far ("" before it starts)."""
+    try:
+        data = await asyncio.to_thread(store.read_bytes, f"{audio_key}/{AUDIO_PLAYLIST}")
+    except (FileNotFoundError, ValueError):
+        return ""
+    return data.decode(errors="replace")
+
+
+async def sound_finished(store: MediaStore, audio_key: str) -> bool:
+    """Whether a sound's folder holds the whole sound (its stored playlist is ended)."""
+    return "#EXT-X-ENDLIST" in await _sound_playlist(store, audio_key)
+
+
+def _folder_finished(folder: Path) -> bool:
     try:
         return "#EXT-X-ENDLIST" in (folder / AUDIO_PLAYLIST).read_text()
     except OSError:
@@ -506,7 +526,7 @@ async def _record_plan(
                 (await session.exec(select(Segment.key).where(col(Segment.key).in_(chunk)))).all()
             )
     # A row whose file is gone (a crash between the two) is made again.
-    return {k for k in stored if rt.store.path(keys.segment(k)).is_file()}
+    return set(stored) - await _missing(rt, stored)
 
 
 async def _sound_done(rt: Runtime, render: Render) -> None:
@@ -514,12 +534,6 @@ async def _sound_done(rt: Runtime, render: Render) -> None:
         await session.exec(
             update(ProxyPlan).where(col(ProxyPlan.render_id) == render.id).values(audio_done=True)
         )
-
-
-def _fresh_folder(folder: Path) -> None:
-    """An empty folder: an earlier attempt's half-made files are dropped."""
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True, exist_ok=True)
 
 
 def _check(outcome: Outcome, what: str) -> None:
@@ -551,12 +565,13 @@ async def _ffmpeg(
     )
 
 
-async def _make_sound(rt: Runtime, state: _Progress, inputs: Inputs, folder: Path) -> Outcome:
+async def _make_sound(rt: Runtime, state: _Progress, inputs: Inputs, key: str) -> Outcome:
     """The whole timeline's sound, once per content key, as HLS segments a player reads
     while they come. One worker makes a key's sound at a time (a Redis lock it renews while
     ffmpeg runs); another render of it waits, then finds it whole. A sound is finished
     even when the attempt that began it stops (other proxies may be playing it already);
     one that fails is removed by its maker, so a half-made folder is never taken as whole."""
+    folder = rt.store.folder(key)
     argv, duration = _sound_argv(inputs, folder)
     lock = rt.redis.lock(
         redis_keys.sound_lock(folder.name),
@@ -574,11 +589,12 @@ async def _make_sound(rt: Runtime, state: _Progress, inputs: Inputs, folder: Pat
         raise Transient("another worker is still making this proxy's sound")
     began = lost = False
     try:
-        if sound_finished(folder):
+        if await sound_finished(rt.store, key):
             return Outcome(returncode=0, stderr="")
         # Here, not in a thread: a thread would go on after a cancel.
         began = True
-        _fresh_folder(folder)
+        await asyncio.to_thread(rt.store.remove_folder, key)  # an earlier attempt's half
+        folder = rt.store.folder(key)
         if rt.sound_begun is not None:
             await rt.sound_begun(folder.name)
         renewed = time.monotonic()
@@ -595,13 +611,17 @@ async def _make_sound(rt: Runtime, state: _Progress, inputs: Inputs, folder: Pat
                     return False
                 except (RedisError, OSError) as exc:
                     log.warning("proxy %s: sound lock not renewed (%s)", state.render.id, exc)
+            await asyncio.to_thread(rt.store.sync_folder, folder, key)
             await state.check_playable()
             return True
 
-        return await _ffmpeg(rt, argv, duration, going)
+        made = await _ffmpeg(rt, argv, duration, going)
+        if made.returncode == 0 and _folder_finished(folder):
+            await asyncio.to_thread(rt.store.sync_folder, folder, key)
+        return made
     finally:
-        if began and not lost and not sound_finished(folder):
-            shutil.rmtree(folder, ignore_errors=True)
+        if began and not lost and not await sound_finished(rt.store, key):
+            await asyncio.to_thread(rt.store.remove_folder, key)
         if held:
             with contextlib.suppress(LockError, RedisError, OSError):
                 await lock.release()
@@ -682,8 +702,8 @@ async def _store_segment(
             "segment %s: %d frames planned, %d encoded", segment.key[:12], segment.frames, frames
         )
     init_sha = hashlib.sha256(init).hexdigest()
-    await asyncio.to_thread(_put, rt.store.path(keys.segment_init(init_sha)), init)
-    await asyncio.to_thread(_put, rt.store.path(keys.segment(segment.key)), media)
+    await asyncio.to_thread(rt.store.write_bytes, keys.segment_init(init_sha), init, replace=False)
+    await asyncio.to_thread(rt.store.write_bytes, keys.segment(segment.key), media, replace=False)
     dialect = sqlite if rt.db.is_sqlite else postgresql
     async with rt.db.write() as session:
         # Two workers may store the same key (a lapsed claim, a clip appended twice): the
@@ -703,15 +723,6 @@ async def _store_segment(
             )
             .on_conflict_do_nothing(index_elements=[Segment.key])
         )
-
-
-def _put(target: Path, data: bytes) -> None:
-    if target.is_file():
-        return  # the same key holds the same bytes' meaning; the first copy stays
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staged = target.with_name(f".{target.name}.{secrets.token_hex(6)}.part")
-    staged.write_bytes(data)
-    os.replace(staged, target)
 
 
 def run_argv(
@@ -837,7 +848,7 @@ def _step(
 
 
 async def _assemble(
-    rt: Runtime, plan: segments.Plan, audio_dir: Path | None, workdir: Path, output: Path
+    rt: Runtime, plan: segments.Plan, audio_key: str | None, workdir: Path, output: Path
 ) -> None:
     """The seed's MP4 from the stored segments and the sound: bytes laid end to end with
     their decode times set, then one remux (no re-encode) with the index up front."""
@@ -859,20 +870,21 @@ async def _assemble(
 
     def write_picture() -> None:
         with picture.open("wb") as out:
-            out.write(rt.store.path(keys.segment_init(inits.pop())).read_bytes())
+            out.write(rt.store.read_bytes(keys.segment_init(inits.pop())))
             at = 0
             for segment in plan.segments:
-                media = rt.store.path(keys.segment(segment.key)).read_bytes()
+                media = rt.store.read_bytes(keys.segment(segment.key))
                 out.write(fmp4.placed(media, at))
                 at += rows[segment.key].ticks
 
     await asyncio.to_thread(write_picture)
     argv = ["ffmpeg", *edl.GLOBAL_ARGS, "-i", f"file:{picture}"]
     maps = ["-map", "0:v"]
-    if audio_dir is not None:
+    if audio_key is not None:
         sound = workdir / "sound.mp4"
         try:
-            await asyncio.to_thread(_join_sound, audio_dir, sound)
+            folder = await asyncio.to_thread(rt.store.local_folder, audio_key)
+            await asyncio.to_thread(_join_sound, folder, sound)
         except FileNotFoundError as exc:
             # The GC took a sound nothing used a moment before this render listed it.
             raise Transient("the proxy's sound was removed while it was made") from exc

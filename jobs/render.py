@@ -14,7 +14,7 @@ from sqlmodel import col, select
 
 from jobs import edl, proxy
 from jobs.errors import Permanent, StorageFull, Transient, out_of_space
-from jobs.mezzanine import ensure_mezzanine, source_of
+from jobs.mezzanine import ensure_mezzanine, original, source_of
 from jobs.runner import run_ffmpeg
 from jobs.runtime import Runtime
 from models import keys
@@ -116,14 +116,14 @@ async def _produce(rt: Runtime, render: Render) -> str:
         op_list = [ops.VOCABULARY[r.type].model_validate(r.params) for r in effective]
         others = await _concat_rows(session, op_list)
     final_key = renders.output_key(render.kind, render.project_id, render.version)
-    final = rt.store.path(final_key)
-    for stale in rt.store.path("temp").glob(keys.render_temp_prefix(render.id) + "*"):
+    temp = rt.store.scratch(keys.render_temp(render.id, render.attempts, ".mp4"))
+    for stale in temp.parent.glob(keys.render_temp_prefix(render.id) + "*"):
         # Left by an attempt whose worker died mid-render.
         if stale.is_dir():
             shutil.rmtree(stale, ignore_errors=True)
         else:
             stale.unlink(missing_ok=True)
-    temp = rt.store.path(keys.render_temp(render.id, render.attempts, ".mp4"))
+    temp.parent.mkdir(parents=True, exist_ok=True)
     try:
         if render.kind == RenderKind.PROXY:
             inputs = await _proxy_inputs(rt, video, blob, op_list, others)
@@ -132,18 +132,23 @@ async def _produce(rt: Runtime, render: Render) -> str:
                 return outcome
             assert made is not None
             os.replace(made, temp)
-        elif donor is not None and donor.output_key and rt.store.path(donor.output_key).exists():
+        elif donor is not None and donor.output_key and await _has(rt, donor.output_key):
             # Same source, same effective ops, same preset: the file already exists.
-            proxy.link_or_copy(rt.store.path(donor.output_key), temp)
+            kept = await asyncio.to_thread(rt.store.local, donor.output_key)
+            proxy.link_or_copy(kept, temp)
         else:
             outcome = await _run(
                 rt, render, rt.config.export, video, blob, version, op_list, others, temp
             )
             if outcome != "done":
                 return outcome
-        final.parent.mkdir(parents=True, exist_ok=True)
         facts = await probe(temp)
-        os.replace(temp, final)
+        size = temp.stat().st_size
+        # A file already under the final key is this version's, from an attempt that
+        # stopped before recording it: it stays, so no late attempt overwrites a good file.
+        await asyncio.to_thread(rt.store.publish, temp, final_key, replace=False)
+        stored = await asyncio.to_thread(rt.store.size, final_key)
+        size = stored if stored is not None else size
     finally:
         temp.unlink(missing_ok=True)
     outcome = await lifecycle.done(
@@ -151,12 +156,12 @@ async def _produce(rt: Runtime, render: Render) -> str:
         announce=rt.events.publish,
         render=render,
         output_key=final_key,
-        size=final.stat().st_size,
+        size=size,
         facts=facts,
     )
     if outcome == "cancelled":
         # Cancelled while the file was moved into place: a cancelled render has no file.
-        final.unlink(missing_ok=True)
+        await asyncio.to_thread(rt.store.remove, final_key)
     return outcome
 
 
@@ -173,7 +178,7 @@ async def _run(
 ) -> str:
     source = await _source(rt, video, blob, preset)
     concat = {k: await _source(rt, v, b, preset) for k, (v, b) in others.items()}
-    workdir = rt.store.path(keys.render_temp(render.id or 0, render.attempts, ".d"))
+    workdir = rt.store.scratch(keys.render_temp(render.id or 0, render.attempts, ".d"))
     workdir.mkdir(parents=True, exist_ok=True)
     plan = edl.compile_edl(
         op_list=op_list,
@@ -264,12 +269,17 @@ async def _proxy_inputs(
 
 
 async def _source(rt: Runtime, video: Video, blob: Blob, preset: Preset) -> edl.Source:
-    original = source_of(rt, video, blob)
     if not preset.from_mezzanine:
-        return original
+        return await original(rt, video, blob)
     width, height = edl.mezzanine_size(video.width, video.height)
     path = await ensure_mezzanine(rt, video, blob)
-    return dataclasses.replace(original, path=path, demuxer="mov", width=width, height=height)
+    return dataclasses.replace(
+        source_of(video, path), demuxer="mov", width=width, height=height
+    )
+
+
+async def _has(rt: Runtime, key: str) -> bool:
+    return await asyncio.to_thread(rt.store.exists, key)
 
 
 async def _concat_rows(session: Any, op_list: list[ops.Op]) -> dict[int, tuple[Video, Blob]]:

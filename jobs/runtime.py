@@ -8,6 +8,7 @@ from arq import ArqRedis
 from pydantic import BaseModel, Field
 
 from jobs.events import EventLog
+from models.bucket import open_store
 from models.db import Database
 from models.store import MediaStore
 from resolvers.presets import Preset, export_preset
@@ -21,6 +22,14 @@ class WorkerSettings(BaseModel):
     # Unset: `editgraph serve` starts a private redis-server child and stops it on exit.
     redis_url: str | None = None
     media_root: Path = Path("uploads")
+    # Where media lives: unset for the media root, or s3://bucket/prefix for a bucket (an
+    # S3-compatible endpoint and region below; credentials from the AWS_* variables).
+    storage_url: str = ""
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    # With a bucket: this process's local folder for work files and downloaded sources.
+    cache_dir: Path = Path("data/cache")
+    cache_bytes: int = Field(default=10 * 1024**3, ge=0)
     # Rendering (seed: 2 concurrent jobs, 3 attempts, 5-minute timeout).
     render_concurrency: int = Field(default=2, ge=1)
     render_timeout_s: float = Field(default=300.0, gt=0)
@@ -52,6 +61,17 @@ class WorkerSettings(BaseModel):
     gc_keep_latest: int = Field(default=1, ge=0)
     # temp/ entries untouched this long are left by a crash; the reconciler removes them.
     temp_grace_s: float = Field(default=3600.0, gt=0)
+
+    def store(self) -> MediaStore:
+        """The media store these settings name."""
+        return open_store(
+            self.storage_url,
+            media_root=self.media_root,
+            cache_dir=self.cache_dir,
+            cache_bytes=self.cache_bytes,
+            s3_endpoint=self.s3_endpoint_url,
+            s3_region=self.s3_region,
+        )
 
     @property
     def export(self) -> Preset:

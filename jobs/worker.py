@@ -18,7 +18,6 @@ from jobs.render import proxy_part, render
 from jobs.runner import timeout_for
 from jobs.runtime import Runtime, WorkerSettings
 from models.db import Database
-from models.store import MediaStore
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +26,7 @@ def create_worker(config: WorkerSettings, *, handle_signals: bool = True) -> Wor
     """A worker running ``config.render_concurrency`` jobs at a time."""
 
     async def startup(ctx: dict[str, Any]) -> None:
-        store = MediaStore(config.media_root)
+        store = config.store()
         store.ensure_layout()
         ctx["runtime"] = Runtime(
             config=config,

@@ -105,6 +105,11 @@ def hls(render_id: int, name: str) -> str:
     return f"hls/{render_id}/{name}"
 
 
+def is_hls(key: str) -> bool:
+    """Whether a key names a file of a segmented proxy's HLS (see ``hls``)."""
+    return key.startswith("hls/")
+
+
 def playlist(render_id: int) -> str:
     """A segmented proxy's master playlist."""
     return hls(render_id, "master.m3u8")

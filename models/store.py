@@ -1,17 +1,20 @@
-"""The media store: files under the media root, addressed by keys like ``videos/{sha}.mp4``."""
+"""The media store: files addressed by keys like ``videos/{sha}.mp4``, under the media root
+(here) or in a bucket (``models.bucket``)."""
 
 import contextlib
 import errno
 import hashlib
 import os
+import secrets
 import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from stat import S_ISREG
 from typing import NoReturn
 
-from models.keys import AREAS, upload_temp
+from models.keys import AREAS, aside_temp, upload_temp
 
 # The errors a full disk (or a full quota) raises.
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
@@ -96,8 +99,27 @@ class StagingFile:
         raise exc
 
 
+@dataclass(frozen=True)
+class Entry:
+    """One stored file: its key, bytes, last change (epoch seconds), and what makes two names
+    of one file the same (a hard link on disk; every object in a bucket is its own)."""
+
+    key: str
+    bytes: int
+    modified: float
+    identity: object
+
+
 class MediaStore:
-    """Files under one root, in the seed's layout: videos, proxy, export, archive, temp."""
+    """Media in the seed's layout (videos, proxy, export, archive, segments, temp), here as
+    files under one root. ``BucketStore`` keeps the same keys in an S3-compatible bucket;
+    the code above asks this interface and cannot tell which it has.
+
+    Work files (ffmpeg's outputs, work folders, uploads being streamed in) live in
+    ``scratch``, a local folder; ``publish`` places a finished one under its key."""
+
+    # Links to media: False when the server signs its own /media links (``url`` is None).
+    presigns = False
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
@@ -114,20 +136,154 @@ class MediaStore:
             raise ValueError(f"media key {key!r} is outside the media root")
         return candidate
 
+    def scratch(self, key: str) -> Path:
+        """A local path for a ``temp/…`` key: a work file or folder of this process."""
+        if not key.startswith("temp/"):
+            raise ValueError(f"scratch key {key!r} is not under temp/")
+        return self.path(key)
+
     def stage(self, filename: str, *, max_bytes: int) -> StagingFile:
         """Open a new uniquely named file under ``temp/`` for an incoming upload."""
-        path = self.path(upload_temp())
+        path = self.scratch(upload_temp())
+        path.parent.mkdir(parents=True, exist_ok=True)
         return StagingFile(path, filename, max_bytes)
 
     def adopt(self, staged: StagedFile, key: str) -> None:
-        """Move a staged file to ``key``; if identical bytes are already there, drop it."""
+        """Place a staged upload at ``key``; if identical bytes are already there, drop it."""
+        self.publish(staged.path, key, replace=False)
+
+    # Reading
+
+    def exists(self, key: str) -> bool:
+        """Whether a file is stored under ``key``."""
+        return self.path(key).is_file()
+
+    def size(self, key: str) -> int | None:
+        """The bytes stored under ``key``, or None."""
+        try:
+            return self.path(key).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def read_bytes(self, key: str) -> bytes:
+        """The whole of a (small) file; ``FileNotFoundError`` if there is none."""
+        return self.path(key).read_bytes()
+
+    def local(self, key: str) -> Path:
+        """A local file with the bytes of ``key``, for ffmpeg to read; ``FileNotFoundError``
+        if there is none. Here it is the file itself."""
+        path = self.path(key)
+        if not path.is_file():
+            raise FileNotFoundError(key)
+        return path
+
+    def listing(self, prefix: str) -> list[Entry]:
+        """Every file under a folder key (``segments``, ``proxy/sound/ab``), at any depth."""
+        folder = self.path(prefix)
+        found = []
+        for path in folder.rglob("*") if folder.is_dir() else ():
+            try:
+                stat = path.lstat()
+            except FileNotFoundError:
+                continue  # removed while we looked
+            if S_ISREG(stat.st_mode):
+                key = path.relative_to(self.root).as_posix()
+                found.append(Entry(key, stat.st_size, stat.st_mtime, (stat.st_dev, stat.st_ino)))
+        return found
+
+    # Writing
+
+    def write_bytes(self, key: str, data: bytes, *, replace: bool = True) -> None:
+        """Store small bytes at ``key`` at once (a reader sees no file or all of it); with
+        ``replace=False`` a file already there stays."""
         target = self.path(key)
-        if target.exists():
-            staged.path.unlink(missing_ok=True)
+        if not replace and target.is_file():
             return
         target.parent.mkdir(parents=True, exist_ok=True)
-        # Same filesystem, so the rename is atomic: readers see no file or the whole file.
-        os.replace(staged.path, target)
+        staged = target.with_name(f".{target.name}.{secrets.token_hex(6)}.part")
+        staged.write_bytes(data)
+        os.replace(staged, target)
+
+    def publish(self, path: Path, key: str, *, replace: bool = True) -> bool:
+        """Move a finished scratch file to ``key``. With ``replace=False`` a file already
+        there stays and this one is dropped (returns False)."""
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            if replace:
+                # Same filesystem, so the rename is atomic: readers see no file or the whole.
+                os.replace(path, target)
+                return True
+            try:
+                os.link(path, target)
+            except FileExistsError:
+                return False
+            return True
+        finally:
+            path.unlink(missing_ok=True)
+
+    def copy(self, source: str, target: str) -> int:
+        """Give the bytes of ``source`` the name ``target`` too (a hard link, or a copy
+        across filesystems), unless ``target`` exists; returns the bytes ``target`` holds."""
+        src, dst = self.path(source), self.path(target)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(src, dst)
+        except FileExistsError:
+            pass
+        except OSError:
+            if not src.is_file():
+                raise FileNotFoundError(source) from None
+            temp = self.scratch(aside_temp())
+            shutil.copyfile(src, temp)  # streamed, never the whole file in memory
+            self.publish(temp, target, replace=False)
+        return dst.stat().st_size
+
+    def move(self, source: str, target: str) -> None:
+        """Rename ``source`` to ``target`` (replacing it); ``FileNotFoundError`` if gone."""
+        dst = self.path(target)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.path(source), dst)
+
+    def remove(self, key: str) -> int:
+        """Remove one name of a file; returns the bytes freed (0 unless it was the last)."""
+        path = self.path(key)
+        try:
+            stat = path.stat()
+            path.unlink()
+        except FileNotFoundError:
+            return 0
+        return stat.st_size if stat.st_nlink == 1 else 0
+
+    def remove_folder(self, key: str) -> int:
+        """Remove every file under a folder key, and the folder; returns bytes freed."""
+        freed = sum(self.remove(entry.key) for entry in self.listing(key))
+        folder = self.path(key)
+        if folder.is_dir():
+            shutil.rmtree(folder, ignore_errors=True)
+        return freed
+
+    # Folders written as they grow (a proxy's sound: ffmpeg's HLS output)
+
+    def folder(self, key: str) -> Path:
+        """Where a process writes the folder ``key``; others see it after ``sync_folder``.
+        Here it is the stored folder itself."""
+        path = self.path(key)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def sync_folder(self, path: Path, key: str) -> None:
+        """Store what is new in a folder written at ``folder(key)``, playlists last."""
+
+    def local_folder(self, key: str) -> Path:
+        """A local copy of the stored folder ``key`` (here the folder itself)."""
+        return self.path(key)
+
+    # Links and space
+
+    def url(self, key: str, ttl_s: int) -> str | None:
+        """A presigned link to ``key``; None when the server signs ``/media`` links."""
+        return None
 
     def free_bytes(self) -> int:
         """Space left for new files under the media root."""
@@ -142,24 +298,29 @@ class MediaStore:
     ) -> tuple[int, int]:
         """Remove ``temp/`` entries nothing touched for ``grace_s`` seconds (left by a crash),
         except those ``live(name)`` claims; returns (entries, bytes) removed."""
-        folder = self.root / "temp"
-        if not folder.is_dir():
-            return 0, 0
-        cutoff = time.time() - grace_s
-        removed = freed = 0
-        for entry in folder.iterdir():
-            try:
-                touched, size = _last_touch(entry)
-                if touched >= cutoff or live(entry.name):
-                    continue
-                if entry.is_dir() and not entry.is_symlink():
-                    shutil.rmtree(entry)
-                else:
-                    entry.unlink()
-            except FileNotFoundError:
-                continue  # finished or cleaned by someone else meanwhile
-            removed, freed = removed + 1, freed + size
-        return removed, freed
+        return _clean_folder(self.root / "temp", grace_s=grace_s, live=live)
+
+
+def _clean_folder(
+    folder: Path, *, grace_s: float, live: Callable[[str], bool]
+) -> tuple[int, int]:
+    if not folder.is_dir():
+        return 0, 0
+    cutoff = time.time() - grace_s
+    removed = freed = 0
+    for entry in folder.iterdir():
+        try:
+            touched, size = _last_touch(entry)
+            if touched >= cutoff or live(entry.name):
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        except FileNotFoundError:
+            continue  # finished or cleaned by someone else meanwhile
+        removed, freed = removed + 1, freed + size
+    return removed, freed
 
 
 def _last_touch(entry: Path) -> tuple[float, int]:

@@ -159,6 +159,17 @@ class MediaMissingError(DomainError):
     code = "MEDIA_MISSING"
 
 
+class StorageUnavailableError(DomainError):
+    """The media store (a bucket) did not answer; nothing was kept. Try again later."""
+
+    code = "STORAGE_UNAVAILABLE"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the media storage did not answer: nothing was kept, try again in a moment"
+        )
+
+
 # Raised at the edge (schema/, editgraph/), not by the domain; their codes belong here too.
 
 

@@ -1,8 +1,8 @@
 """Source bytes no video references any more: deleted by ``gcDelete`` after a grace period,
 without losing an upload of the same bytes that races it."""
 
+import asyncio
 import contextlib
-import os
 from datetime import timedelta
 
 from sqlalchemy import delete as delete_rows
@@ -51,19 +51,27 @@ async def delete_unreferenced(
         # Move the bytes aside first: an upload of the same bytes may have re-referenced them
         # in the meantime (it commits its row before placing its file); then they go back.
         names = [blob.key, keys.mezzanine(blob.sha256)]  # the original and its 480p copy
-        aside = {k: store.path(keys.aside_temp()) for k in names}
-        for key, temp in aside.items():
-            with contextlib.suppress(FileNotFoundError):
-                os.replace(store.path(key), temp)
+        aside = {k: keys.aside_temp() for k in names}
+        await asyncio.to_thread(_set_aside, store, aside)
         async with db.read() as session:
             again = (await session.exec(select(Blob).where(Blob.sha256 == blob.sha256))).first()
-        for key, temp in aside.items():
-            if again is not None and temp.exists() and not store.path(key).exists():
-                os.replace(temp, store.path(key))
-                continue
-            with contextlib.suppress(FileNotFoundError):
-                stat = temp.stat()
-                temp.unlink()
-                # Counted only if this was its last name (and the upload did not take it back).
-                freed += stat.st_size if stat.st_nlink == 1 else 0
+        freed += await asyncio.to_thread(_put_back_or_free, store, aside, again is not None)
+    return freed
+
+
+def _set_aside(store: MediaStore, aside: dict[str, str]) -> None:
+    for key, temp in aside.items():
+        with contextlib.suppress(FileNotFoundError):
+            store.move(key, temp)
+
+
+def _put_back_or_free(store: MediaStore, aside: dict[str, str], wanted: bool) -> int:
+    """Put files set aside back if their bytes are wanted again; else free them."""
+    freed = 0
+    for key, temp in aside.items():
+        if wanted and store.exists(temp) and not store.exists(key):
+            store.move(temp, key)
+            continue
+        # Counted only if this was its last name (and the upload did not take it back).
+        freed += store.remove(temp)
     return freed

@@ -14,8 +14,6 @@ server's event loop keeps answering while the GC works.
 import asyncio
 import contextlib
 import logging
-import os
-import shutil
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import ParamSpec, TypeVar
@@ -123,9 +121,9 @@ async def off_loop(work: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T
 
 def has_bytes(store: MediaStore, export: Held) -> bool:
     """Whether the export's bytes exist under either of its names."""
-    if export.output_key and store.path(export.output_key).exists():
+    if export.output_key and store.exists(export.output_key):
         return True
-    return store.path(export.archive_key).exists()
+    return store.exists(export.archive_key)
 
 
 @dataclass
@@ -138,34 +136,19 @@ class Freed:
 
 def remove(store: MediaStore, key: str, tally: Freed) -> None:
     """Remove one name of a file; its bytes are freed only if it was the last one."""
-    path = store.path(key)
-    try:
-        stat = path.stat()
-        path.unlink()
-    except FileNotFoundError:
-        return
-    if stat.st_nlink == 1:
-        tally.freed += stat.st_size
+    tally.freed += store.remove(key)
 
 
 def _ensure(store: MediaStore, source_key: str, target_key: str, tally: Freed) -> None:
-    """Make ``target`` hold the bytes of ``source`` (a hard link; a copy across filesystems).
-    Raises ``MediaMissingError`` when neither exists: a state must never outlive its bytes."""
-    source, target = store.path(source_key), store.path(target_key)
-    if target.exists():
+    """Make ``target`` hold the bytes of ``source`` (a hard link on disk, a copy in a
+    bucket). Raises ``MediaMissingError`` when neither exists: a state must never outlive
+    its bytes."""
+    if store.exists(target_key):
         return
-    if not source.exists():
-        raise MediaMissingError(f"neither {source_key} nor {target_key} exists")
-    target.parent.mkdir(parents=True, exist_ok=True)
     try:
-        os.link(source, target)
-    except FileExistsError:
-        return
-    except OSError:
-        temp = store.path(keys.aside_temp())
-        shutil.copyfile(source, temp)  # streamed, never the whole file in memory
-        os.replace(temp, target)
-    tally.moved += target.stat().st_size
+        tally.moved += store.copy(source_key, target_key)
+    except FileNotFoundError:
+        raise MediaMissingError(f"neither {source_key} nor {target_key} exists") from None
 
 
 def settle(store: MediaStore, export: Held, tally: Freed) -> None:

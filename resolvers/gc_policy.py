@@ -2,7 +2,6 @@
 videos, usage per area and listings by state. Read-only: nothing here changes a row or a file."""
 
 from datetime import timedelta
-from stat import S_ISREG
 
 from sqlalchemy import ColumnElement, Select, and_, func, or_
 from sqlalchemy import select as sa_select
@@ -118,21 +117,17 @@ async def unused_videos(*, db: Database) -> list[Video]:
 
 
 def storage_usage(store: MediaStore) -> dict[str, tuple[int, int]]:
-    """Bytes and files per area of the media root. A file with several names (an export
+    """Bytes and files per area of the media store. A file with several names (an export
     reused through a hard link) counts once, in the first area that holds it."""
     usage: dict[str, tuple[int, int]] = {}
-    seen: set[tuple[int, int]] = set()
+    seen: set[object] = set()
     for area in keys.AREAS:
         size = count = 0
-        for path in store.path(area).rglob("*"):
-            try:
-                stat = path.lstat()
-            except FileNotFoundError:
-                continue  # removed while we looked
-            if not S_ISREG(stat.st_mode) or (stat.st_dev, stat.st_ino) in seen:
+        for entry in store.listing(area):
+            if entry.identity in seen:
                 continue
-            seen.add((stat.st_dev, stat.st_ino))
-            size, count = size + stat.st_size, count + 1
+            seen.add(entry.identity)
+            size, count = size + entry.bytes, count + 1
         usage[area] = (size, count)
     return usage
 

@@ -8,7 +8,6 @@ file is not gone yet still has its ``output_key``: that is what ``converge`` set
 """
 
 import asyncio
-import contextlib
 import time
 
 from sqlalchemy import func, insert, update
@@ -36,12 +35,7 @@ def _remove_all(store: MediaStore, names: list[str], disk: Freed) -> None:
 
 def _remove_folder(store: MediaStore, folder_key: str, disk: Freed) -> None:
     """Remove a folder of files (a proxy's sound) and the folder itself."""
-    folder = store.path(folder_key)
-    if not folder.is_dir():
-        return
-    _remove_all(store, [f"{folder_key}/{p.name}" for p in folder.iterdir() if p.is_file()], disk)
-    with contextlib.suppress(OSError):
-        folder.rmdir()
+    disk.freed += store.remove_folder(folder_key)
 
 
 # A proxy in one of these states has, or will have, its sound's folder in use.
@@ -104,17 +98,17 @@ async def _remove_sound_if_unused(
 async def sweep_sounds(*, db: Database, store: MediaStore) -> int:
     """Remove sounds no proxy uses that nothing has written for ``ORPHAN_GRACE_S``: made by
     proxies that never finished (superseded, cancelled, failed). Returns bytes freed."""
-    root = store.path(keys.SOUNDS)
-    if not root.is_dir():
-        return 0
     cutoff = time.time() - ORPHAN_GRACE_S
 
     def idle() -> list[str]:
-        return [
-            f"{keys.SOUNDS}/{p.parent.name}/{p.name}"
-            for p in root.glob("??/*")
-            if p.is_dir() and p.stat().st_mtime < cutoff
-        ]
+        """Sound folders whose newest file is older than the cutoff."""
+        newest: dict[str, float] = {}
+        for entry in store.listing(keys.SOUNDS):
+            parts = entry.key.split("/")
+            if len(parts) == 5:  # proxy/sound/{ab}/{key}/{file}
+                folder = "/".join(parts[:4])
+                newest[folder] = max(newest.get(folder, 0.0), entry.modified)
+        return [folder for folder, at in newest.items() if at < cutoff]
 
     disk = Freed()
     for sound in await asyncio.to_thread(idle):

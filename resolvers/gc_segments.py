@@ -117,14 +117,17 @@ async def reclaim(
 async def converge(*, db: Database, store: MediaStore) -> int:
     """Remove segment files a crash left without their row (older than the grace period);
     returns bytes freed."""
-    root = store.path("segments")
     disk = Freed()
-    if not root.is_dir():
-        return 0
     cutoff = time.time() - ORPHAN_GRACE_S
 
     def listed() -> list[str]:
-        return [p.stem for p in root.glob("??/*.m4s") if p.stat().st_mtime < cutoff]
+        return [
+            entry.key.rsplit("/", 1)[-1].removesuffix(".m4s")
+            for entry in store.listing("segments")
+            if entry.key.endswith(".m4s")
+            and entry.key.count("/") == 2
+            and entry.modified < cutoff
+        ]
 
     candidates = await asyncio.to_thread(listed)
     for at in range(0, len(candidates), BATCH):

@@ -7,10 +7,11 @@ comes with the last. Every link is made by the caller's ``link`` (the web layer 
 them); a segment's bytes are placed at its position on the timeline when served.
 """
 
+import asyncio
+import contextlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -69,7 +70,7 @@ async def master(
         return None
     codecs = []
     if placed:
-        init = store.path(keys.segment_init(placed[0].segment.init_sha256)).read_bytes()
+        init = await _read(store, keys.segment_init(placed[0].segment.init_sha256))
         codecs.append(fmp4.avc_codec(init))
     lines = ["#EXTM3U", "#EXT-X-VERSION:7", "#EXT-X-INDEPENDENT-SEGMENTS"]
     sound = ""
@@ -119,7 +120,7 @@ async def sound(session: AsyncSession, store: MediaStore, render_id: int, link: 
     if plan is None or plan.audio_key is None:
         return None
     try:
-        text = store.path(plan.audio_key).joinpath("audio.m3u8").read_text()
+        text = (await _read(store, f"{plan.audio_key}/audio.m3u8")).decode()
     except OSError:
         # Not started yet: an empty EVENT playlist a player polls again.
         text = "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:2\n#EXT-X-PLAYLIST-TYPE:EVENT\n"
@@ -146,13 +147,21 @@ async def segment_bytes(
         if position >= len(placed):
             return None
         item = placed[position]
-        media = store.path(keys.segment(item.segment.key)).read_bytes()
+        try:
+            media = await _read(store, keys.segment(item.segment.key))
+        except FileNotFoundError:
+            return None  # collected since the query above
         return fmp4.placed(media, item.decode_time)
     init = _INIT.match(name)
     if init and await _uses_init(session, render_id, init[1]):
-        path = store.path(keys.segment_init(init[1]))
-        return path.read_bytes() if path.is_file() else None
+        with contextlib.suppress(FileNotFoundError):
+            return await _read(store, keys.segment_init(init[1]))
     return None
+
+
+async def _read(store: MediaStore, key: str) -> bytes:
+    """A stored file's bytes, off the event loop (a bucket's GET takes a round trip)."""
+    return await asyncio.to_thread(store.read_bytes, key)
 
 
 async def _uses_init(session: AsyncSession, render_id: int, sha256: str) -> bool:
@@ -169,11 +178,13 @@ async def _uses_init(session: AsyncSession, render_id: int, sha256: str) -> bool
 
 async def sound_file(
     session: AsyncSession, store: MediaStore, render_id: int, name: str
-) -> Path | None:
+) -> bytes | None:
     """A file of the sound's folder (init or segment), or None."""
     found = _SOUND_FILE.match(name)
     plan = await session.get(ProxyPlan, render_id)
     if not found or plan is None or plan.audio_key is None:
         return None
-    path = store.path(plan.audio_key) / found[1]
-    return path if path.is_file() else None
+    try:
+        return await _read(store, f"{plan.audio_key}/{found[1]}")
+    except FileNotFoundError:
+        return None

@@ -1,5 +1,6 @@
 """Uploads: probe, deduplicate by SHA-256 and count references; list and delete videos."""
 
+import asyncio
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -16,7 +17,12 @@ from models.db import Database
 from models.store import MediaStore, StagedFile
 from models.tables import Blob, EditOperation, Project, Video, utcnow
 from resolvers import pagination
-from resolvers.errors import InvalidMediaError, NotFoundError, VideoInUseError
+from resolvers.errors import (
+    InvalidMediaError,
+    NotFoundError,
+    StorageUnavailableError,
+    VideoInUseError,
+)
 from resolvers.probe import Probe, probe
 from resolvers.queue import JobQueue, deliver
 from resolvers.users import Actor
@@ -56,7 +62,17 @@ async def upload_video(
             continue
         # The reference is committed before the bytes are placed, so a GC deleting an
         # unreferenced blob of the same bytes at this moment puts its file back (gc.py).
-        store.adopt(staged, key)
+        try:
+            await asyncio.to_thread(store.adopt, staged, key)
+        except Exception as exc:
+            # The store failed (a bucket that did not answer): the upload is undone, not
+            # half kept. A disk error is a bug and stays one; a full disk is reported.
+            staged.path.unlink(missing_ok=True)
+            if not deduplicated:  # a video the caller had before stays
+                await delete_video(db=db, actor=actor, video_id=video.id or 0)
+            if isinstance(exc, OSError) and not store.presigns:
+                raise
+            raise StorageUnavailableError from exc
         # The 480p working copy is made now, so the first proxy does not wait for it.
         await deliver(queue, redis_keys.mezzanine_job(video.blob_id), "mezzanine", video.blob_id)
         return video, deduplicated

@@ -25,6 +25,7 @@ from resolvers.users import Actor, create_user
 from tests.helpers.api import Api, AppFactory, changed, running
 from tests.helpers.db import BACKENDS, POSTGRES_URL
 from tests.helpers.media import make_hostile, make_video
+from tests.helpers.s3 import CREDENTIALS, Endpoint, moto_endpoint
 
 T = TypeVar("T")
 
@@ -121,9 +122,27 @@ async def db(
         await database.dispose()
 
 
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoint]:
+    """An S3 endpoint on loopback (moto's server) for this test process."""
+    for name, value in CREDENTIALS.items():
+        os.environ.setdefault(name, value)
+    with moto_endpoint() as endpoint:
+        yield endpoint
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> MediaStore:
-    """An empty media root in the seed's layout."""
+def storage() -> str:
+    """Where media lives: "local" unless a module parametrizes it with STORAGES."""
+    return "local"
+
+
+@pytest.fixture
+def store(storage: str, tmp_path: Path, request: pytest.FixtureRequest) -> MediaStore:
+    """An empty media store: a media root in the seed's layout, or a fresh bucket."""
+    if storage == "s3":
+        endpoint: Endpoint = request.getfixturevalue("s3")
+        return endpoint.store(endpoint.new_bucket(), tmp_path / "cache")
     media_store = MediaStore(tmp_path / "uploads")
     media_store.ensure_layout()
     return media_store

@@ -193,7 +193,7 @@ async def test_a_permanent_failure_fails_once(
     api, alice = app_api, tokens["alice"]
     pid = await start_project(api, alice, media["other"])
     for original in (media_root(env) / "videos").glob("*.mp4"):
-        original.unlink()  # exports read the original; without it ffmpeg cannot start
+        original.unlink()  # exports read the original; without it nothing can be rendered
     async with run_worker():
         await api.data(alice, EXPORT, {"p": pid})
 
@@ -208,7 +208,7 @@ async def test_a_permanent_failure_fails_once(
         {"id": export["id"]},
     )
     assert node["node"]["render"]["attempts"] == 1
-    assert "ffmpeg could not render this edit" in node["node"]["render"]["error"]
+    assert "source video's file is missing" in node["node"]["render"]["error"]
 
 
 async def test_a_killed_ffmpeg_is_retried(

@@ -169,7 +169,7 @@ async def test_render_events_replay_what_was_missed_once_and_in_order(
     assert cursors == [entry_id.decode() for entry_id, _ in stored][: len(cursors)]
     kinds = [e["__typename"] for e in replayed]
     assert kinds[0] == "RenderQueued" and "ProxyReady" in kinds
-    assert "ffmpeg could not render" in replayed[-1]["error"]
+    assert "file is missing" in replayed[-1]["error"]
 
 
 async def test_live_events_resume_after_a_redis_restart(

@@ -197,9 +197,10 @@ async def test_gc_delete_sweeps_the_finished_sound_of_a_proxy_that_never_finishe
     kept = [await sound_of(rt, p) for p in (await proxies_of(db, project.id or 0)).values()]
     kept.remove(orphan)
     # All three sounds were written long ago: only the one no proxy uses goes.
+    old = time.time() - 2 * ORPHAN_GRACE_S
     for folder in [orphan, *kept]:
-        old = time.time() - 2 * ORPHAN_GRACE_S
-        os.utime(folder, (old, old))
+        for written in [folder, *folder.iterdir()]:
+            os.utime(written, (old, old))
     size = sum(p.stat().st_size for p in orphan.iterdir())
     outcome = await gc.delete(db=db, store=store, actor=None, days_in_archive=30, confirm=True)
     assert not orphan.exists() and all((k / AUDIO_PLAYLIST).is_file() for k in kept)

@@ -30,6 +30,7 @@ CODES: list[tuple[errors.DomainError, str]] = [
     (errors.ConfirmationRequiredError(), "CONFIRMATION_REQUIRED"),
     (errors.GcBusyError(1, "cli", datetime.now(UTC)), "GC_BUSY"),
     (errors.MediaMissingError("gone"), "MEDIA_MISSING"),
+    (errors.StorageUnavailableError(), "STORAGE_UNAVAILABLE"),
     (SubscriptionLimit("at most 10 subscriptions"), "RATE_LIMITED"),
     (errors.UnauthenticatedError(), "UNAUTHENTICATED"),
     (errors.ForbiddenError("admins only"), "FORBIDDEN"),

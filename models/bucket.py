@@ -1,0 +1,331 @@
+"""Media in an S3-compatible bucket (AWS S3, R2, Ceph, SeaweedFS, MinIO), with the same keys
+as the local folder, through obstore; and the local cache a worker reads sources from.
+
+A bucket has no rename and no hard link: a key is written once, whole (a put is atomic),
+and content-addressed keys are placed with a conditional write (``If-None-Match``), so two
+servers storing the same bytes store them once. ffmpeg never reads a URL: what it reads
+is downloaded into the cache first (size checked, and SHA-256 where the key names it),
+and what it writes is made locally and uploaded.
+"""
+
+import contextlib
+import hashlib
+import os
+import re
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import obstore
+from obstore.exceptions import AlreadyExistsError
+from obstore.store import S3Store
+
+from models.keys import aside_temp
+from models.store import Entry, MediaStore, StagedFile, _clean_folder
+
+if TYPE_CHECKING:
+    from obstore.store import ClientConfig, RetryConfig
+
+# A single PUT is atomic and can be conditional; above this a file goes up in parts.
+SMALL = 8 * 1024 * 1024
+PART = 8 * 1024 * 1024
+# A cached file handed out this recently may be open in an ffmpeg: it is not evicted yet.
+IN_USE_S = 120
+_SOURCE = re.compile(r"^videos/([0-9a-f]{64})\.[a-z0-9]+$")
+_PLAYLIST_NAME = re.compile(r'URI="([^"/]+)"')
+
+
+def s3_store(url: str, *, endpoint: str | None, region: str | None) -> S3Store:
+    """The obstore client of ``s3://bucket/prefix``; credentials come from the standard
+    AWS variables (or the instance's role)."""
+    parts = urlsplit(url)
+    if parts.scheme != "s3" or not parts.netloc:
+        raise ValueError(f"EDITGRAPH_STORAGE_URL {url!r} is not s3://bucket[/prefix]")
+    client: ClientConfig = {
+        "timeout": timedelta(minutes=5),
+        "connect_timeout": timedelta(seconds=5),
+    }
+    if endpoint and endpoint.startswith("http://"):
+        client["allow_http"] = True
+    # A stopped endpoint fails a request within seconds, not minutes: renders are retried
+    # by the queue, uploads answer with an error.
+    retry: RetryConfig = {
+        "max_retries": 3,
+        "retry_timeout": timedelta(seconds=10),
+        "backoff": {
+            "init_backoff": timedelta(milliseconds=100),
+            "max_backoff": timedelta(seconds=2),
+            "base": 2,
+        },
+    }
+    options: dict[str, str] = {"conditional_put": "etag", "copy_if_not_exists": "multipart"}
+    if endpoint:
+        options["endpoint"] = endpoint
+    if region:
+        options["region"] = region
+    return S3Store(
+        parts.netloc,
+        prefix=parts.path.strip("/") or None,
+        client_options=client,
+        retry_config=retry,
+        **options,  # type: ignore[arg-type]  # S3Config keys, checked by obstore
+    )
+
+
+class BucketStore(MediaStore):
+    """The media store on a bucket; ``cache`` is this process's local folder: scratch work
+    files, and sources and mezzanines downloaded for ffmpeg (at most ``cache_bytes``, the
+    least recently used evicted first)."""
+
+    presigns = True
+
+    def __init__(self, bucket: S3Store, *, cache: Path, cache_bytes: int) -> None:
+        super().__init__(cache)
+        self.bucket = bucket
+        self.cache_bytes = cache_bytes
+        self._objects = self.root / "objects"
+        self._folders = self.root / "folders"
+        self._lock = threading.Lock()
+        self._synced: dict[str, dict[str, int]] = {}
+
+    def ensure_layout(self) -> None:
+        """Create the local cache folders (the bucket has no folders)."""
+        for folder in (self.root / "temp", self._objects, self._folders):
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def path(self, key: str) -> Path:
+        """Stored media has no local path here; only scratch keys do (``scratch``)."""
+        raise ValueError(f"media key {key!r} is in the bucket, not a file")
+
+    def scratch(self, key: str) -> Path:
+        """A local path for a ``temp/…`` key, in the cache folder."""
+        if not key.startswith("temp/"):
+            raise ValueError(f"scratch key {key!r} is not under temp/")
+        return MediaStore.path(self, key)
+
+    def adopt(self, staged: StagedFile, key: str) -> None:
+        """Upload a staged (and probed) upload to its content key, once: streamed in parts
+        to a temp key, then copied into place only if no one placed the same bytes first."""
+        self.publish(staged.path, key, replace=False)
+
+    # Reading
+
+    def exists(self, key: str) -> bool:
+        """Whether an object is stored under ``key``."""
+        return self.size(key) is not None
+
+    def size(self, key: str) -> int | None:
+        """The bytes of the object ``key``, or None."""
+        try:
+            return int(obstore.head(self.bucket, key)["size"])
+        except FileNotFoundError:
+            return None
+
+    def read_bytes(self, key: str) -> bytes:
+        """The whole of a (small) object; ``FileNotFoundError`` if there is none."""
+        return bytes(obstore.get(self.bucket, key).bytes())
+
+    def local(self, key: str) -> Path:
+        """A cached local copy of ``key``: downloaded once, checked against the object's
+        size (and its SHA-256 when the key is one), kept while recently used."""
+        size = self.size(key)
+        if size is None:
+            raise FileNotFoundError(key)
+        cached = self._objects / key
+        with contextlib.suppress(FileNotFoundError):
+            if cached.stat().st_size == size:
+                os.utime(cached)  # recently used: evicted last
+                return cached
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        part = cached.with_name(f".{cached.name}.{secrets.token_hex(6)}.part")
+        digest, written = hashlib.sha256(), 0
+        try:
+            with part.open("wb") as out:
+                for chunk in obstore.get(self.bucket, key).stream(min_chunk_size=PART):
+                    digest.update(chunk)
+                    written += out.write(chunk)
+            expected = _SOURCE.match(key)
+            if written != size or (expected and digest.hexdigest() != expected[1]):
+                raise OSError(f"the download of {key} does not match what is stored")
+            os.replace(part, cached)
+        finally:
+            part.unlink(missing_ok=True)
+        self._evict(keep=cached)
+        return cached
+
+    def listing(self, prefix: str) -> list[Entry]:
+        """Every object under a folder key, at any depth."""
+        found = []
+        for batch in obstore.list(self.bucket, prefix=prefix.rstrip("/") + "/"):
+            for meta in batch:
+                found.append(
+                    Entry(
+                        meta["path"],
+                        int(meta["size"]),
+                        meta["last_modified"].timestamp(),
+                        meta["path"],
+                    )
+                )
+        return found
+
+    # Writing
+
+    def write_bytes(self, key: str, data: bytes, *, replace: bool = True) -> None:
+        """Store small bytes at ``key`` in one atomic put; ``replace=False`` keeps an object
+        already there (a conditional put)."""
+        with contextlib.suppress(AlreadyExistsError):
+            obstore.put(self.bucket, key, data, mode="overwrite" if replace else "create")
+
+    def publish(self, path: Path, key: str, *, replace: bool = True) -> bool:
+        """Upload a finished scratch file to ``key`` and remove it locally. With
+        ``replace=False`` an object already there stays (returns False)."""
+        try:
+            if replace:
+                obstore.put(self.bucket, key, path, chunk_size=PART, max_concurrency=4)
+                return True
+            if path.stat().st_size <= SMALL:
+                try:
+                    obstore.put(self.bucket, key, path.read_bytes(), mode="create")
+                except AlreadyExistsError:
+                    return False
+                return True
+            # Large: in parts to a temp key, then a conditional copy into place.
+            temp = aside_temp()
+            obstore.put(self.bucket, temp, path, chunk_size=PART, max_concurrency=4)
+            try:
+                obstore.copy(self.bucket, temp, key, overwrite=False)
+            except AlreadyExistsError:
+                return False
+            finally:
+                obstore.delete(self.bucket, temp)
+            return True
+        finally:
+            path.unlink(missing_ok=True)
+
+    def copy(self, source: str, target: str) -> int:
+        """Copy ``source`` to ``target`` in the bucket unless ``target`` exists; returns the
+        bytes ``target`` holds. ``FileNotFoundError`` if ``source`` is gone."""
+        with contextlib.suppress(AlreadyExistsError):
+            obstore.copy(self.bucket, source, target, overwrite=False)
+        size = self.size(target)
+        if size is None:
+            raise FileNotFoundError(source)
+        return size
+
+    def move(self, source: str, target: str) -> None:
+        """Copy ``source`` over ``target``, then delete ``source`` (a bucket cannot rename)."""
+        obstore.copy(self.bucket, source, target, overwrite=True)
+        obstore.delete(self.bucket, source)
+
+    def remove(self, key: str) -> int:
+        """Delete one object; returns its bytes (0 if it was not there)."""
+        size = self.size(key)
+        if size is None:
+            return 0
+        obstore.delete(self.bucket, key)
+        return size
+
+    def remove_folder(self, key: str) -> int:
+        """Delete every object under a folder key; returns bytes freed."""
+        entries = self.listing(key)
+        if entries:
+            obstore.delete(self.bucket, [e.key for e in entries])
+        self._synced.pop(key, None)
+        shutil.rmtree(self._folders / key, ignore_errors=True)
+        return sum(e.bytes for e in entries)
+
+    # Folders written as they grow
+
+    def folder(self, key: str) -> Path:
+        """A local folder to write ``key`` in; ``sync_folder`` uploads it."""
+        path = self._folders / key
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def sync_folder(self, path: Path, key: str) -> None:
+        """Upload what each playlist in the folder names and is not stored yet, then the
+        playlist: a reader of the bucket never sees a playlist naming a missing file."""
+        with self._lock:
+            done = self._synced.setdefault(key, {})
+        for playlist in sorted(path.glob("*.m3u8")):
+            text = playlist.read_text()
+            names = [
+                line for line in text.splitlines() if line and not line.startswith("#")
+            ] + _PLAYLIST_NAME.findall(text)
+            for name in names:
+                file = path / name
+                size = file.stat().st_size
+                if done.get(name) != size:
+                    obstore.put(self.bucket, f"{key}/{name}", file.read_bytes())
+                    done[name] = size
+            obstore.put(self.bucket, f"{key}/{playlist.name}", text.encode())
+
+    def local_folder(self, key: str) -> Path:
+        """A local copy of every object under ``key``."""
+        for entry in self.listing(key):
+            self.local(entry.key)
+        return self._objects / key
+
+    # Links and space
+
+    def url(self, key: str, ttl_s: int) -> str | None:
+        """A presigned GET link (it honours Range) valid for ``ttl_s`` seconds."""
+        return str(obstore.sign(self.bucket, "GET", key, timedelta(seconds=ttl_s)))
+
+    def free_bytes(self) -> int:
+        """Space left in the local cache (the bucket has none to report)."""
+        return shutil.disk_usage(self.root).free
+
+    def clean_temp(
+        self, *, grace_s: float, live: Callable[[str], bool] = lambda _name: False
+    ) -> tuple[int, int]:
+        """Remove scratch entries and bucket ``temp/`` objects older than ``grace_s`` that
+        ``live(name)`` does not claim; returns (entries, bytes) removed."""
+        removed, freed = _clean_folder(self.root / "temp", grace_s=grace_s, live=live)
+        cutoff = time.time() - grace_s
+        for entry in self.listing("temp"):
+            if entry.modified < cutoff and not live(entry.key.rsplit("/", 1)[-1]):
+                obstore.delete(self.bucket, entry.key)
+                removed, freed = removed + 1, freed + entry.bytes
+        return removed, freed
+
+    def _evict(self, *, keep: Path) -> None:
+        """Delete least recently used cached objects until the cache fits its bound."""
+        in_use = time.time() - IN_USE_S
+        with self._lock:
+            files = []
+            for path in self._objects.rglob("*"):
+                with contextlib.suppress(FileNotFoundError):
+                    stat = path.stat()
+                    if path.is_file() and not path.name.endswith(".part"):
+                        files.append((stat.st_mtime, stat.st_size, path))
+            total = sum(size for _, size, _ in files)
+            for mtime, size, path in sorted(files, key=lambda item: item[0]):
+                if total <= self.cache_bytes:
+                    break
+                if path != keep and mtime < in_use:
+                    path.unlink(missing_ok=True)
+                    total -= size
+
+
+def open_store(
+    storage_url: str,
+    *,
+    media_root: Path,
+    cache_dir: Path,
+    cache_bytes: int,
+    s3_endpoint: str | None = None,
+    s3_region: str | None = None,
+) -> MediaStore:
+    """The media store a setting names: empty or a folder for files under ``media_root``
+    (or that folder), ``s3://bucket/prefix`` for a bucket."""
+    if not storage_url.startswith("s3://"):
+        return MediaStore(Path(storage_url) if storage_url else media_root)
+    bucket = s3_store(storage_url, endpoint=s3_endpoint, region=s3_region)
+    return BucketStore(bucket, cache=cache_dir, cache_bytes=cache_bytes)
