@@ -72,7 +72,11 @@ async def clean_temp(*, db: Database, store: MediaStore, grace_s: float) -> int:
     def live(name: str) -> bool:
         return keys.render_of_temp(name) in running
 
-    removed, freed = await asyncio.to_thread(store.clean_temp, grace_s=grace_s, live=live)
+    try:
+        removed, freed = await asyncio.to_thread(store.clean_temp, grace_s=grace_s, live=live)
+    except OSError as exc:  # a bucket that does not answer: the next round cleans up
+        log.warning("temp/ was not cleaned this time: %s", str(exc).splitlines()[0])
+        return 0
     if removed:
         log.info("removed %d stale temp entries (%d bytes) left by a crash", removed, freed)
     return removed

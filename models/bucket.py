@@ -9,6 +9,7 @@ and what it writes is made locally and uploaded.
 """
 
 import contextlib
+import functools
 import hashlib
 import os
 import re
@@ -19,19 +20,21 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 import obstore
-from obstore.exceptions import AlreadyExistsError
+from obstore.exceptions import AlreadyExistsError, BaseError
 from obstore.store import S3Store
 
 from models.keys import aside_temp
-from models.store import Entry, MediaStore, StagedFile, _clean_folder
+from models.store import Entry, MediaStore, StagedFile, StoreUnavailable, _clean_folder
 
 if TYPE_CHECKING:
     from obstore.store import ClientConfig, RetryConfig
 
+P = ParamSpec("P")
+R = TypeVar("R")
 # A single PUT is atomic and can be conditional; above this a file goes up in parts.
 SMALL = 8 * 1024 * 1024
 PART = 8 * 1024 * 1024
@@ -78,6 +81,23 @@ def s3_store(url: str, *, endpoint: str | None, region: str | None) -> S3Store:
     )
 
 
+def _answering(method: Callable[P, R]) -> Callable[P, R]:
+    """Turn the bucket's own errors (refused connections, 5xx after retries, denied
+    credentials) into ``StoreUnavailable``; a missing object stays ``FileNotFoundError``."""
+
+    @functools.wraps(method)
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except (FileNotFoundError, AlreadyExistsError):
+            raise
+        except BaseError as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise StoreUnavailable(f"the media bucket did not answer: {first}") from exc
+
+    return call
+
+
 class BucketStore(MediaStore):
     """The media store on a bucket; ``cache`` is this process's local folder: scratch work
     files, and sources and mezzanines downloaded for ffmpeg (at most ``cache_bytes``, the
@@ -109,6 +129,7 @@ class BucketStore(MediaStore):
             raise ValueError(f"scratch key {key!r} is not under temp/")
         return MediaStore.path(self, key)
 
+    @_answering
     def adopt(self, staged: StagedFile, key: str) -> None:
         """Upload a staged (and probed) upload to its content key, once: streamed in parts
         to a temp key, then copied into place only if no one placed the same bytes first."""
@@ -116,10 +137,12 @@ class BucketStore(MediaStore):
 
     # Reading
 
+    @_answering
     def exists(self, key: str) -> bool:
         """Whether an object is stored under ``key``."""
         return self.size(key) is not None
 
+    @_answering
     def size(self, key: str) -> int | None:
         """The bytes of the object ``key``, or None."""
         try:
@@ -127,10 +150,12 @@ class BucketStore(MediaStore):
         except FileNotFoundError:
             return None
 
+    @_answering
     def read_bytes(self, key: str) -> bytes:
         """The whole of a (small) object; ``FileNotFoundError`` if there is none."""
         return bytes(obstore.get(self.bucket, key).bytes())
 
+    @_answering
     def local(self, key: str) -> Path:
         """A cached local copy of ``key``: downloaded once, checked against the object's
         size (and its SHA-256 when the key is one), kept while recently used."""
@@ -159,6 +184,7 @@ class BucketStore(MediaStore):
         self._evict(keep=cached)
         return cached
 
+    @_answering
     def listing(self, prefix: str) -> list[Entry]:
         """Every object under a folder key, at any depth."""
         found = []
@@ -176,12 +202,14 @@ class BucketStore(MediaStore):
 
     # Writing
 
+    @_answering
     def write_bytes(self, key: str, data: bytes, *, replace: bool = True) -> None:
         """Store small bytes at ``key`` in one atomic put; ``replace=False`` keeps an object
         already there (a conditional put)."""
         with contextlib.suppress(AlreadyExistsError):
             obstore.put(self.bucket, key, data, mode="overwrite" if replace else "create")
 
+    @_answering
     def publish(self, path: Path, key: str, *, replace: bool = True) -> bool:
         """Upload a finished scratch file to ``key`` and remove it locally. With
         ``replace=False`` an object already there stays (returns False)."""
@@ -208,21 +236,23 @@ class BucketStore(MediaStore):
         finally:
             path.unlink(missing_ok=True)
 
+    @_answering
     def copy(self, source: str, target: str) -> int:
         """Copy ``source`` to ``target`` in the bucket unless ``target`` exists; returns the
-        bytes ``target`` holds. ``FileNotFoundError`` if ``source`` is gone."""
-        with contextlib.suppress(AlreadyExistsError):
+        bytes this added. ``FileNotFoundError`` if ``source`` is gone."""
+        try:
             obstore.copy(self.bucket, source, target, overwrite=False)
-        size = self.size(target)
-        if size is None:
-            raise FileNotFoundError(source)
-        return size
+        except AlreadyExistsError:
+            return 0
+        return self.size(target) or 0
 
+    @_answering
     def move(self, source: str, target: str) -> None:
         """Copy ``source`` over ``target``, then delete ``source`` (a bucket cannot rename)."""
         obstore.copy(self.bucket, source, target, overwrite=True)
         obstore.delete(self.bucket, source)
 
+    @_answering
     def remove(self, key: str) -> int:
         """Delete one object; returns its bytes (0 if it was not there)."""
         size = self.size(key)
@@ -231,6 +261,7 @@ class BucketStore(MediaStore):
         obstore.delete(self.bucket, key)
         return size
 
+    @_answering
     def remove_folder(self, key: str) -> int:
         """Delete every object under a folder key; returns bytes freed."""
         entries = self.listing(key)
@@ -248,6 +279,7 @@ class BucketStore(MediaStore):
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    @_answering
     def sync_folder(self, path: Path, key: str) -> None:
         """Upload what each playlist in the folder names and is not stored yet, then the
         playlist: a reader of the bucket never sees a playlist naming a missing file."""
@@ -266,6 +298,7 @@ class BucketStore(MediaStore):
                     done[name] = size
             obstore.put(self.bucket, f"{key}/{playlist.name}", text.encode())
 
+    @_answering
     def local_folder(self, key: str) -> Path:
         """A local copy of every object under ``key``."""
         for entry in self.listing(key):
@@ -274,6 +307,7 @@ class BucketStore(MediaStore):
 
     # Links and space
 
+    @_answering
     def url(self, key: str, ttl_s: int) -> str | None:
         """A presigned GET link (it honours Range) valid for ``ttl_s`` seconds."""
         return str(obstore.sign(self.bucket, "GET", key, timedelta(seconds=ttl_s)))
@@ -282,6 +316,7 @@ class BucketStore(MediaStore):
         """Space left in the local cache (the bucket has none to report)."""
         return shutil.disk_usage(self.root).free
 
+    @_answering
     def clean_temp(
         self, *, grace_s: float, live: Callable[[str], bool] = lambda _name: False
     ) -> tuple[int, int]:

@@ -45,6 +45,10 @@ class StorageFull(Exception):
         super().__init__("the server's media storage is full: nothing was kept, try again later")
 
 
+class StoreUnavailable(OSError):
+    """The media store (a bucket) did not answer, or answered with an error: transient."""
+
+
 def is_storage_full(error: BaseException) -> bool:
     """Whether an error is the disk (or quota) being full."""
     return isinstance(error, OSError) and error.errno in NO_SPACE
@@ -224,20 +228,21 @@ class MediaStore:
 
     def copy(self, source: str, target: str) -> int:
         """Give the bytes of ``source`` the name ``target`` too (a hard link, or a copy
-        across filesystems), unless ``target`` exists; returns the bytes ``target`` holds."""
+        across filesystems), unless ``target`` exists; returns the bytes this added to the
+        store (0 for a link). ``FileNotFoundError`` if ``source`` is gone."""
         src, dst = self.path(source), self.path(target)
         dst.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.link(src, dst)
         except FileExistsError:
-            pass
+            return 0
         except OSError:
             if not src.is_file():
                 raise FileNotFoundError(source) from None
             temp = self.scratch(aside_temp())
             shutil.copyfile(src, temp)  # streamed, never the whole file in memory
-            self.publish(temp, target, replace=False)
-        return dst.stat().st_size
+            return temp.stat().st_size if self.publish(temp, target, replace=False) else 0
+        return 0
 
     def move(self, source: str, target: str) -> None:
         """Rename ``source`` to ``target`` (replacing it); ``FileNotFoundError`` if gone."""

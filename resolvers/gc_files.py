@@ -139,16 +139,27 @@ def remove(store: MediaStore, key: str, tally: Freed) -> None:
     tally.freed += store.remove(key)
 
 
-def _ensure(store: MediaStore, source_key: str, target_key: str, tally: Freed) -> None:
+def _ensure(store: MediaStore, source_key: str, target_key: str, tally: Freed) -> int:
     """Make ``target`` hold the bytes of ``source`` (a hard link on disk, a copy in a
-    bucket). Raises ``MediaMissingError`` when neither exists: a state must never outlive
-    its bytes."""
+    bucket); returns the bytes that added. Raises ``MediaMissingError`` when neither
+    exists: a state must never outlive its bytes."""
     if store.exists(target_key):
-        return
+        return 0
     try:
-        tally.moved += store.copy(source_key, target_key)
+        added = store.copy(source_key, target_key)
     except FileNotFoundError:
         raise MediaMissingError(f"neither {source_key} nor {target_key} exists") from None
+    tally.moved += store.size(target_key) or 0
+    return added
+
+
+def _relocate(store: MediaStore, source_key: str, target_key: str, tally: Freed) -> None:
+    """Move a file to its other name: ensured there, then its old name removed. Bytes a
+    copy added are not counted as freed when the old name goes (a bucket has no rename)."""
+    added = _ensure(store, source_key, target_key, tally)
+    gone = Freed()
+    remove(store, source_key, gone)
+    tally.freed += max(0, gone.freed - added)
 
 
 def settle(store: MediaStore, export: Held, tally: Freed) -> None:
@@ -159,11 +170,9 @@ def settle(store: MediaStore, export: Held, tally: Freed) -> None:
         # Being rendered (again): the worker owns the live name; an archive copy is stray.
         remove(store, kept, tally)
     elif export.gc_state in (NONE, MARKED):
-        _ensure(store, kept, live, tally)
-        remove(store, kept, tally)
+        _relocate(store, kept, live, tally)
     elif export.gc_state == ARCHIVED:
-        _ensure(store, live, kept, tally)
-        remove(store, live, tally)
+        _relocate(store, live, kept, tally)
     else:  # DELETED
         remove(store, kept, tally)
         remove(store, live, tally)

@@ -14,7 +14,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models import keys, redis_keys
 from models.db import Database
-from models.store import MediaStore, StagedFile
+from models.store import MediaStore, StagedFile, StoreUnavailable
 from models.tables import Blob, EditOperation, Project, Video, utcnow
 from resolvers import pagination
 from resolvers.errors import (
@@ -65,14 +65,13 @@ async def upload_video(
         try:
             await asyncio.to_thread(store.adopt, staged, key)
         except Exception as exc:
-            # The store failed (a bucket that did not answer): the upload is undone, not
-            # half kept. A disk error is a bug and stays one; a full disk is reported.
+            # Not placed (a bucket that did not answer): the upload is undone, not half kept.
             staged.path.unlink(missing_ok=True)
             if not deduplicated:  # a video the caller had before stays
                 await delete_video(db=db, actor=actor, video_id=video.id or 0)
-            if isinstance(exc, OSError) and not store.presigns:
-                raise
-            raise StorageUnavailableError from exc
+            if isinstance(exc, StoreUnavailable):
+                raise StorageUnavailableError from exc
+            raise
         # The 480p working copy is made now, so the first proxy does not wait for it.
         await deliver(queue, redis_keys.mezzanine_job(video.blob_id), "mezzanine", video.blob_id)
         return video, deduplicated

@@ -25,7 +25,7 @@ from resolvers.users import Actor, create_user
 from tests.helpers.api import Api, AppFactory, changed, running
 from tests.helpers.db import BACKENDS, POSTGRES_URL
 from tests.helpers.media import make_hostile, make_video
-from tests.helpers.s3 import CREDENTIALS, Endpoint, moto_endpoint
+from tests.helpers.s3 import CREDENTIALS, REGION, STORAGES, Endpoint, moto_endpoint
 
 T = TypeVar("T")
 
@@ -131,9 +131,17 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoint]:
         yield endpoint
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test marked ``both_storages`` that uses the media store runs on each backend."""
+    if "storage" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
+        "both_storages"
+    ):
+        metafunc.parametrize("storage", STORAGES)
+
+
 @pytest.fixture
 def storage() -> str:
-    """Where media lives: "local" unless a module parametrizes it with STORAGES."""
+    """Where media lives: the local media root, unless the test is marked both_storages."""
     return "local"
 
 
@@ -168,16 +176,29 @@ async def bob(db: Database) -> Actor:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, redis_url: str) -> Settings:
-    """Settings of a test server: its own media root, the throwaway Redis, and render rate
-    limits out of the way (the Redis outlives a test; tests of the limits set their own)."""
+def settings(
+    tmp_path: Path, redis_url: str, storage: str, request: pytest.FixtureRequest
+) -> Settings:
+    """Settings of a test server: its own media root (or bucket), the throwaway Redis, and
+    render rate limits out of the way (the Redis outlives a test; tests of the limits set
+    their own)."""
+    where: dict[str, Any] = {"media_root": tmp_path / "uploads"}
+    if storage == "s3":
+        endpoint: Endpoint = request.getfixturevalue("s3")
+        bucket = endpoint.new_bucket()
+        where |= {
+            "storage_url": f"s3://{bucket}",
+            "s3_endpoint_url": endpoint.url,
+            "s3_region": REGION,
+            "cache_dir": tmp_path / "cache",
+        }
     return Settings(
         env="test",
-        media_root=tmp_path / "uploads",
         redis_url=redis_url,
         data_dir=tmp_path / "data",
         rate_proxies=1_000_000,
         rate_exports=1_000_000,
+        **where,
     )
 
 

@@ -14,6 +14,7 @@ from editgraph.settings import Settings
 from models.db import Database
 from tests.helpers.api import Api, AppFactory, changed, settings_of
 from tests.helpers.media import make_video
+from tests.helpers.s3 import Endpoint, bucket_env
 from tests.helpers.worker import WorkerFactory, worker_in_process
 
 
@@ -25,9 +26,15 @@ def redis_server(tmp_path: Path) -> Iterator[EmbeddedRedis]:
 
 
 @pytest.fixture
-def env(db: Database, redis_server: EmbeddedRedis, tmp_path: Path) -> dict[str, str]:
+def env(
+    db: Database,
+    redis_server: EmbeddedRedis,
+    tmp_path: Path,
+    storage: str,
+    request: pytest.FixtureRequest,
+) -> dict[str, str]:
     """Settings shared by the test's app and its worker, in this process or another."""
-    return {
+    found = {
         "EDITGRAPH_DATABASE_URL": db.url,
         "EDITGRAPH_REDIS_URL": redis_server.url,
         "EDITGRAPH_MEDIA_ROOT": str(tmp_path / "uploads"),
@@ -37,6 +44,10 @@ def env(db: Database, redis_server: EmbeddedRedis, tmp_path: Path) -> dict[str, 
         "EDITGRAPH_EXPORT_X264_PRESET": "ultrafast",
         "EDITGRAPH_ENV": "test",
     }
+    if storage == "s3":
+        endpoint: Endpoint = request.getfixturevalue("s3")
+        found |= bucket_env(endpoint, endpoint.new_bucket(), tmp_path / "cache")
+    return found
 
 
 @pytest.fixture

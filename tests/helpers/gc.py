@@ -51,8 +51,7 @@ async def exports_on_disk(
             preset=export_preset(crf=20, x264_preset="fast"),
         )
         key = renders.output_key("export", project.id, n)
-        store.path(key).parent.mkdir(parents=True, exist_ok=True)
-        store.path(key).write_bytes(b"export-%d" % n * 100)
+        store.write_bytes(key, b"export-%d" % n * 100)
         async with db.write() as s:
             await s.exec(
                 update(Render)
@@ -79,12 +78,8 @@ async def states(db: Database) -> dict[int, str]:
 
 
 def on_disk(store: MediaStore) -> set[str]:
-    return {
-        str(p.relative_to(store.root))
-        for a in ("export", "archive")
-        for p in (store.root / a).rglob("*")
-        if p.is_file()
-    }
+    """Every stored export and archive file (on disk or in the bucket)."""
+    return {e.key for a in ("export", "archive") for e in store.listing(a)}
 
 
 async def consistent(db: Database, store: MediaStore) -> None:
@@ -129,14 +124,14 @@ async def finish_export(
     claimed = await lifecycle.claim(db=db, announce=worker, render_id=export.render_id, lease_s=60)
     assert claimed is not None
     key = renders.output_key("export", export.project_id, export.version)
-    target = store.path(key)
-    target.parent.mkdir(parents=True, exist_ok=True)
     if link_from is not None:
+        target = store.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
         os.link(link_from, target)
     else:
         assert data is not None
-        target.write_bytes(data)
-    size = target.stat().st_size
+        store.write_bytes(key, data)
+    size = store.size(key) or 0
     finished = await lifecycle.done(
         db=db, announce=worker, render=claimed, output_key=key, size=size, facts=FINISHED
     )

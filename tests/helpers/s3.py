@@ -52,6 +52,17 @@ class Endpoint:
         return store
 
 
+def bucket_env(endpoint: Endpoint, bucket: str, cache: Path) -> dict[str, str]:
+    """The settings (and AWS variables) of a server or worker keeping media in ``bucket``."""
+    return {
+        "EDITGRAPH_STORAGE_URL": f"s3://{bucket}",
+        "EDITGRAPH_S3_ENDPOINT_URL": endpoint.url,
+        "EDITGRAPH_S3_REGION": REGION,
+        "EDITGRAPH_CACHE_DIR": str(cache),
+        **CREDENTIALS,
+    }
+
+
 @contextmanager
 def moto_endpoint() -> Iterator[Endpoint]:
     """moto's S3 server on a free loopback port for as long as the block runs."""

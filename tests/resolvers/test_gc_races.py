@@ -68,6 +68,7 @@ async def deleted_v1_archived_rest(
     return setup.project_id
 
 
+@pytest.mark.both_storages  # a bucket's archive is a copy, then a delete: the same guarantees
 @pytest.mark.parametrize("stage_name", ["archive", "delete"])
 @pytest.mark.parametrize("step", STEPS)
 async def test_a_pin_and_a_re_export_at_any_step_boundary_win(
@@ -83,8 +84,8 @@ async def test_a_pin_and_a_re_export_at_any_step_boundary_win(
     v2, _, _ = await row(db, project_id, 2)
     _, v3_render, _ = await row(db, project_id, 3)
     original = {
-        2: store.path(gc.archive_key(v2)).read_bytes(),
-        3: store.path(v3_render.output_key or "").read_bytes(),
+        2: store.read_bytes(gc.archive_key(v2)),
+        3: store.read_bytes(v3_render.output_key or ""),
     }
     pinned: dict[int, bool] = {}
 
@@ -122,21 +123,22 @@ async def test_a_pin_and_a_re_export_at_any_step_boundary_win(
     v1, v1_render, project = await row(db, project_id, 1)
     assert (v1.gc_state, v1_render.status) == ("none", "done")
     v4, v4_render, _ = await row(db, project_id, 4)
-    assert project.latest_export_id == v4.id and store.path(v4_render.output_key or "").exists()
+    assert project.latest_export_id == v4.id and store.exists(v4_render.output_key or "")
     assert v1_render.output_key is not None
-    assert store.path(v1_render.output_key).read_bytes() == b"v1 rendered again"
+    assert store.read_bytes(v1_render.output_key) == b"v1 rendered again"
     for version, kept in pinned.items():
         export, render, _ = await row(db, project_id, version)
         if kept:
             assert (export.gc_state, export.pinned) == ("none", True)
             assert render.output_key is not None
-            assert store.path(render.output_key).read_bytes() == original[version]
+            assert store.read_bytes(render.output_key) == original[version]
         else:
             assert export.gc_state == "deleted"
     await gc.converge(db=db, store=store)
     await consistent(db, store)
 
 
+@pytest.mark.both_storages
 async def test_restore_refuses_when_the_archived_file_is_gone(
     db: Database, queue: ArqQueue, store: MediaStore, alice: Actor, media: dict[str, Path]
 ) -> None:
@@ -145,7 +147,7 @@ async def test_restore_refuses_when_the_archived_file_is_gone(
     await gc.archive(db=db, store=store, actor=alice)
     v1 = setup.exports[1]
     assert v1.id is not None
-    store.path(gc.archive_key(v1)).unlink()  # lost outside editgraph (a disk, an operator)
+    store.remove(gc.archive_key(v1))  # lost outside editgraph (a disk, an operator)
     with pytest.raises(MediaMissingError, match="nothing was changed"):
         await gc.restore(db=db, store=store, actor=alice, export_id=v1.id)
     with pytest.raises(MediaMissingError):
@@ -212,6 +214,7 @@ def _in_thread(make: Callable[[], Awaitable[None]]) -> threading.Thread:
 
 
 @pytest.mark.slow
+@pytest.mark.both_storages
 async def test_gc_stages_racing_each_other_and_users_lose_nothing(
     db: Database, queue: ArqQueue, store: MediaStore, alice: Actor, media: dict[str, Path]
 ) -> None:
@@ -261,7 +264,7 @@ async def test_gc_stages_racing_each_other_and_users_lose_nothing(
                 export, render, project = await row(db, project_id, version)
                 if export.pinned or project.latest_export_id == export.id:
                     assert export.gc_state == "none", export
-                    assert render.output_key and store.path(render.output_key).exists(), export
+                    assert render.output_key and store.exists(render.output_key), export
             # Mark again (all but the newest of the project, unpinned), so the racing stages
             # have something to move next round.
             await gc.mark(db=db, actor=alice, days_old=0, keep_latest=1)

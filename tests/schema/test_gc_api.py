@@ -4,6 +4,9 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import httpx
+import pytest
+
 from jobs.queue import ArqQueue
 from models.db import Database
 from models.store import MediaStore
@@ -61,12 +64,14 @@ async def test_permanent_deletion_needs_confirmation(api: Api, tokens: dict[str,
         assert body["errors"][0]["extensions"]["code"] == "CONFIRMATION_REQUIRED"
 
 
+@pytest.mark.both_storages
 async def test_a_full_cycle_through_the_api_keeps_latest_and_pinned(
     api: Api,
     tokens: dict[str, str],
     db: Database,
     queue: ArqQueue,
     media: dict[str, Path],
+    storage: str,
 ) -> None:
     from resolvers import ids, users
 
@@ -101,6 +106,19 @@ async def test_a_full_cycle_through_the_api_keeps_latest_and_pinned(
     assert by_version[3]["latest"] and by_version[3]["gcState"] == "NONE" and by_version[3]["url"]
     assert by_version[1]["pinned"] and by_version[1]["gcState"] == "NONE"
     assert by_version[2]["gcState"] == "DELETED" and by_version[2]["url"] is None
+    # The kept files are there for whoever follows their links, and nothing else is.
+    for version in (1, 3):
+        url = by_version[version]["url"]
+        if storage == "s3":  # presigned by the bucket, fetched from it
+            assert "X-Amz-Signature=" in url
+            async with httpx.AsyncClient() as outside:
+                kept = await outside.get(url)
+        else:
+            kept = await api.client.get(url)
+        assert kept.status_code == 200 and kept.content == b"export-%d" % version * 100
+    assert {e.key for a in ("export", "archive", "temp") for e in store.listing(a)} == {
+        f"export/{setup.project_id}/v{n}_final.mp4" for n in (1, 3)
+    }
 
     # Asking again for an export the GC deleted renders it again.
     if by_version[2]["gcState"] == "DELETED":
