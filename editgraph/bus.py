@@ -6,6 +6,7 @@ import contextlib
 import ctypes
 import gc
 import logging
+import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -14,6 +15,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from jobs.events import CHANNEL_PATTERN, stream
+from models import redis_keys
 from resolvers.events import RenderEvent, SubscriptionLimit, decode
 
 log = logging.getLogger(__name__)
@@ -121,6 +123,90 @@ class Reclaim:
         self._timer, self.due = None, None
 
 
+# A subscription counts against its user's cluster-wide limit for this long unless its
+# server renews it (a server that dies stops counting within this time).
+SEAT_S = 60.0
+# Remove lapsed seats, count the rest, and take one if the limit allows: atomically.
+_TAKE_SEAT = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
+
+
+class Seats:
+    """Each user's live subscriptions across every server, counted in Redis (one sorted
+    set per user). If Redis does not answer, a server counts its own alone."""
+
+    def __init__(self, redis: Redis, limit: int, *, seat_s: float = SEAT_S) -> None:
+        self.redis = redis
+        self.limit = limit
+        self.seat_s = seat_s
+        self.server = secrets.token_hex(8)
+        self.held: dict[str, int] = {}  # member -> user
+        self._renewer: asyncio.Task[None] | None = None
+
+    async def take(self, user_id: int, local_count: int) -> str | None:
+        """A seat for a new subscription (its member name), or None at the limit."""
+        member = f"{self.server}:{secrets.token_hex(6)}"
+        now = time.time()
+        try:
+            taken = await asyncio.wait_for(
+                self.redis.eval(  # type: ignore[arg-type]  # redis-py types it sync-or-async
+                    _TAKE_SEAT,
+                    1,
+                    redis_keys.subscribers(user_id),
+                    str(now),
+                    str(self.limit),
+                    str(now + self.seat_s),
+                    member,
+                    str(int(self.seat_s * 2) + 1),
+                ),
+                timeout=1.0,
+            )
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.warning("subscription limit counted on this server only (%s)", exc)
+            return member if local_count < self.limit else None
+        if not taken:
+            return None
+        self.held[member] = user_id
+        if self._renewer is None:
+            self._renewer = asyncio.create_task(self._renew(), name="editgraph-seats")
+        return member
+
+    async def give_back(self, member: str) -> None:
+        """Free a seat (a lapsed one frees itself)."""
+        user_id = self.held.pop(member, None)
+        if user_id is None:
+            return
+        with contextlib.suppress(RedisError, OSError, TimeoutError):
+            await asyncio.wait_for(
+                self.redis.zrem(redis_keys.subscribers(user_id), member), timeout=1.0
+            )
+
+    async def _renew(self) -> None:
+        while True:
+            await asyncio.sleep(self.seat_s / 3)
+            lapse = time.time() + self.seat_s
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for member, user_id in tuple(self.held.items()):
+                        pipe.zadd(redis_keys.subscribers(user_id), {member: lapse}, xx=True)
+                    await pipe.execute()
+            except (RedisError, OSError) as exc:
+                log.warning("subscription seats not renewed (%s)", exc)
+
+    async def stop(self) -> None:
+        """Stop renewing (the seats lapse on their own if not given back)."""
+        if self._renewer is not None:
+            self._renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewer
+            self._renewer = None
+
+
 class EventBus:
     """Fans out every project's events to the feeds of this process; reconnects with backoff."""
 
@@ -138,6 +224,7 @@ class EventBus:
         self.reclaim = reclaim or Reclaim()
         self.feeds: dict[int, set[Feed]] = collections.defaultdict(set)
         self.per_user_count: collections.Counter[int] = collections.Counter()
+        self.seats = Seats(redis, per_user)
         self.connected = asyncio.Event()
         self.connections = 0  # how many times the subscription was (re)established
         self._task: asyncio.Task[None] | None = None
@@ -150,6 +237,7 @@ class EventBus:
     async def stop(self) -> None:
         """Stop listening and drop the Redis subscription."""
         self.reclaim.cancel()
+        await self.seats.stop()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -192,8 +280,10 @@ class EventBus:
 
     @asynccontextmanager
     async def listen(self, *, project_id: int, user_id: int) -> AsyncIterator[Feed]:
-        """A feed of one project's live events; released however the block exits."""
-        if self.per_user_count[user_id] >= self.per_user:
+        """A feed of one project's live events; released however the block exits. A user
+        holds at most ``per_user`` of them across every server."""
+        seat = await self.seats.take(user_id, self.per_user_count[user_id])
+        if seat is None:
             raise SubscriptionLimit(f"at most {self.per_user} live subscriptions per user")
         feed = Feed(self.buffer)
         self.per_user_count[user_id] += 1
@@ -207,6 +297,7 @@ class EventBus:
             self.per_user_count[user_id] -= 1
             if self.per_user_count[user_id] <= 0:
                 del self.per_user_count[user_id]
+            await self.seats.give_back(seat)
             self.reclaim.release()
 
     async def replay(self, *, project_id: int, after: str) -> list[RenderEvent]:

@@ -49,3 +49,9 @@ def part_claim(render_id: int, attempt: int, position: int) -> str:
 def part_job(render_id: int, attempt: int, position: int) -> str:
     """The arq job id offering that part to an idle worker."""
     return f"proxy-part:{render_id}:{attempt}:{position}"
+
+
+def subscribers(user_id: int) -> str:
+    """A sorted set of one user's live subscriptions on every server (member: server and
+    feed; score: when it lapses unless its server renews it)."""
+    return f"{PREFIX}:subs:{user_id}"

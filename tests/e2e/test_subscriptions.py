@@ -22,7 +22,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from bench.common import serve
 from editgraph.app import create_app
-from editgraph.bus import EventBus
+from editgraph.bus import EventBus, Seats
 from editgraph.redis_embed import EmbeddedRedis, free_port
 from editgraph.settings import Settings
 from jobs import queue as jobs_queue
@@ -305,6 +305,55 @@ async def test_subscriptions_per_user_are_limited_across_connections(
             await first.send(json.dumps({"id": "a", "type": "complete"}))
             await second.send(json.dumps({"id": "d", "type": "subscribe", "payload": subscribe}))
             assert await live_subscriptions(second, {"d"}) == []
+
+
+async def test_the_per_user_limit_holds_across_servers(
+    make_api: AppFactory, tokens: dict[str, str], media: dict[str, Path]
+) -> None:
+    alice = tokens["alice"]
+    async with (
+        make_api(live=True, subscriptions_per_user=2) as one,
+        make_api(live=True, subscriptions_per_user=2) as other,
+    ):
+        pid = await new_project(one, alice, media["clip"])
+        subscribe = {"query": RENDER_EVENTS, "variables": {"p": pid, "after": FROM_START}}
+        async with (
+            raw_socket(one.base, {"authorization": f"Bearer {alice}"}) as first,
+            raw_socket(other.base, {"authorization": f"Bearer {alice}"}) as second,
+        ):
+            for ws in (first, second):
+                assert json.loads(await ws.recv())["type"] == "connection_ack"
+            await first.send(json.dumps({"id": "a", "type": "subscribe", "payload": subscribe}))
+            await second.send(json.dumps({"id": "b", "type": "subscribe", "payload": subscribe}))
+            assert await live_subscriptions(first, {"a"}) == []
+            assert await live_subscriptions(second, {"b"}) == []
+            # A third on either server is refused: the two servers count together.
+            await first.send(json.dumps({"id": "c", "type": "subscribe", "payload": subscribe}))
+            [refused] = await live_subscriptions(first, {"c"})
+            assert refused["payload"][0]["extensions"]["code"] == "RATE_LIMITED"
+            # Ending one on the other server gives its place back here.
+            await second.send(json.dumps({"id": "b", "type": "complete"}))
+            await first.send(json.dumps({"id": "d", "type": "subscribe", "payload": subscribe}))
+            assert await live_subscriptions(first, {"d"}) == []
+
+
+async def test_a_dead_servers_subscriptions_stop_counting(redis_server: EmbeddedRedis) -> None:
+    redis = Redis.from_url(redis_server.url)
+    try:
+        dead, alive = Seats(redis, 1, seat_s=0.6), Seats(redis, 1, seat_s=0.6)
+        assert await dead.take(7, 0) is not None
+        await dead.stop()  # killed: it never gives its seat back nor renews it
+        assert await alive.take(7, 0) is None
+        await asyncio.sleep(0.7)
+        kept = await alive.take(7, 0)
+        assert kept is not None
+        # A live server renews its seats: they outlast their first term.
+        await asyncio.sleep(1.0)
+        assert await Seats(redis, 1, seat_s=0.6).take(7, 0) is None
+        await alive.give_back(kept)
+        await alive.stop()
+    finally:
+        await redis.aclose()
 
 
 async def _count(bus: EventBus, expected: int) -> bool:
