@@ -6,7 +6,7 @@ TEST_PROCESSES ?= auto
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install system-deps run test lint typecheck bench schema clean
+.PHONY: install system-deps run cluster test lint typecheck bench schema clean
 
 NODE_STAMP := node_modules/.package-lock.json
 
@@ -48,6 +48,11 @@ $(NODE_STAMP): package.json package-lock.json
 
 run: install
 	$(BIN)/editgraph serve
+
+# 2 servers and 3 workers on this machine over PostgreSQL (DATABASE_URL=…, or 127.0.0.1:5432),
+# a private Redis and an S3 endpoint on loopback: see "Running a cluster" in the README.
+cluster: install
+	$(BIN)/editgraph cluster $(if $(DATABASE_URL),--database-url $(DATABASE_URL),)
 
 lint: install
 	$(BIN)/ruff check .

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import uvicorn
 
-from editgraph import gc_cli
+from editgraph import cluster, gc_cli
 from editgraph.app import create_app
+from editgraph.cluster import DEFAULT_DATABASE
 from editgraph.media import SECRET_FILE, RedactMediaLinks, local_secret
 from editgraph.redis_embed import EmbeddedRedis
 from editgraph.settings import DEFAULT_SECRET, Settings
@@ -36,9 +37,7 @@ async def _clean_temp(settings: Settings) -> None:
     """What a crash left in temp/ (a killed upload, a render's partial files) goes at start-up."""
     db = Database(settings.database_url)
     try:
-        removed = await clean_temp(
-            db=db, store=settings.store(), grace_s=settings.temp_grace_s
-        )
+        removed = await clean_temp(db=db, store=settings.store(), grace_s=settings.temp_grace_s)
     finally:
         await db.dispose()
     if removed:
@@ -143,11 +142,7 @@ async def _serve(settings: Settings, host: str, port: int, log_level: str) -> No
     # After Config, which sets up uvicorn's loggers: signed media links stay out of the log.
     logging.getLogger("uvicorn.access").addFilter(RedactMediaLinks())
     server = uvicorn.Server(config)
-    worker = (
-        asyncio.create_task(run_forever(settings))
-        if settings.embedded_worker
-        else None
-    )
+    worker = asyncio.create_task(run_forever(settings)) if settings.embedded_worker else None
     try:
         await server.serve()
     finally:
@@ -178,6 +173,14 @@ def cmd_worker(settings: Settings, _: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cluster(settings: Settings, args: argparse.Namespace) -> int:
+    url = args.database_url or (
+        settings.database_url if settings.database_url.startswith("postgresql") else None
+    )
+    signal.signal(signal.SIGTERM, _exit_on_signal)  # stops every child, as Ctrl-C does
+    return cluster.run(args.folder, url or DEFAULT_DATABASE, args.servers, args.workers)
+
+
 def _exit_on_signal(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
 
@@ -204,6 +207,14 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--admin", action="store_true", help="may run admin-only fields")
     create.set_defaults(handler=cmd_user_create)
     gc_cli.add_parser(sub)
+    cluster = sub.add_parser(
+        "cluster", help="run a cluster on this machine: servers, workers, Redis and an S3 endpoint"
+    )
+    cluster.add_argument("--folder", type=Path, default=Path("data/cluster"))
+    cluster.add_argument("--database-url", default=None, help=f"default: {DEFAULT_DATABASE}")
+    cluster.add_argument("--servers", type=int, default=2)
+    cluster.add_argument("--workers", type=int, default=3)
+    cluster.set_defaults(handler=cmd_cluster)
     schema = sub.add_parser("schema", help="write schema/schema.graphql from the code")
     schema.add_argument("--check", action="store_true", help="exit 1 if the file is stale")
     schema.set_defaults(handler=cmd_schema)

@@ -3,9 +3,12 @@
 import asyncio
 import contextlib
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
+from redis.asyncio.lock import Lock
+from redis.exceptions import LockError, RedisError
 from sqlalchemy import update
 from sqlmodel import col, select
 
@@ -17,6 +20,7 @@ from models import keys, redis_keys
 from models.tables import Blob, Video
 
 log = logging.getLogger(__name__)
+MEZZANINE_LOCK_S = 10
 
 
 async def ensure_mezzanine(rt: Runtime, video: Video, blob: Blob) -> Path:
@@ -28,14 +32,21 @@ async def ensure_mezzanine(rt: Runtime, video: Video, blob: Blob) -> Path:
     making_s = timeout_for(
         rt.config.render_timeout_s, rt.config.render_timeout_per_s, video.duration
     )
+    # Held for a few seconds at a time and renewed while ffmpeg runs: a worker killed while
+    # making the copy holds up the others for seconds, not for the longest render.
     lock = rt.redis.lock(
         redis_keys.mezzanine_lock(blob.sha256),
-        timeout=making_s + 30,
+        timeout=MEZZANINE_LOCK_S,
         blocking_timeout=making_s + 30,
     )
-    async with lock:
+    if not await lock.acquire():
+        raise Transient("another worker is still making this source's 480p copy")
+    try:
         if not await asyncio.to_thread(rt.store.exists, key):
-            await _make_mezzanine(rt, video, blob)
+            await _make_mezzanine(rt, video, blob, lock)
+    finally:
+        with contextlib.suppress(LockError):  # it lapsed meanwhile: nothing to give back
+            await lock.release()
     return await asyncio.to_thread(rt.store.local, key)
 
 
@@ -66,12 +77,22 @@ def mezzanine_key(blob: Blob) -> str:
     return keys.mezzanine(blob.sha256)
 
 
-async def _make_mezzanine(rt: Runtime, video: Video, blob: Blob) -> None:
+async def _make_mezzanine(rt: Runtime, video: Video, blob: Blob, lock: Lock) -> None:
     temp = rt.store.scratch(keys.mezzanine_temp(blob.sha256))
     temp.parent.mkdir(parents=True, exist_ok=True)
     source = await original(rt, video, blob)
+    renewed = time.monotonic()
 
     async def keep_going(_: float) -> bool:
+        nonlocal renewed
+        if time.monotonic() - renewed > MEZZANINE_LOCK_S / 3:
+            renewed = time.monotonic()
+            try:
+                await lock.reacquire()
+            except LockError:
+                return False  # it lapsed: another worker may be making the copy now
+            except (RedisError, OSError) as exc:
+                log.warning("mezzanine lock of blob %s not renewed (%s)", blob.id, exc)
         return True
 
     try:

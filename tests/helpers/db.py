@@ -11,3 +11,5 @@ BACKENDS = ["sqlite", "postgres"]
 # For a test whose subject is what ffmpeg makes of an edit, and nothing the database does:
 # it runs once, on SQLite, instead of once per backend.
 SQLITE_ONLY = pytest.mark.parametrize("backend", ["sqlite"])
+# For a test of a PostgreSQL deployment (a cluster of servers and workers).
+POSTGRES_ONLY = pytest.mark.parametrize("backend", ["postgres"])
