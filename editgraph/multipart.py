@@ -44,7 +44,7 @@ class ParsedMultipart:
         """Remove staged files nobody adopted (the resolver moves the ones it keeps)."""
         for f in self.files.values():
             if isinstance(f, StagedFile):
-                f.path.unlink(missing_ok=True)
+                f.discard()
 
 
 def declared_over(content_length: str | None, limit: int) -> bool:

@@ -618,6 +618,7 @@ async def _make_sound(rt: Runtime, state: _Progress, inputs: Inputs, key: str) -
         made = await _ffmpeg(rt, argv, duration, going)
         if made.returncode == 0 and _folder_finished(folder):
             await asyncio.to_thread(rt.store.sync_folder, folder, key)
+            await asyncio.to_thread(rt.store.release_folder, folder, key)
         return made
     finally:
         if began and not lost and not await sound_finished(rt.store, key):

@@ -11,6 +11,7 @@ and what it writes is made locally and uploaded.
 import contextlib
 import functools
 import hashlib
+import logging
 import os
 import re
 import secrets
@@ -28,18 +29,27 @@ from obstore.exceptions import AlreadyExistsError, BaseError
 from obstore.store import S3Store
 
 from models.keys import aside_temp
-from models.store import Entry, MediaStore, StagedFile, StoreUnavailable, _clean_folder
+from models.store import (
+    Entry,
+    MediaStore,
+    StagedFile,
+    StagingFile,
+    StoreUnavailable,
+    _clean_folder,
+)
 
 if TYPE_CHECKING:
     from obstore.store import ClientConfig, RetryConfig
 
+log = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
 # A single PUT is atomic and can be conditional; above this a file goes up in parts.
 SMALL = 8 * 1024 * 1024
 PART = 8 * 1024 * 1024
-# A cached file handed out this recently may be open in an ffmpeg: it is not evicted yet.
-IN_USE_S = 120
+# A cached file handed out this recently may be read again by a render still running (each
+# ffmpeg of a segmented proxy opens its source anew): it is not evicted, even past the bound.
+IN_USE_S = 3600
 _SOURCE = re.compile(r"^videos/([0-9a-f]{64})\.[a-z0-9]+$")
 _PLAYLIST_NAME = re.compile(r'URI="([^"/]+)"')
 
@@ -98,12 +108,69 @@ def _answering(method: Callable[P, R]) -> Callable[P, R]:
     return call
 
 
+class _Follower:
+    """Uploads a file to a temp key while another thread writes it: it reads what is on
+    disk as it arrives (nothing is held in memory but the part being sent) and sends it in
+    parts; ``wait`` returns once the whole object is stored."""
+
+    def __init__(self, bucket: S3Store, path: Path, key: str) -> None:
+        self.bucket, self.path, self.key = bucket, path, key
+        self.error: BaseException | None = None
+        self._written = threading.Event()
+        self._abandoned = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="editgraph-upload", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            with (
+                obstore.open_writer(
+                    self.bucket, self.key, buffer_size=PART, max_concurrency=4
+                ) as out,
+                self.path.open("rb") as source,
+            ):
+                while not self._abandoned.is_set():
+                    finished = self._written.is_set()  # before the read: then EOF is the end
+                    chunk = source.read(PART)
+                    if chunk:
+                        out.write(chunk)
+                    elif finished:
+                        break
+                    else:
+                        time.sleep(0.01)
+        except BaseException as exc:
+            self.error = exc
+        if self._abandoned.is_set():
+            with contextlib.suppress(BaseError, OSError):
+                obstore.delete(self.bucket, self.key)
+
+    def written(self) -> None:
+        """The local file is complete."""
+        self._written.set()
+
+    def abandon(self) -> None:
+        """Stop (if still sending) and remove the temp object."""
+        self._abandoned.set()  # the thread deletes again when it ends, should it still be sending
+        with contextlib.suppress(BaseError, OSError):
+            obstore.delete(self.bucket, self.key)
+
+    def wait(self) -> None:
+        """Block until the whole file is stored under ``key``; raise what stopped it."""
+        self._thread.join()
+        if self.error is not None:
+            first = (
+                str(self.error).splitlines()[0] if str(self.error) else type(self.error).__name__
+            )
+            raise StoreUnavailable(f"the media bucket did not answer: {first}") from self.error
+
+
 class BucketStore(MediaStore):
     """The media store on a bucket; ``cache`` is this process's local folder: scratch work
     files, and sources and mezzanines downloaded for ffmpeg (at most ``cache_bytes``, the
     least recently used evicted first)."""
 
     presigns = True
+    hard_links = False
 
     def __init__(self, bucket: S3Store, *, cache: Path, cache_bytes: int) -> None:
         super().__init__(cache)
@@ -115,9 +182,23 @@ class BucketStore(MediaStore):
         self._synced: dict[str, dict[str, int]] = {}
 
     def ensure_layout(self) -> None:
-        """Create the local cache folders (the bucket has no folders)."""
+        """Create the local cache folders, and check that the bucket answers and exists
+        (a misnamed bucket would otherwise read as every file missing)."""
         for folder in (self.root / "temp", self._objects, self._folders):
             folder.mkdir(parents=True, exist_ok=True)
+        try:
+            next(iter(obstore.list(self.bucket, prefix="videos/", chunk_size=1)), None)
+        except FileNotFoundError:
+            raise StoreUnavailable(
+                "the media bucket does not exist: check EDITGRAPH_STORAGE_URL"
+            ) from None
+        except BaseError as exc:
+            if "NoSuchBucket" in str(exc) or "404 Not Found" in str(exc):
+                raise StoreUnavailable(
+                    "the media bucket does not exist: check EDITGRAPH_STORAGE_URL"
+                ) from None
+            # Down for now: requests fail cleanly until it is back.
+            log.warning("the media bucket does not answer yet: %s", str(exc).splitlines()[0])
 
     def path(self, key: str) -> Path:
         """Stored media has no local path here; only scratch keys do (``scratch``)."""
@@ -130,10 +211,27 @@ class BucketStore(MediaStore):
         return MediaStore.path(self, key)
 
     @_answering
+    def stage(self, filename: str, *, max_bytes: int) -> StagingFile:
+        """A new staging file for an incoming upload, streamed to a temp key in the bucket
+        (in parts) while it is written and hashed; the local copy is what gets probed."""
+        staging = super().stage(filename, max_bytes=max_bytes)
+        staging.mirror = _Follower(self.bucket, staging.path, aside_temp())
+        return staging
+
+    @_answering
     def adopt(self, staged: StagedFile, key: str) -> None:
-        """Upload a staged (and probed) upload to its content key, once: streamed in parts
-        to a temp key, then copied into place only if no one placed the same bytes first."""
-        self.publish(staged.path, key, replace=False)
+        """Place a staged (and probed) upload at its content key, once: its temp object is
+        copied into place only if no one placed the same bytes first, then removed."""
+        follower = staged.mirror
+        if not isinstance(follower, _Follower):
+            self.publish(staged.path, key, replace=False)
+            return
+        try:
+            follower.wait()
+            with contextlib.suppress(AlreadyExistsError):
+                obstore.copy(self.bucket, follower.key, key, overwrite=False)
+        finally:
+            staged.discard()  # the local file, and the temp object
 
     # Reading
 
@@ -163,9 +261,9 @@ class BucketStore(MediaStore):
         if size is None:
             raise FileNotFoundError(key)
         cached = self._objects / key
-        with contextlib.suppress(FileNotFoundError):
+        with self._lock, contextlib.suppress(FileNotFoundError):
             if cached.stat().st_size == size:
-                os.utime(cached)  # recently used: evicted last
+                os.utime(cached)  # handed out now: evicted last, and not while in use
                 return cached
         cached.parent.mkdir(parents=True, exist_ok=True)
         part = cached.with_name(f".{cached.name}.{secrets.token_hex(6)}.part")
@@ -282,14 +380,24 @@ class BucketStore(MediaStore):
     @_answering
     def sync_folder(self, path: Path, key: str) -> None:
         """Upload what each playlist in the folder names and is not stored yet, then the
-        playlist: a reader of the bucket never sees a playlist naming a missing file."""
+        playlist if it changed: a reader of the bucket never sees a playlist naming a
+        missing file. Before a finished playlist goes up, the bucket itself is listed, so
+        a file someone removed meanwhile is put back."""
         with self._lock:
             done = self._synced.setdefault(key, {})
         for playlist in sorted(path.glob("*.m3u8")):
             text = playlist.read_text()
+            if done.get(playlist.name) == hash(text):
+                continue
             names = [
                 line for line in text.splitlines() if line and not line.startswith("#")
             ] + _PLAYLIST_NAME.findall(text)
+            if "#EXT-X-ENDLIST" in text:
+                stored = {e.key.rsplit("/", 1)[-1]: e.bytes for e in self.listing(key)}
+                done.update({n: stored[n] for n in names if n in stored})
+                for name in names:
+                    if name not in stored:
+                        done.pop(name, None)
             for name in names:
                 file = path / name
                 size = file.stat().st_size
@@ -297,6 +405,13 @@ class BucketStore(MediaStore):
                     obstore.put(self.bucket, f"{key}/{name}", file.read_bytes())
                     done[name] = size
             obstore.put(self.bucket, f"{key}/{playlist.name}", text.encode())
+            done[playlist.name] = hash(text)
+
+    def release_folder(self, path: Path, key: str) -> None:
+        """The folder is stored whole: its local copy goes."""
+        with self._lock:
+            self._synced.pop(key, None)
+        shutil.rmtree(path, ignore_errors=True)
 
     @_answering
     def local_folder(self, key: str) -> Path:
@@ -323,6 +438,13 @@ class BucketStore(MediaStore):
         """Remove scratch entries and bucket ``temp/`` objects older than ``grace_s`` that
         ``live(name)`` does not claim; returns (entries, bytes) removed."""
         removed, freed = _clean_folder(self.root / "temp", grace_s=grace_s, live=live)
+        cutoff_parts = time.time() - grace_s
+        for part in self._objects.rglob(".*.part"):  # downloads a crash cut short
+            with contextlib.suppress(FileNotFoundError):
+                if part.stat().st_mtime < cutoff_parts:
+                    size = part.stat().st_size
+                    part.unlink()
+                    removed, freed = removed + 1, freed + size
         cutoff = time.time() - grace_s
         for entry in self.listing("temp"):
             if entry.modified < cutoff and not live(entry.key.rsplit("/", 1)[-1]):

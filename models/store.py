@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from stat import S_ISREG
-from typing import NoReturn
+from typing import NoReturn, Protocol
 
 from models.keys import AREAS, aside_temp, upload_temp
 
@@ -20,14 +20,32 @@ from models.keys import AREAS, aside_temp, upload_temp
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
+class Mirror(Protocol):
+    """A copy of a staging file made elsewhere while it is written (a bucket upload)."""
+
+    def written(self) -> None:
+        """The local file is complete: copy the rest."""
+
+    def abandon(self) -> None:
+        """The file is not kept: stop, and remove what was copied."""
+
+
 @dataclass(frozen=True)
 class StagedFile:
-    """An upload fully written to ``temp/``, with its SHA-256 computed on the way."""
+    """An upload fully written to ``temp/``, with its SHA-256 computed on the way (and,
+    with a bucket, its ``mirror`` streaming to a temp key meanwhile)."""
 
     path: Path
     sha256: str
     bytes: int
     filename: str
+    mirror: Mirror | None = None
+
+    def discard(self) -> None:
+        """Drop an upload that is not kept: its local file and any copy of it."""
+        self.path.unlink(missing_ok=True)
+        if self.mirror is not None:
+            self.mirror.abandon()
 
 
 class UploadTooLarge(Exception):
@@ -57,10 +75,13 @@ def is_storage_full(error: BaseException) -> bool:
 class StagingFile:
     """A file being streamed into ``temp/``: hashed as written, removed unless finished."""
 
-    def __init__(self, path: Path, filename: str, max_bytes: int) -> None:
+    def __init__(
+        self, path: Path, filename: str, max_bytes: int, mirror: Mirror | None = None
+    ) -> None:
         self.path = path
         self.filename = filename
         self.max_bytes = max_bytes
+        self.mirror = mirror
         self.size = 0
         self._hash = hashlib.sha256()
         try:
@@ -88,13 +109,17 @@ class StagingFile:
             self._file.close()  # flushes the last buffered bytes, which may not fit
         except OSError as exc:
             self._give_up(exc)
-        return StagedFile(self.path, self._hash.hexdigest(), self.size, self.filename)
+        if self.mirror is not None:
+            self.mirror.written()
+        return StagedFile(self.path, self._hash.hexdigest(), self.size, self.filename, self.mirror)
 
     def discard(self) -> None:
         """Close and delete the partial file."""
         with contextlib.suppress(OSError):  # unwritten bytes of a file deleted anyway
             self._file.close()
         self.path.unlink(missing_ok=True)
+        if self.mirror is not None:
+            self.mirror.abandon()
 
     def _give_up(self, exc: OSError) -> NoReturn:
         self.discard()
@@ -124,6 +149,8 @@ class MediaStore:
 
     # Links to media: False when the server signs its own /media links (``url`` is None).
     presigns = False
+    # Whether a file can have two names (a hard link) so removing one frees nothing.
+    hard_links = True
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
@@ -280,6 +307,10 @@ class MediaStore:
     def sync_folder(self, path: Path, key: str) -> None:
         """Store what is new in a folder written at ``folder(key)``, playlists last."""
 
+    def release_folder(self, path: Path, key: str) -> None:
+        """A folder written at ``folder(key)`` is stored whole; a local copy may go (here
+        it is the stored folder: it stays)."""
+
     def local_folder(self, key: str) -> Path:
         """A local copy of the stored folder ``key`` (here the folder itself)."""
         return self.path(key)
@@ -306,9 +337,7 @@ class MediaStore:
         return _clean_folder(self.root / "temp", grace_s=grace_s, live=live)
 
 
-def _clean_folder(
-    folder: Path, *, grace_s: float, live: Callable[[str], bool]
-) -> tuple[int, int]:
+def _clean_folder(folder: Path, *, grace_s: float, live: Callable[[str], bool]) -> tuple[int, int]:
     if not folder.is_dir():
         return 0, 0
     cutoff = time.time() - grace_s

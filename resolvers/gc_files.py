@@ -26,7 +26,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from models import keys
 from models.db import Database
 from models.states import GcState, RenderStatus
-from models.store import MediaStore
+from models.store import MediaStore, StoreUnavailable
 from models.tables import Export, Project, Render
 from resolvers.errors import MediaMissingError
 
@@ -159,7 +159,8 @@ def _relocate(store: MediaStore, source_key: str, target_key: str, tally: Freed)
     added = _ensure(store, source_key, target_key, tally)
     gone = Freed()
     remove(store, source_key, gone)
-    tally.freed += max(0, gone.freed - added)
+    if store.hard_links:  # in a bucket the bytes live on under the new name: none freed
+        tally.freed += max(0, gone.freed - added)
 
 
 def settle(store: MediaStore, export: Held, tally: Freed) -> None:
@@ -188,6 +189,11 @@ def _settle_all(store: MediaStore, exports: Sequence[Held], tally: Freed) -> lis
             # Bytes lost before this run (nothing here removes a name a row needs): say so
             # loudly and leave the row pending, so every run reports it until someone acts.
             log.error("export %s: %s; its row is left as it is", export.id, exc.message)
+            continue
+        except StoreUnavailable as exc:
+            # A bucket that failed this one file: the row stays pending for the next run,
+            # and the other exports of the batch are still settled.
+            log.warning("export %s: not settled this time (%s)", export.id, exc)
             continue
         settled.append(export.id)
     return settled

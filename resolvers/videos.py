@@ -50,7 +50,7 @@ async def upload_video(
     try:
         info = await probe(staged.path)
     except InvalidMediaError:
-        staged.path.unlink(missing_ok=True)
+        staged.discard()
         raise
     key = keys.source(staged.sha256, info.extension)
     for _ in range(3):
@@ -66,7 +66,7 @@ async def upload_video(
             await asyncio.to_thread(store.adopt, staged, key)
         except Exception as exc:
             # Not placed (a bucket that did not answer): the upload is undone, not half kept.
-            staged.path.unlink(missing_ok=True)
+            staged.discard()
             if not deduplicated:  # a video the caller had before stays
                 await delete_video(db=db, actor=actor, video_id=video.id or 0)
             if isinstance(exc, StoreUnavailable):

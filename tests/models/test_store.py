@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from models.bucket import BucketStore
-from models.store import MediaStore
+from models.store import MediaStore, StagedFile, StoreUnavailable
 from tests.helpers.s3 import Endpoint
 
 pytestmark = pytest.mark.both_storages
@@ -101,9 +101,7 @@ def test_listing_and_removing_a_folder(store: MediaStore) -> None:
     assert [e.key for e in store.listing("proxy/sound")] == ["proxy/sound/ab/other/init.mp4"]
 
 
-def test_a_growing_folder_is_seen_whole_by_other_processes(
-    store: MediaStore, storage: str
-) -> None:
+def test_a_growing_folder_is_seen_whole_by_other_processes(store: MediaStore, storage: str) -> None:
     folder = store.folder("proxy/sound/cd/cdef")
     (folder / "init.mp4").write_bytes(b"init")
     (folder / "a0.m4s").write_bytes(b"zero")
@@ -175,3 +173,58 @@ def test_links_to_stored_files(store: MediaStore, storage: str) -> None:
     with urllib.request.urlopen(request) as answer:
         assert answer.status == 206
         assert answer.read() == bytes(range(256))
+
+
+@pytest.mark.parametrize("size", [1000, 9 * 1024 * 1024])
+def test_a_staged_upload_is_placed_once_or_leaves_nothing(store: MediaStore, size: int) -> None:
+    data = os.urandom(size)
+
+    def staged() -> StagedFile:
+        staging = store.stage("clip.mp4", max_bytes=1 << 30)
+        for at in range(0, size, 65536):
+            staging.write(data[at : at + 65536])
+        return staging.finish()
+
+    first = staged()
+    assert first.sha256 == hashlib.sha256(data).hexdigest() and first.bytes == size
+    store.adopt(first, f"videos/{first.sha256}.mp4")
+    store.adopt(staged(), f"videos/{first.sha256}.mp4")  # the same bytes again: kept once
+    assert store.read_bytes(f"videos/{first.sha256}.mp4") == data
+    refused = staged()
+    refused.discard()  # probed and refused
+    deadline = time.time() + 10
+    while store.listing("temp") and time.time() < deadline:
+        time.sleep(0.05)
+    assert [e.key for e in store.listing("videos")] == [f"videos/{first.sha256}.mp4"]
+    assert store.listing("temp") == [] and store.temp_entries() == []
+
+
+def test_a_finished_folder_is_stored_whole_even_if_someone_removed_part_of_it(
+    store: MediaStore,
+) -> None:
+    folder = store.folder("proxy/sound/ef/efgh")
+    (folder / "init.mp4").write_bytes(b"init")
+    (folder / "a0.m4s").write_bytes(b"zero")
+    (folder / "audio.m3u8").write_text('#EXTM3U\n#EXT-X-MAP:URI="init.mp4"\n#EXTINF:2,\na0.m4s\n')
+    store.sync_folder(folder, "proxy/sound/ef/efgh")
+    store.remove("proxy/sound/ef/efgh/a0.m4s")  # another process took it meanwhile
+    (folder / "a1.m4s").write_bytes(b"one")
+    (folder / "audio.m3u8").write_text(
+        '#EXTM3U\n#EXT-X-MAP:URI="init.mp4"\n#EXTINF:2,\na0.m4s\n#EXTINF:2,\na1.m4s\n'
+        "#EXT-X-ENDLIST\n"
+    )
+    store.sync_folder(folder, "proxy/sound/ef/efgh")
+    store.release_folder(folder, "proxy/sound/ef/efgh")
+    stored = {e.key.rsplit("/", 1)[1] for e in store.listing("proxy/sound/ef/efgh")}
+    if isinstance(store, BucketStore):
+        assert stored == {"init.mp4", "a0.m4s", "a1.m4s", "audio.m3u8"}
+        assert not folder.exists()  # the worker's local copy went once it was stored
+    else:  # the folder is the stored one: what was removed from it is gone from both
+        assert stored == {"init.mp4", "a1.m4s", "audio.m3u8"}
+
+
+def test_a_missing_bucket_is_refused_at_start(s3: Endpoint, tmp_path: Path, storage: str) -> None:
+    if storage == "local":
+        pytest.skip("a media root is created when missing")
+    with pytest.raises(StoreUnavailable, match="does not exist"):
+        s3.store("editgraph-no-such-bucket", tmp_path / "cache")

@@ -1,0 +1,194 @@
+"""Media in a bucket (moto's S3 server on loopback), as a cluster runs it:
+
+- a large upload through `editgraph serve`, sent by `curl` in its own process: throughput
+  as a ratio to `sha256sum` of the same file, and the server's peak RSS growth;
+- exports per minute with 1 and with 3 `editgraph worker` processes on this machine, and
+  the CPU each worker (and its ffmpeg children) used.
+
+`python -m bench.bucket`; EDITGRAPH_BENCH_UPLOAD_MB (1024), EDITGRAPH_BENCH_EXPORTS (6).
+Needs PostgreSQL on 127.0.0.1:5432 (or EDITGRAPH_TEST_POSTGRES_URL) for the cluster part.
+"""
+
+import asyncio
+import json
+import os
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+from bench.common import emit, scratch_postgres
+from bench.upload import QUERY, make_source
+from editgraph.cluster import LOOPBACK_CREDENTIALS, Cluster
+from models.db import Database
+from resolvers import users
+
+MiB = 1024 * 1024
+UPLOAD_MB = int(os.environ.get("EDITGRAPH_BENCH_UPLOAD_MB", "1024"))
+EXPORTS = int(os.environ.get("EDITGRAPH_BENCH_EXPORTS", "6"))
+UPLOAD = "mutation($f: Upload!) { uploadVideo(file: $f) { ... on VideoUploaded { video { id } } } }"
+CREATE = """mutation($v: ID!) { createProject(videoId: $v, name: "bench") {
+  ... on ProjectCreated { project { id } } } }"""
+EXPORT = "mutation($p: ID!) { requestExport(projectId: $p) { __typename } }"
+STATUS = "query($p: ID!) { project(id: $p) { latestExport { status } } }"
+
+
+class PeakRss:
+    """Sample another process's RSS in a thread; ``growth`` is peak minus the start."""
+
+    def __init__(self, pid: int) -> None:
+        self.proc = psutil.Process(pid)
+        self.start = self.peak = self.proc.memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.01):
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+
+    def __enter__(self) -> "PeakRss":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def upload_figures(cluster: Cluster, token: str, source: Path) -> None:
+    size = source.stat().st_size
+    start = time.perf_counter()
+    subprocess.run(["sha256sum", str(source)], check=True, capture_output=True)
+    sha_s = time.perf_counter() - start
+    server = cluster.children["server-1"].popen
+    assert server is not None
+    with PeakRss(server.pid) as rss:
+        start = time.perf_counter()
+        sent = subprocess.run(
+            [
+                "curl", "-sS", "--fail-with-body", f"{cluster.urls[0]}/graphql",
+                "-H", f"Authorization: Bearer {token}",
+                "-F", f"operations={QUERY}", "-F", 'map={"0": ["variables.f"]}',
+                "-F", f"0=@{source};type=video/x-matroska",
+            ],
+            check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        upload_s = time.perf_counter() - start
+    answer = json.loads(sent.stdout)["data"]["uploadVideo"]
+    assert answer["__typename"] == "VideoUploaded", answer
+    mb = size / MiB
+    emit(
+        f"upload to a bucket ({mb:.0f} MiB, curl in its own process, moto on loopback)",
+        mb / upload_s,
+        "MiB/s",
+        baseline=mb / sha_s,
+        baseline_name="sha256sum",
+    )
+    emit("server RSS growth during that upload", (rss.peak - rss.start) / MiB, "MiB")
+
+
+async def exports_per_minute(cluster: Cluster, token: str, clip: Path) -> float:
+    """Queue EXPORTS exports of distinct projects at once; exports finished per minute."""
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=cluster.urls[0], timeout=120, headers=headers) as http:
+        projects = []
+        for n in range(EXPORTS):
+            # Distinct bytes per project: no export reuses another's file.
+            copy = clip.with_name(f"clip-{n}.mp4")
+            subprocess.run(
+                ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(clip), "-c", "copy",
+                 "-metadata", f"title=bench {n}", str(copy)],
+                check=True,
+            )  # fmt: skip
+            operations = json.dumps({"query": UPLOAD, "variables": {"f": None}})
+            sent = await http.post(
+                "/graphql",
+                data={"operations": operations, "map": '{"0": ["variables.f"]}'},
+                files={"0": (copy.name, copy.read_bytes(), "video/mp4")},
+            )
+            video = sent.json()["data"]["uploadVideo"]["video"]["id"]
+            made = await http.post("/graphql", json={"query": CREATE, "variables": {"v": video}})
+            projects.append(made.json()["data"]["createProject"]["project"]["id"])
+        await asyncio.sleep(5)  # the proxies of the new projects are out of the way
+        start = time.perf_counter()
+        for pid in projects:
+            await http.post("/graphql", json={"query": EXPORT, "variables": {"p": pid}})
+        while True:
+            done = 0
+            for pid in projects:
+                body = (
+                    await http.post("/graphql", json={"query": STATUS, "variables": {"p": pid}})
+                ).json()
+                latest = body["data"]["project"]["latestExport"]
+                done += bool(latest and latest["status"] == "DONE")
+            if done == len(projects):
+                return len(projects) / ((time.perf_counter() - start) / 60)
+            await asyncio.sleep(0.5)
+
+
+def worker_cpu(cluster: Cluster) -> dict[str, float]:
+    """CPU seconds each worker and the ffmpeg children it waited for used so far."""
+    used = {}
+    for name, process in cluster.children.items():
+        if name.startswith("worker") and process.popen is not None:
+            t = psutil.Process(process.popen.pid).cpu_times()
+            used[name] = round(t.user + t.system + t.children_user + t.children_system, 1)
+    return used
+
+
+async def run_cluster(work: Path, database: str, workers: int, clip: Path) -> float:
+    async with asyncio.timeout(1800):
+        await scratch_postgres(database.rsplit("/", 1)[-1])
+        env = {"EDITGRAPH_ENV": "test", "EDITGRAPH_RATE_EXPORTS": "100000"}
+        with Cluster(
+            work / f"cluster-{workers}", database_url=database, servers=1, workers=workers,
+            extra_env=env,
+        ) as cluster:  # fmt: skip
+            db = Database(database)
+            _, token = await users.create_user(db=db, name="bench")
+            await db.dispose()
+            if workers == 1 and UPLOAD_MB:
+                source = work / "big.mkv"
+                make_source(source, UPLOAD_MB)
+                upload_figures(cluster, token, source)
+                source.unlink()
+            before = worker_cpu(cluster)
+            rate = await exports_per_minute(cluster, token, clip)
+            after = worker_cpu(cluster)
+        emit(
+            f"exports per minute, {workers} worker(s) on {os.cpu_count()} cores "
+            f"({EXPORTS} exports of a 10 s 640x360 clip)",
+            rate,
+            "exports/min",
+            worker_cpu_s={k: round(after[k] - before.get(k, 0), 1) for k in after},
+        )
+        return rate
+
+
+async def main() -> None:
+    for name, value in LOOPBACK_CREDENTIALS.items():
+        os.environ.setdefault(name, value)
+    url = await scratch_postgres("editgraph_bench_bucket")
+    if url is None:
+        print(json.dumps({"skipped": "bench.bucket needs PostgreSQL on 127.0.0.1:5432"}))
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        clip = work / "clip.mp4"
+        subprocess.run(
+            ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i",
+             "testsrc2=size=640x360:rate=30", "-f", "lavfi", "-i", "sine=frequency=440",
+             "-t", "10", "-c:v", "libx264", "-g", "60", "-c:a", "aac", "-shortest", str(clip)],
+            check=True,
+        )  # fmt: skip
+        one = await run_cluster(work, url, 1, clip)
+        three = await run_cluster(work, url, 3, clip)
+        emit("exports per minute, 3 workers vs 1", three, "exports/min", baseline=one)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
