@@ -47,6 +47,7 @@ R = TypeVar("R")
 # A single PUT is atomic and can be conditional; above this a file goes up in parts.
 SMALL = 8 * 1024 * 1024
 PART = 8 * 1024 * 1024
+READ = 1024 * 1024  # what an upload's follower reads from disk at a time
 # A cached file handed out this recently may be read again by a render still running (each
 # ffmpeg of a segmented proxy opens its source anew): it is not evicted, even past the bound.
 IN_USE_S = 3600
@@ -125,20 +126,22 @@ class _Follower:
         try:
             with (
                 obstore.open_writer(
-                    self.bucket, self.key, buffer_size=PART, max_concurrency=4
+                    self.bucket, self.key, buffer_size=PART, max_concurrency=2
                 ) as out,
                 self.path.open("rb") as source,
             ):
                 while not self._abandoned.is_set():
                     finished = self._written.is_set()  # before the read: then EOF is the end
-                    chunk = source.read(PART)
+                    # A new bytes object each time: the writer keeps a reference to what it
+                    # is given until that part is sent (a reused buffer would be overwritten).
+                    chunk = source.read(READ)
                     if chunk:
                         out.write(chunk)
                     elif finished:
                         break
                     else:
                         time.sleep(0.01)
-        except BaseException as exc:
+        except BaseException as exc:  # handed to wait(), in the caller's thread
             self.error = exc
         if self._abandoned.is_set():
             with contextlib.suppress(BaseError, OSError):
