@@ -2,7 +2,17 @@
 
 import asyncio
 
-from bench import append_ops, events, gc, gc_load, previews, render, subscriber_memory, upload
+from bench import (
+    append_ops,
+    bucket,
+    events,
+    gc,
+    gc_load,
+    previews,
+    render,
+    subscriber_memory,
+    upload,
+)
 
 if __name__ == "__main__":
     asyncio.run(append_ops.main())
@@ -13,3 +23,4 @@ if __name__ == "__main__":
     subscriber_memory.main()
     asyncio.run(gc.main())
     gc_load.main()
+    asyncio.run(bucket.main())

@@ -174,6 +174,9 @@ class BucketStore(MediaStore):
 
     presigns = True
     hard_links = False
+    # The largest object one server-side copy may make (S3's CopyObject and UploadPartCopy
+    # limit); larger ones are streamed through the process.
+    copy_limit = 5 * 1024**3
 
     def __init__(self, bucket: S3Store, *, cache: Path, cache_bytes: int) -> None:
         super().__init__(cache)
@@ -231,8 +234,7 @@ class BucketStore(MediaStore):
             return
         try:
             follower.wait()
-            with contextlib.suppress(AlreadyExistsError):
-                obstore.copy(self.bucket, follower.key, key, overwrite=False)
+            self._copy_absent(follower.key, key)
         finally:
             staged.discard()  # the local file, and the temp object
 
@@ -328,12 +330,9 @@ class BucketStore(MediaStore):
             temp = aside_temp()
             obstore.put(self.bucket, temp, path, chunk_size=PART, max_concurrency=4)
             try:
-                obstore.copy(self.bucket, temp, key, overwrite=False)
-            except AlreadyExistsError:
-                return False
+                return self._copy_absent(temp, key)
             finally:
                 obstore.delete(self.bucket, temp)
-            return True
         finally:
             path.unlink(missing_ok=True)
 
@@ -341,17 +340,53 @@ class BucketStore(MediaStore):
     def copy(self, source: str, target: str) -> int:
         """Copy ``source`` to ``target`` in the bucket unless ``target`` exists; returns the
         bytes this added. ``FileNotFoundError`` if ``source`` is gone."""
-        try:
-            obstore.copy(self.bucket, source, target, overwrite=False)
-        except AlreadyExistsError:
+        if not self._copy_absent(source, target):
             return 0
         return self.size(target) or 0
 
     @_answering
     def move(self, source: str, target: str) -> None:
         """Copy ``source`` over ``target``, then delete ``source`` (a bucket cannot rename)."""
-        obstore.copy(self.bucket, source, target, overwrite=True)
+        size = self.size(source)
+        if size is None:
+            raise FileNotFoundError(source)
+        if size <= self.copy_limit:
+            obstore.copy(self.bucket, source, target, overwrite=True)
+        else:
+            self._stream(source, target)
         obstore.delete(self.bucket, source)
+
+    def _copy_absent(self, source: str, target: str) -> bool:
+        """Copy ``source`` to ``target`` unless ``target`` exists (False then). Within the
+        store's copy limit, server-side and atomic; above it (S3 copies at most 5 GiB in
+        one request) streamed through this process in parts, after a check that leaves a
+        moment in which two copies of the same bytes may both be written (equal content)."""
+        size = self.size(source)
+        if size is None:
+            raise FileNotFoundError(source)
+        if size <= self.copy_limit:
+            try:
+                obstore.copy(self.bucket, source, target, overwrite=False)
+            except AlreadyExistsError:
+                return False
+            return True
+        if self.exists(target):
+            return False
+        self._stream(source, target)
+        return True
+
+    def _stream(self, source: str, target: str) -> None:
+        """Copy an object too large for one server-side copy through this process: down to
+        a scratch file, then up in parts (memory holds only the parts in flight)."""
+        temp = self.scratch(aside_temp())
+        temp.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with temp.open("wb") as out:
+                for chunk in obstore.get(self.bucket, source).stream(min_chunk_size=PART):
+                    out.write(chunk)
+            obstore.put(self.bucket, target, temp, chunk_size=PART, max_concurrency=2)
+        finally:
+            temp.unlink(missing_ok=True)
 
     @_answering
     def remove(self, key: str) -> int:

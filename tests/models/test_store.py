@@ -228,3 +228,24 @@ def test_a_missing_bucket_is_refused_at_start(s3: Endpoint, tmp_path: Path, stor
         pytest.skip("a media root is created when missing")
     with pytest.raises(StoreUnavailable, match="does not exist"):
         s3.store("editgraph-no-such-bucket", tmp_path / "cache")
+
+
+def test_objects_over_the_copy_limit_are_copied_and_moved_in_parts(
+    s3: Endpoint, tmp_path: Path, storage: str
+) -> None:
+    if storage == "local":
+        pytest.skip("a disk has no limit on copies")
+    store = s3.store(s3.new_bucket(), tmp_path / "cache")
+    store.copy_limit = 1024 * 1024  # S3 refuses one copy over 5 GiB: the same path, smaller
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    store.write_bytes("export/7/v1_final.mp4", data)
+    assert store.copy("export/7/v1_final.mp4", "archive/3_v1_final.mp4") == len(data)
+    assert store.copy("export/7/v1_final.mp4", "archive/3_v1_final.mp4") == 0  # there already
+    store.move("archive/3_v1_final.mp4", "export/7/v2_final.mp4")
+    assert store.read_bytes("export/7/v2_final.mp4") == data
+    assert not store.exists("archive/3_v1_final.mp4")
+    big = scratch_file(store, "big.mp4", os.urandom(9 * 1024 * 1024))
+    assert store.publish(big, "export/7/v3_final.mp4", replace=False)
+    late = scratch_file(store, "late.mp4", os.urandom(9 * 1024 * 1024))
+    assert not store.publish(late, "export/7/v3_final.mp4", replace=False)
+    assert store.listing("temp") == []
