@@ -35,7 +35,7 @@ from models.store import (
     StagedFile,
     StagingFile,
     StoreUnavailable,
-    _clean_folder,
+    clean_folder,
 )
 
 if TYPE_CHECKING:
@@ -475,7 +475,7 @@ class BucketStore(MediaStore):
     ) -> tuple[int, int]:
         """Remove scratch entries and bucket ``temp/`` objects older than ``grace_s`` that
         ``live(name)`` does not claim; returns (entries, bytes) removed."""
-        removed, freed = _clean_folder(self.root / "temp", grace_s=grace_s, live=live)
+        removed, freed = clean_folder(self.root / "temp", grace_s=grace_s, live=live)
         cutoff_parts = time.time() - grace_s
         for part in self._objects.rglob(".*.part"):  # downloads a crash cut short
             with contextlib.suppress(FileNotFoundError):

@@ -334,10 +334,12 @@ class MediaStore:
     ) -> tuple[int, int]:
         """Remove ``temp/`` entries nothing touched for ``grace_s`` seconds (left by a crash),
         except those ``live(name)`` claims; returns (entries, bytes) removed."""
-        return _clean_folder(self.root / "temp", grace_s=grace_s, live=live)
+        return clean_folder(self.root / "temp", grace_s=grace_s, live=live)
 
 
-def _clean_folder(folder: Path, *, grace_s: float, live: Callable[[str], bool]) -> tuple[int, int]:
+def clean_folder(folder: Path, *, grace_s: float, live: Callable[[str], bool]) -> tuple[int, int]:
+    """Remove a local folder's entries untouched for ``grace_s`` that ``live`` does not
+    claim; returns (entries, bytes) removed."""
     if not folder.is_dir():
         return 0, 0
     cutoff = time.time() - grace_s
