@@ -191,12 +191,19 @@ class Seats:
             await asyncio.sleep(self.seat_s / 3)
             lapse = time.time() + self.seat_s
             try:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    for member, user_id in tuple(self.held.items()):
-                        pipe.zadd(redis_keys.subscribers(user_id), {member: lapse}, xx=True)
-                    await pipe.execute()
-            except (RedisError, OSError) as exc:
+                await asyncio.wait_for(self._renew_all(lapse), timeout=self.seat_s / 3)
+            except (RedisError, OSError, TimeoutError) as exc:
                 log.warning("subscription seats not renewed (%s)", exc)
+
+    async def _renew_all(self, lapse: float) -> None:
+        """Every seat held here, written again with its new lapse (a restarted Redis gets
+        them back), and each user's key kept alive as long as its seats."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for member, user_id in tuple(self.held.items()):
+                key = redis_keys.subscribers(user_id)
+                pipe.zadd(key, {member: lapse})
+                pipe.expire(key, int(self.seat_s * 2) + 1)
+            await pipe.execute()
 
     async def stop(self) -> None:
         """Stop renewing (the seats lapse on their own if not given back)."""

@@ -215,8 +215,9 @@ class Cluster:
             self.redis = None
 
 
-async def ensure_database(url: str) -> None:
-    """Create the PostgreSQL database ``url`` names if it does not exist yet."""
+async def ensure_database(url: str, *, fresh: bool = False) -> None:
+    """Create the PostgreSQL database ``url`` names if it does not exist yet (``fresh``:
+    drop it first)."""
     target = make_url(url)
     if not target.drivername.startswith("postgresql") or not target.database:
         raise ValueError(f"a cluster runs on PostgreSQL; {url!r} is not a PostgreSQL URL")
@@ -227,7 +228,11 @@ async def ensure_database(url: str) -> None:
             found = await conn.execute(
                 text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": target.database}
             )
-            if found.first() is None:
+            if fresh:
+                await conn.execute(
+                    text(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)')
+                )
+            if fresh or found.first() is None:
                 await conn.execute(text(f'CREATE DATABASE "{target.database}"'))
     finally:
         await admin.dispose()
@@ -235,8 +240,11 @@ async def ensure_database(url: str) -> None:
 
 def run(folder: Path, database_url: str, servers: int, workers: int) -> int:
     """Start a cluster, print where everything is, and run until Ctrl-C."""
+    # The loopback bucket and Redis keep nothing across runs: the default database starts
+    # empty too, or its rows would name media that is gone. A database given is kept.
+    fresh = database_url == DEFAULT_DATABASE
     try:
-        asyncio.run(ensure_database(database_url))
+        asyncio.run(ensure_database(database_url, fresh=fresh))
     except (OSError, ValueError, SQLAlchemyError) as exc:
         print(
             f"editgraph cluster needs PostgreSQL ({exc}).\n"
@@ -246,7 +254,7 @@ def run(folder: Path, database_url: str, servers: int, workers: int) -> int:
         )
         return 2
     with Cluster(folder, database_url=database_url, servers=servers, workers=workers) as c:
-        print(f"PostgreSQL: {database_url}")
+        print(f"PostgreSQL: {database_url}" + (" (emptied for this run)" if fresh else ""))
         print(f"Redis:      {c.redis.url if c.redis else '?'}")
         print(f"S3:         {c.s3_endpoint_url or 'the bucket given'} (bucket {BUCKET})")
         for url in c.urls:

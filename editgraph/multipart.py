@@ -145,6 +145,11 @@ async def parse(request: Request, store: MediaStore, *, max_file_bytes: int) -> 
         failure.append(_storage_full(exc))
     except Exception as exc:  # the parser's own errors: malformed framing
         failure.append(MultipartError(400, f"malformed multipart body: {exc}"))
+    except BaseException:  # cancelled mid-body (the client went away): keep nothing
+        for part in parts:
+            if part.staging is not None:
+                part.staging.discard()
+        raise
     if failure:
         for part in parts:
             if part.staging is not None:

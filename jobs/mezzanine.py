@@ -3,7 +3,6 @@
 import asyncio
 import contextlib
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +40,32 @@ async def ensure_mezzanine(rt: Runtime, video: Video, blob: Blob) -> Path:
     )
     if not await lock.acquire():
         raise Transient("another worker is still making this source's 480p copy")
+    lost = asyncio.Event()
+    keeper = asyncio.create_task(_keep(lock, lost, blob))
     try:
         if not await asyncio.to_thread(rt.store.exists, key):
-            await _make_mezzanine(rt, video, blob, lock)
+            await _make_mezzanine(rt, video, blob, lost)
     finally:
+        keeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await keeper
         with contextlib.suppress(LockError):  # it lapsed meanwhile: nothing to give back
             await lock.release()
     return await asyncio.to_thread(rt.store.local, key)
+
+
+async def _keep(lock: Lock, lost: asyncio.Event, blob: Blob) -> None:
+    """Renew the lock for as long as the copy is being made (the source's download, ffmpeg
+    and the upload alike); set ``lost`` if it lapsed, so ffmpeg stops."""
+    while True:
+        await asyncio.sleep(MEZZANINE_LOCK_S / 3)
+        try:
+            await lock.reacquire()
+        except LockError:
+            lost.set()  # another worker may be making the copy now: it alone
+            return
+        except (RedisError, OSError) as exc:
+            log.warning("mezzanine lock of blob %s not renewed (%s)", blob.id, exc)
 
 
 async def original(rt: Runtime, video: Video, blob: Blob) -> edl.Source:
@@ -77,23 +95,13 @@ def mezzanine_key(blob: Blob) -> str:
     return keys.mezzanine(blob.sha256)
 
 
-async def _make_mezzanine(rt: Runtime, video: Video, blob: Blob, lock: Lock) -> None:
+async def _make_mezzanine(rt: Runtime, video: Video, blob: Blob, lost: asyncio.Event) -> None:
     temp = rt.store.scratch(keys.mezzanine_temp(blob.sha256))
     temp.parent.mkdir(parents=True, exist_ok=True)
     source = await original(rt, video, blob)
-    renewed = time.monotonic()
 
     async def keep_going(_: float) -> bool:
-        nonlocal renewed
-        if time.monotonic() - renewed > MEZZANINE_LOCK_S / 3:
-            renewed = time.monotonic()
-            try:
-                await lock.reacquire()
-            except LockError:
-                return False  # it lapsed: another worker may be making the copy now
-            except (RedisError, OSError) as exc:
-                log.warning("mezzanine lock of blob %s not renewed (%s)", blob.id, exc)
-        return True
+        return not lost.is_set()
 
     try:
         outcome = await run_ffmpeg(

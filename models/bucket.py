@@ -51,6 +51,9 @@ READ = 1024 * 1024  # what an upload's follower reads from disk at a time
 # A cached file handed out this recently may be read again by a render still running (each
 # ffmpeg of a segmented proxy opens its source anew): it is not evicted, even past the bound.
 IN_USE_S = 3600
+# An upload's follower gives up on a file that has not grown for this long (a request that
+# was cut off without anyone discarding its file).
+IDLE_S = 600
 _SOURCE = re.compile(r"^videos/([0-9a-f]{64})\.[a-z0-9]+$")
 _PLAYLIST_NAME = re.compile(r'URI="([^"/]+)"')
 
@@ -109,6 +112,15 @@ def _answering(method: Callable[P, R]) -> Callable[P, R]:
     return call
 
 
+class _Abandoned(Exception):
+    """An upload's follower stops: the file is not kept."""
+
+
+def _delete_quietly(bucket: S3Store, key: str) -> None:
+    with contextlib.suppress(BaseError, OSError):
+        obstore.delete(bucket, key)
+
+
 class _Follower:
     """Uploads a file to a temp key while another thread writes it: it reads what is on
     disk as it arrives (nothing is held in memory but the part being sent) and sends it in
@@ -119,10 +131,12 @@ class _Follower:
         self.error: BaseException | None = None
         self._written = threading.Event()
         self._abandoned = threading.Event()
+        self._adopted = False
         self._thread = threading.Thread(target=self._run, name="editgraph-upload", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
+        grown = time.monotonic()
         try:
             with (
                 obstore.open_writer(
@@ -130,20 +144,25 @@ class _Follower:
                 ) as out,
                 self.path.open("rb") as source,
             ):
-                while not self._abandoned.is_set():
+                while True:
+                    if self._abandoned.is_set():
+                        raise _Abandoned  # leaving with an error aborts the multipart upload
                     finished = self._written.is_set()  # before the read: then EOF is the end
                     # A new bytes object each time: the writer keeps a reference to what it
                     # is given until that part is sent (a reused buffer would be overwritten).
                     chunk = source.read(READ)
                     if chunk:
                         out.write(chunk)
+                        grown = time.monotonic()
                     elif finished:
                         break
+                    elif time.monotonic() - grown > IDLE_S:
+                        raise _Abandoned  # nobody is writing it any more
                     else:
                         time.sleep(0.01)
         except BaseException as exc:  # handed to wait(), in the caller's thread
             self.error = exc
-        if self._abandoned.is_set():
+        if self.error is not None or self._abandoned.is_set():
             with contextlib.suppress(BaseError, OSError):
                 obstore.delete(self.bucket, self.key)
 
@@ -151,11 +170,20 @@ class _Follower:
         """The local file is complete."""
         self._written.set()
 
+    def placed(self) -> None:
+        """Its store has taken the temp object over (copied into place, and removed it)."""
+        self._adopted = True
+
     def abandon(self) -> None:
-        """Stop (if still sending) and remove the temp object."""
-        self._abandoned.set()  # the thread deletes again when it ends, should it still be sending
-        with contextlib.suppress(BaseError, OSError):
-            obstore.delete(self.bucket, self.key)
+        """Stop and remove the temp object, without waiting (this may run on the event
+        loop): the thread removes it as it ends, or a short thread does if it has ended."""
+        if self._adopted:
+            return  # placed: adopt removed the temp object itself
+        self._abandoned.set()
+        if not self._thread.is_alive():
+            threading.Thread(
+                target=_delete_quietly, args=(self.bucket, self.key), daemon=True
+            ).start()
 
     def wait(self) -> None:
         """Block until the whole file is stored under ``key``; raise what stopped it."""
@@ -236,7 +264,9 @@ class BucketStore(MediaStore):
             follower.wait()
             self._copy_absent(follower.key, key)
         finally:
-            staged.discard()  # the local file, and the temp object
+            follower.placed()
+            _delete_quietly(self.bucket, follower.key)  # a bucket that is down: clean_temp
+            staged.path.unlink(missing_ok=True)
 
     # Reading
 

@@ -347,8 +347,9 @@ async def test_a_dead_servers_subscriptions_stop_counting(redis_server: Embedded
         await asyncio.sleep(0.7)
         kept = await alive.take(7, 0)
         assert kept is not None
-        # A live server renews its seats: they outlast their first term.
-        await asyncio.sleep(1.0)
+        # A live server renews its seats: they outlast their first term, and the key that
+        # holds them outlives its first expiry (2 s here).
+        await asyncio.sleep(2.5)
         assert await Seats(redis, 1, seat_s=0.6).take(7, 0) is None
         await alive.give_back(kept)
         await alive.stop()

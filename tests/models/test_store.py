@@ -249,3 +249,17 @@ def test_objects_over_the_copy_limit_are_copied_and_moved_in_parts(
     late = scratch_file(store, "late.mp4", os.urandom(9 * 1024 * 1024))
     assert not store.publish(late, "export/7/v3_final.mp4", replace=False)
     assert store.listing("temp") == []
+
+
+def test_an_upload_cut_off_mid_body_leaves_nothing(store: MediaStore) -> None:
+    staging = store.stage("clip.mp4", max_bytes=1 << 30)
+    staging.write(os.urandom(3 * 1024 * 1024))
+    staging.discard()  # the client went away before the end
+    deadline = time.time() + 10
+    while time.time() < deadline and (
+        store.listing("temp")
+        or any(t.name == "editgraph-upload" for t in threading.enumerate())
+    ):
+        time.sleep(0.05)
+    assert store.listing("temp") == [] and store.temp_entries() == []
+    assert not any(t.name == "editgraph-upload" for t in threading.enumerate())
