@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import obstore
 import psutil
 
 from bench.common import emit, scratch_postgres
-from bench.upload import QUERY, make_source
+from bench.upload import QUERY, PeakRss, make_source
 from editgraph.cluster import BUCKET, LOOPBACK_CREDENTIALS, Cluster
 from models.bucket import s3_store
 from models.db import Database
@@ -37,28 +36,6 @@ CREATE = """mutation($v: ID!) { createProject(videoId: $v, name: "bench") {
   ... on ProjectCreated { project { id } } } }"""
 EXPORT = "mutation($p: ID!) { requestExport(projectId: $p) { __typename } }"
 STATUS = "query($p: ID!) { project(id: $p) { latestExport { status } } }"
-
-
-class PeakRss:
-    """Sample another process's RSS in a thread; ``growth`` is peak minus the start."""
-
-    def __init__(self, pid: int) -> None:
-        self.proc = psutil.Process(pid)
-        self.start = self.peak = self.proc.memory_info().rss
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.01):
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-
-    def __enter__(self) -> "PeakRss":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def upload_figures(cluster: Cluster, token: str, source: Path, warm_up: Path) -> None:
@@ -97,7 +74,7 @@ def upload_figures(cluster: Cluster, token: str, source: Path, warm_up: Path) ->
         baseline=mb / sha_s,
         baseline_name="sha256sum",
     )
-    emit("server RSS growth during that upload", (rss.peak - rss.start) / MiB, "MiB")
+    emit("server RSS growth during that upload", rss.growth / MiB, "MiB")
 
 
 def send(cluster: Cluster, token: str, source: Path, kind: str) -> None:

@@ -55,10 +55,11 @@ def make_source(path: Path, megabytes: int) -> None:
 
 
 class PeakRss:
-    """Sample this process's RSS in a thread; ``growth`` is peak minus the starting value."""
+    """Sample a process's RSS (this one's by default) in a thread; ``growth`` is peak minus
+    the starting value."""
 
-    def __init__(self) -> None:
-        self.proc = psutil.Process()
+    def __init__(self, pid: int | None = None) -> None:
+        self.proc = psutil.Process(pid)
         self.start = self.peak = self.proc.memory_info().rss
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
