@@ -138,6 +138,9 @@ class Version(SQLModel, table=True):
     frame_duration: float
     # Hash chain over every effective op: equal hashes, equal edits (a revert copies it).
     ops_hash: str = Field(max_length=64)
+    # How many ops it renders (its parent's plus its own), so a new batch is checked against
+    # the history's limit without loading the history.
+    op_count: int = Field(default=0)
     actor_id: int | None = Field(default=None, foreign_key="users.id")
     created_at: datetime = _created()
 

@@ -33,7 +33,7 @@ async def create_project(
         await session.flush()
         assert project.id is not None
         start = ops.Frame(video.width, video.height, video.duration)
-        version = new_version(project.id, 0, None, actor, start, ops.ROOT_HASH)
+        version = new_version(project.id, 0, None, actor, start, ops.ROOT_HASH, 0)
         session.add(version)
         proxy = await renders.add_render(session, project, version, RenderKind.PROXY, PROXY)
     await lifecycle.enqueue(queue, proxy)
@@ -70,16 +70,21 @@ async def append_ops(
         base = await _version(session, project_id, parent)
         concat_ids = {o.video_id for o in batch if isinstance(o, ops.Concat)}
         durations = await _concat_durations(session, actor, concat_ids)
-        existing = len(await effective_in(session, project_id, parent))
-        problems = ops.check_counts(batch=len(batch), existing=existing, limits=limits)
+        assert base is not None
+        problems = ops.check_counts(batch=len(batch), existing=base.op_count, limits=limits)
         frame, misfits = ops.check(batch, _frame(base), durations, limits)
         problems += misfits
         if problems:
             raise InvalidOpsError(problems)
-        assert base is not None
         stored = [ops.stored(op) for op in batch]
         version = new_version(
-            project_id, number, parent, actor, frame, ops.chain_hash(base.ops_hash, stored)
+            project_id,
+            number,
+            parent,
+            actor,
+            frame,
+            ops.chain_hash(base.ops_hash, stored),
+            base.op_count + len(batch),
         )
         session.add(version)
         for seq, (op, row) in enumerate(zip(batch, stored, strict=True)):
@@ -114,7 +119,9 @@ async def revert_to_version(
         target = await _version(session, project_id, version)
         if target is None or version >= number:
             raise NotFoundError(f"Version {version} of project", project_id)
-        new = new_version(project_id, number, version, actor, _frame(target), target.ops_hash)
+        new = new_version(
+            project_id, number, version, actor, _frame(target), target.ops_hash, target.op_count
+        )
         session.add(new)
         # Same ops hash as the target, so the worker reuses the target's finished proxy.
         proxy = await renders.add_render(session, project, new, RenderKind.PROXY, PROXY)
@@ -186,8 +193,10 @@ def new_version(
     actor: Actor,
     frame: ops.Frame,
     ops_hash: str,
+    op_count: int,
 ) -> Version:
-    """A version row: its place in the history, the frame it renders and its ops hash."""
+    """A version row: its place in the history, the frame it renders, its ops hash and how
+    many ops it renders."""
     return Version(
         project_id=project_id,
         number=number,
@@ -197,6 +206,7 @@ def new_version(
         frame_height=frame.height,
         frame_duration=frame.duration,
         ops_hash=ops_hash,
+        op_count=op_count,
     )
 
 

@@ -63,6 +63,7 @@ async def insert_history(db: Database, project: Project, count: int) -> None:
                 Actor(id=project.owner_id, name="", is_admin=False),
                 ops.Frame(160, 120, 2.0),
                 ops.chain_hash(ops.ROOT_HASH, [FLIP] * count),
+                count,
             )
         )
         for seq in range(count):
