@@ -9,13 +9,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import uvicorn
-
 from editgraph import cluster, gc_cli
-from editgraph.app import create_app
 from editgraph.cluster import DEFAULT_DATABASE
-from editgraph.media import SECRET_FILE, RedactMediaLinks, local_secret
+from editgraph.media import SECRET_FILE, local_secret
 from editgraph.redis_embed import EmbeddedRedis
+from editgraph.serving import Processes, serve_one
 from editgraph.settings import DEFAULT_SECRET, Settings
 from jobs.reconcile import clean_temp
 from jobs.worker import run_forever
@@ -124,32 +122,24 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             print("first start: created user 'admin'. Its token is shown once; keep it:")
             print(f"  Authorization: Bearer {token}")
         if settings.embedded_worker:
-            print(f"render worker: in this process, {settings.render_concurrency} at a time")
+            where = "in this process" if settings.workers == 1 else "in server process 0"
+            print(f"render worker: {where}, {settings.render_concurrency} at a time")
         sys.stdout.flush()
         # uvicorn re-raises SIGTERM after its graceful shutdown; turn it into SystemExit so
         # the `finally` blocks still stop the worker and the embedded redis-server.
         signal.signal(signal.SIGTERM, _exit_on_signal)
-        asyncio.run(_serve(settings, host, port, args.log_level))
+        if settings.workers > 1:
+            print(f"{settings.workers} server processes on port {port}")
+            sys.stdout.flush()
+            Processes(settings, host, port, args.log_level).run()
+        else:
+            asyncio.run(
+                serve_one(settings, host, port, args.log_level, worker=settings.embedded_worker)
+            )
     finally:
         if embedded is not None:
             embedded.stop()
     return 0
-
-
-async def _serve(settings: Settings, host: str, port: int, log_level: str) -> None:
-    app = create_app(settings)
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level)
-    # After Config, which sets up uvicorn's loggers: signed media links stay out of the log.
-    logging.getLogger("uvicorn.access").addFilter(RedactMediaLinks())
-    server = uvicorn.Server(config)
-    worker = asyncio.create_task(run_forever(settings)) if settings.embedded_worker else None
-    try:
-        await server.serve()
-    finally:
-        if worker is not None:
-            worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await worker
 
 
 def cmd_worker(settings: Settings, _: argparse.Namespace) -> int:

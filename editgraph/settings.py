@@ -27,6 +27,11 @@ class Settings(WorkerSettings, BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     embedded_worker: bool = True  # `serve` also runs a worker unless this is off
+    # Server processes `serve` runs on one port (one per core serves the most requests).
+    workers: int = Field(default=1, ge=1, le=64)
+    # Per-message deflate on websockets: about 40 KiB more server memory per connection,
+    # for smaller frames; worth it only over slow links (events are small JSON).
+    ws_deflate: bool = False
     media_url_ttl_s: int = Field(default=6 * 3600, gt=0)
     # Proxy segments nothing has used for this many days are reclaimable by `gc delete`.
     gc_segment_days: int = Field(default=7, ge=0)
