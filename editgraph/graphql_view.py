@@ -3,7 +3,7 @@
 import asyncio
 import json
 from dataclasses import dataclass
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
 from cross_web import AsyncHTTPRequestAdapter, HTTPException, StarletteRequestAdapter
 from starlette.requests import HTTPConnection, Request
@@ -13,9 +13,10 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.file_uploads.utils import replace_placeholders_with_files
+from strawberry.http import GraphQLHTTPResponse
 from strawberry.types.unset import UnsetType
 
-from editgraph import multipart
+from editgraph import graphql_http, multipart
 from editgraph.auth import authenticate
 from editgraph.bus import EventBus
 from editgraph.media import MediaSigner
@@ -55,6 +56,10 @@ def graphiql_with_connection_params(html: str) -> str:
     if _STOCK_FETCHER not in html:
         raise RuntimeError("Strawberry's GraphiQL page changed; update editgraph's fetcher patch")
     return html.replace(_STOCK_FETCHER, _FETCHER)
+
+
+# Strawberry's answer to a POST whose body is neither JSON nor multipart; editgraph's is 415.
+UNSUPPORTED_CONTENT_TYPE = "Unsupported content type"
 
 
 class BodyTooLarge(Exception):
@@ -177,6 +182,32 @@ class EditgraphGraphQL(GraphQL[Context, None]):
         """The GraphiQL page served at /graphql in development."""
         return self._ide_html
 
+    async def get_sub_response(self, request: Request | WebSocket) -> Response:
+        """Strawberry's, carrying the media type the client accepts to ``create_response``."""
+        sub_response = await super().get_sub_response(request)
+        sub_response.media_type = graphql_http.response_media_type(request.headers.get("accept"))
+        return sub_response
+
+    def create_response(
+        self, response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse], sub_response: Response
+    ) -> Response:
+        """The GraphQL response in the media type the client accepts, with the status the
+        GraphQL-over-HTTP specification gives it (editgraph/graphql_http.py)."""
+        media_type = sub_response.media_type or graphql_http.JSON
+        status = 200
+        if isinstance(response_data, dict):  # a batch is always a 200 (no spec covers it)
+            status, body = graphql_http.shape(media_type, dict(response_data))
+            response_data = cast(GraphQLHTTPResponse, body)
+        response = Response(
+            self.encode_json(response_data),
+            status_code=sub_response.status_code or status,
+            media_type=graphql_http.content_type(media_type),
+        )
+        response.headers.raw.extend(sub_response.headers.raw)
+        if sub_response.background:
+            response.background = sub_response.background
+        return response
+
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> Context:
@@ -267,7 +298,16 @@ class EditgraphGraphQL(GraphQL[Context, None]):
             await super().__call__(scope, receive, send)
             return
         settings = self.settings
-        headers = Request(scope).headers
+        probe = Request(scope)
+        headers = probe.headers
+        if probe.method == "GET" and "query" in probe.query_params:
+            # Operations come by POST only: a GET would put them, and what they change, in
+            # URLs that proxies cache and logs keep. GET /graphql serves GraphiQL.
+            refusal = PlainTextResponse(
+                "GraphQL operations are sent by POST", status_code=405, headers={"Allow": "POST"}
+            )
+            await refusal(scope, receive, send)
+            return
         content_type = headers.get("content-type", "").strip().lower()
         multipart_body = content_type.startswith("multipart/form-data")
         body = receive
@@ -279,6 +319,7 @@ class EditgraphGraphQL(GraphQL[Context, None]):
                 return
             body = capped(receive, settings.max_json_bytes)
         request = Request(scope=scope, receive=body)
+        media_type = graphql_http.response_media_type(headers.get("accept"))
         # Who is asking is settled before any body is read, parsed or validated.
         request.state.actor = await self._authenticate(
             services_of(request).db, headers.get("authorization")
@@ -291,17 +332,24 @@ class EditgraphGraphQL(GraphQL[Context, None]):
             and not multipart_body
             and not settings.graphiql_enabled
         ):
-            refusal = _errors(UnauthenticatedError(), data=None)
-            await JSONResponse(refusal)(scope, receive, send)
+            status, answer = graphql_http.shape(
+                media_type, _errors(UnauthenticatedError(), data=None)
+            )
+            await _json(answer, status, media_type)(scope, receive, send)
             return
         try:
             response = await self.run(request)
         except BodyTooLarge:
             response = _too_large(settings.max_json_bytes)
         except BatchTooLarge as exc:
-            response = JSONResponse(_errors(QueryTooComplexError(exc.reason)), status_code=400)
+            response = _json(_errors(QueryTooComplexError(exc.reason)), 400, media_type)
         except HTTPException as exc:
-            response = PlainTextResponse(exc.reason, status_code=exc.status_code)
+            status = 415 if exc.reason == UNSUPPORTED_CONTENT_TYPE else exc.status_code
+            if media_type == graphql_http.GRAPHQL_RESPONSE:
+                # A client of the specification reads errors from a JSON body, even here.
+                response = _json({"errors": [{"message": exc.reason}]}, status, media_type)
+            else:
+                response = PlainTextResponse(exc.reason, status_code=status)
         finally:
             # Whatever the resolvers did not adopt is removed when the request ends.
             uploads = getattr(request.state, "uploads", None)
@@ -313,6 +361,10 @@ class EditgraphGraphQL(GraphQL[Context, None]):
 def _errors(exc: DomainError, **extra: object) -> dict[str, object]:
     """A GraphQL response body holding just ``exc``, with its code."""
     return {**extra, "errors": [graphql_error(exc).formatted]}
+
+
+def _json(body: dict[str, object], status: int, media_type: str) -> Response:
+    return JSONResponse(body, status, media_type=graphql_http.content_type(media_type))
 
 
 def _too_large(limit: int) -> Response:
