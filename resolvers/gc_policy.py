@@ -2,8 +2,9 @@
 videos, usage per area and listings by state. Read-only: nothing here changes a row or a file."""
 
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_
+from sqlalchemy import ColumnElement, ScalarSelect, Select, and_, func, or_
 from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 
@@ -23,57 +24,94 @@ def unprotected() -> ColumnElement[bool]:
     )
 
 
-def candidate_ids(days_old: int, keep_latest: int) -> Select[int | None]:
-    """The ids of exports the mark stage would flag: one query, whatever the table's size."""
-    cutoff = utcnow() - timedelta(days=days_old)
-    rank = (
-        func.row_number()
-        .over(partition_by=col(Export.project_id), order_by=col(Export.version).desc())
-        .label("rank")
-    )
-    ranked = (
-        sa_select(col(Export.id).label("id"), rank)
-        .join(Render, col(Render.id) == col(Export.render_id))
-        .where(col(Render.status) == RenderStatus.DONE, col(Export.gc_state) != DELETED)
-        .subquery()
-    )
+def kept_from(keep_latest: int) -> ScalarSelect[int]:
+    """Per project (correlated with ``Project``): the version of its ``keep_latest``-th newest
+    finished, undeleted export; older ones may go. NULL when it has no more than that many.
+    One short walk down the (project, version) index per project, whatever the table's size."""
     return (
-        sa_select(col(Export.id))
-        .join(ranked, ranked.c.id == col(Export.id))
-        .join(Project, col(Project.id) == col(Export.project_id))
+        sa_select(col(Export.version))
+        .join(Render, col(Render.id) == col(Export.render_id))
         .where(
+            col(Export.project_id) == col(Project.id),
+            col(Render.status) == RenderStatus.DONE,
+            col(Export.gc_state) != DELETED,
+        )
+        .order_by(col(Export.version).desc())
+        .offset(keep_latest - 1)
+        .limit(1)
+        .correlate(Project)
+        .scalar_subquery()
+    )
+
+
+def _candidates(days_old: int, keep_latest: int, *columns: Any) -> Select[Any]:
+    """``columns`` of the exports the mark stage would flag: finished, not yet collected,
+    older than ``days_old`` days, not among their project's ``keep_latest`` newest finished
+    exports, and unprotected. The cutoff version is found once per project, not ranked per
+    export."""
+    query = (
+        sa_select(*columns)
+        .select_from(Export)
+        .join(Render, col(Render.id) == col(Export.render_id))
+        .where(
+            col(Render.status) == RenderStatus.DONE,
             col(Export.gc_state) == NONE,
-            col(Export.created_at) < cutoff,
-            ranked.c.rank > keep_latest,
+            col(Export.created_at) < utcnow() - timedelta(days=days_old),
             unprotected(),
         )
     )
+    if keep_latest == 0:
+        return query.join(Project, col(Project.id) == col(Export.project_id))
+    cut = sa_select(
+        col(Project.id).label("project_id"), kept_from(keep_latest).label("kept")
+    ).subquery()
+    return (
+        query.join(cut, cut.c.project_id == col(Export.project_id))
+        .join(Project, col(Project.id) == col(Export.project_id))
+        .where(col(Export.version) < cut.c.kept)
+    )
+
+
+def candidate_ids(days_old: int, keep_latest: int) -> Select[Any]:
+    """The ids of exports the mark stage would flag: one query, whatever the table's size."""
+    return _candidates(days_old, keep_latest, col(Export.id))
 
 
 async def candidates(
     *, db: Database, days_old: int, keep_latest: int, first: int = 100
 ) -> tuple[list[tuple[Export, int]], int, int]:
     """Dry run: (up to ``first`` exports the mark stage would flag with their bytes, how many
-    there are in all, and their bytes in all)."""
-    ids = candidate_ids(days_old, keep_latest).subquery()
-    async with db.read() as session:
-        totals = await (await session.connection()).execute(
-            sa_select(func.count(), func.coalesce(func.sum(col(Render.bytes)), 0))
-            .select_from(Export)
-            .join(Render, col(Render.id) == col(Export.render_id))
-            .where(col(Export.id).in_(sa_select(ids.c.id)))
+    there are in all, and their bytes in all). The candidates are found once: the totals and
+    the first ones come from the same materialized set, in one statement."""
+    found = (
+        _candidates(
+            days_old,
+            keep_latest,
+            col(Export.id).label("id"),
+            func.coalesce(col(Render.bytes), 0).label("bytes"),
         )
-        count, size = totals.one()
-        rows = (
+        .cte("found")
+        .prefix_with("MATERIALIZED")
+    )
+    count = sa_select(func.count()).select_from(found).scalar_subquery()
+    size = sa_select(func.coalesce(func.sum(found.c.bytes), 0)).select_from(found)
+    first_ones = (
+        sa_select(found.c.id, found.c.bytes, count.label("count"), size.scalar_subquery())
+        .order_by(found.c.id)
+        .limit(max(first, 1))
+    )
+    async with db.read() as session:
+        rows = (await (await session.connection()).execute(first_ones)).all()
+        if not rows:
+            return [], 0, 0
+        listed = {row[0]: int(row[1]) for row in rows[:first]}
+        exports = (
             await session.exec(
-                select(Export, Render)
-                .join(Render, col(Render.id) == col(Export.render_id))
-                .where(col(Export.id).in_(sa_select(ids.c.id)))
-                .order_by(col(Export.id))
-                .limit(first)
+                select(Export).where(col(Export.id).in_(list(listed))).order_by(col(Export.id))
             )
         ).all()
-    return [(e, r.bytes or 0) for e, r in rows], int(count or 0), int(size or 0)
+    listing = [(e, listed[e.id]) for e in exports if e.id is not None]
+    return listing, int(rows[0][2]), int(rows[0][3])
 
 
 def stale_proxy(days_old: int) -> ColumnElement[bool]:
