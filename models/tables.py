@@ -3,7 +3,17 @@
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, ForeignKey, Integer, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -210,25 +220,33 @@ class Export(SQLModel, table=True):
     """A full-resolution export a user asked for: pinning and GC state live here."""
 
     __tablename__ = "exports"
-    __table_args__ = (UniqueConstraint("project_id", "version", name="uq_exports_project_version"),)
+    __table_args__ = (
+        UniqueConstraint("project_id", "version", name="uq_exports_project_version"),
+        # The GC pages through a state by id: a range of this index, whatever the planner
+        # believes about the table (a gc_state index alone made each page sort the state).
+        Index("ix_exports_gc_state_id", "gc_state", "id"),
+        # Few rows are ever pending: on PostgreSQL only those are indexed, so marking a
+        # million exports does not write a million entries here (SQLite indexes them all:
+        # its planner would not use a partial index for `files_pending IS 1`).
+        Index("ix_exports_files_pending", "files_pending", postgresql_where=text("files_pending")),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
-    project_id: int = Field(
-        sa_column=Column(Integer, ForeignKey("projects.id"), nullable=False, index=True)
-    )
+    # Looked up through uq_exports_project_version, whose first column it is.
+    project_id: int = Field(sa_column=Column(Integer, ForeignKey("projects.id"), nullable=False))
     version: int
     render_id: int = Field(
         sa_column=Column(Integer, ForeignKey("renders.id"), nullable=False, unique=True)
     )
     pinned: bool = Field(default=False)
-    gc_state: GcState = Field(default=GcState.NONE, sa_type=StateText(GcState, 10), index=True)
+    gc_state: GcState = Field(default=GcState.NONE, sa_type=StateText(GcState, 10))
     archive_key: str | None = Field(default=None, max_length=200)
     marked_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
     archived_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
     deleted_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
     # Set when a GC step changed gc_state and its files may not agree yet; the step that
     # makes them agree (under this row's lock) clears it, and so does the next run's converge.
-    files_pending: bool = Field(default=False, index=True)
+    files_pending: bool = Field(default=False)
     created_at: datetime = _created()
 
 

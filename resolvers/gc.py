@@ -143,13 +143,16 @@ async def mark(
                 .where(col(Export.gc_state) == MARKED, col(Export.marked_at) == now),
             )
         )
+        # Summed over the exports marked now (a range of the (gc_state, id) index), not
+        # over the audit table, which only grows.
         marked_bytes = await (await session.connection()).execute(
-            sa_select(func.coalesce(func.sum(col(GcAudit.bytes)), 0)).where(
-                col(GcAudit.action) == "mark", col(GcAudit.at) == now
-            )
+            sa_select(func.coalesce(func.sum(col(Render.bytes)), 0))
+            .select_from(Export)
+            .join(Render, col(Render.id) == col(Export.render_id))
+            .where(col(Export.gc_state) == MARKED, col(Export.marked_at) == now)
         )
         outcome.tally.marked += count
-        outcome.tally.bytes_marked += int(marked_bytes.scalar_one())
+        outcome.tally.bytes_marked += int(marked_bytes.scalar_one() or 0)
     return outcome
 
 

@@ -62,9 +62,13 @@ def _candidates(days_old: int, keep_latest: int, *columns: Any) -> Select[Any]:
     )
     if keep_latest == 0:
         return query.join(Project, col(Project.id) == col(Export.project_id))
-    cut = sa_select(
-        col(Project.id).label("project_id"), kept_from(keep_latest).label("kept")
-    ).subquery()
+    # Materialized: each project's cutoff is found once, before the join (a planner that
+    # inlined it would look it up again for every export of the project).
+    cut = (
+        sa_select(col(Project.id).label("project_id"), kept_from(keep_latest).label("kept"))
+        .cte("cut", nesting=True)
+        .prefix_with("MATERIALIZED")
+    )
     return (
         query.join(cut, cut.c.project_id == col(Export.project_id))
         .join(Project, col(Project.id) == col(Export.project_id))
