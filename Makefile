@@ -64,7 +64,16 @@ test: install lint typecheck
 	$(BIN)/editgraph schema --check
 	$(BIN)/pytest -n $(TEST_PROCESSES)
 
+# hey drives the HTTP benchmarks from its own process (bench/append_ops.py).
 bench: install
+	@command -v hey >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    echo "installing with apt-get: hey"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hey >/dev/null; \
+	  else \
+	    echo "make bench needs hey on PATH (Debian/Ubuntu: apt-get install hey; macOS: brew install hey)"; \
+	    exit 1; \
+	  fi; }
 	$(BIN)/python -m bench
 
 schema: install

@@ -15,7 +15,7 @@ from bench import (
 )
 
 if __name__ == "__main__":
-    asyncio.run(append_ops.main())
+    append_ops.main()
     asyncio.run(upload.main())
     asyncio.run(render.main())
     asyncio.run(previews.main())

@@ -1,79 +1,129 @@
-"""appendOps latency (p50, p99) and throughput with 32 concurrent clients, vs raw Starlette."""
+"""appendOps, and a read of 100 versions with their ops and proxies, under load: `editgraph
+serve` in EDITGRAPH_WORKERS processes (2 here) as users run it, driven by `hey` in its own
+process. The baseline of each figure is the same database work in bare Starlette endpoints
+with plain SQL (bench/plain_app.py) on the same uvicorn, processes, machine and load.
+
+After the appends, the project's versions must be exactly 0..N: no append lost or doubled."""
 
 import asyncio
+import csv
+import io
+import json
 import os
+import socket
 import subprocess
+import sys
 import tempfile
 import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
-from starlette.types import ASGIApp
+from sqlalchemy import text
 
-from bench.common import emit, percentile, scratch_postgres, serve
-from editgraph.app import create_app
-from editgraph.redis_embed import EmbeddedRedis
-from editgraph.settings import Settings
+from bench.common import emit, percentile, scratch_postgres
+from editgraph.redis_embed import EmbeddedRedis, free_port
 from jobs.queue import ArqQueue, connect
 from models.db import Database
 from models.migrate import upgrade
 from models.store import MediaStore
 from resolvers import ids, users, versions, videos
 
-CLIENTS = 32
-REQUESTS = int(os.environ.get("EDITGRAPH_BENCH_APPENDS", "1000"))
+PROCESSES = int(os.environ.get("EDITGRAPH_BENCH_SERVER_PROCESSES", "2"))
+APPENDS = int(os.environ.get("EDITGRAPH_BENCH_APPENDS", "3000"))
+READS = int(os.environ.get("EDITGRAPH_BENCH_READS", "3000"))
+WRITERS, READERS = 32, 64
 APPEND = """mutation($p: ID!, $ops: [OpInput!]!) { appendOps(projectId: $p, ops: $ops) {
   __typename ... on OpsAppended { version { number } } } }"""
+HISTORY = """query($p: ID!) { project(id: $p) { versions(first: 100) { nodes {
+  number ops { type params } proxy { status url } } } } }"""
 
 
-def raw_starlette() -> ASGIApp:
-    """The baseline: the same HTTP round trip with a JSON body and no GraphQL or database."""
+@dataclass
+class Run:
+    """What hey measured: each request's seconds and status, and the wall time."""
 
-    async def endpoint(request: Request) -> JSONResponse:
-        await request.json()
-        return JSONResponse({"data": {"appendOps": {"__typename": "OpsAppended"}}})
+    latencies: list[float]
+    statuses: list[int]
+    wall: float
 
-    return Starlette(routes=[Route("/graphql", endpoint, methods=["POST"])])
-
-
-async def hammer(base: str, token: str, project_id: str) -> tuple[list[float], float]:
-    """Send REQUESTS appendOps from CLIENTS concurrent clients; latencies and wall time."""
-    latencies: list[float] = []
-    queue = iter(range(REQUESTS))
-    limits = httpx.Limits(max_connections=CLIENTS)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as client:
-
-        async def worker() -> None:
-            for i in queue:
-                body = {
-                    "query": APPEND,
-                    "variables": {
-                        "p": project_id,
-                        "ops": [{"brightness": {"brightness": i % 100}}],
-                    },
-                }
-                start = time.perf_counter()
-                response = await client.post(
-                    "/graphql", json=body, headers={"Authorization": f"Bearer {token}"}
-                )
-                latencies.append(time.perf_counter() - start)
-                assert response.status_code == 200 and "errors" not in response.json(), (
-                    response.text
-                )
-
-        start = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(CLIENTS)))
-        return latencies, time.perf_counter() - start
+    @property
+    def rate(self) -> float:
+        return len(self.latencies) / self.wall
 
 
-async def one_backend(name: str, url: str, redis_url: str, workdir: Path, source: Path) -> None:
+def hey(url: str, *, n: int, c: int, body: dict[str, object] | None, token: str = "") -> Run:
+    """Drive ``url`` with hey (its own process): POST ``body`` as JSON, or GET."""
+    argv = ["hey", "-n", str(n), "-c", str(c), "-o", "csv", "-t", "60"]
+    if token:
+        argv += ["-H", f"Authorization: Bearer {token}"]
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
+        json.dump(body or {}, fh)
+    if body is not None:
+        argv += ["-m", "POST", "-T", "application/json", "-D", fh.name]
+    start = time.perf_counter()
+    out = subprocess.run([*argv, url], check=True, capture_output=True, text=True).stdout
+    wall = time.perf_counter() - start
+    Path(fh.name).unlink()
+    rows = list(csv.DictReader(io.StringIO(out)))
+    return Run(
+        [float(r["response-time"]) for r in rows], [int(r["status-code"]) for r in rows], wall
+    )
+
+
+def wait_for(port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+@contextmanager
+def server(argv: list[str], env: dict[str, str], port: int) -> Iterator[str]:
+    """A server process tree on ``port`` until the block ends."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("EDITGRAPH_")}
+    proc = subprocess.Popen(
+        argv, env={**clean, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_for(port)
+        base = f"http://127.0.0.1:{port}"
+        time.sleep(2)  # every process has started and connected
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+def report(name: str, what: str, run: Run, baseline: Run, base_name: str) -> None:
+    for pct in (50, 99):
+        emit(
+            f"{what} latency p{pct} ({name})",
+            percentile(run.latencies, pct) * 1000,
+            "ms",
+            baseline=percentile(baseline.latencies, pct) * 1000,
+            baseline_name=base_name,
+        )
+    emit(
+        f"{what} throughput ({name})",
+        run.rate,
+        "requests/s",
+        baseline=baseline.rate,
+        baseline_name=base_name,
+        non_200=sum(s != 200 for s in run.statuses),
+    )
+
+
+async def prepare(url: str, redis_url: str, workdir: Path, source: Path) -> tuple[str, int, int]:
+    """A user, a video and two projects (one for editgraph, one for the baseline)."""
     db = Database(url)
     await upgrade(db)
-    store = MediaStore(workdir / f"uploads-{name}")
+    store = MediaStore(workdir / "uploads")
     store.ensure_layout()
     user, token = await users.create_user(db=db, name="bench")
     actor = users.Actor.of(user)
@@ -84,66 +134,120 @@ async def one_backend(name: str, url: str, redis_url: str, workdir: Path, source
         db=db, store=store, queue=queue, actor=actor, staged=staging.finish()
     )
     assert video.id is not None
-    project = await versions.create_project(
-        db=db, queue=queue, actor=actor, video_id=video.id, name="bench"
-    )
+    made = [
+        await versions.create_project(db=db, queue=queue, actor=actor, video_id=video.id, name=n)
+        for n in ("bench", "baseline")
+    ]
     await queue.close()
-    assert project.id is not None
-    settings = Settings(
-        env="test", redis_url=redis_url, media_root=store.root, rate_proxies=1_000_000
-    )
-    async with serve(raw_starlette()) as base:
-        base_lat, base_wall = await hammer(base, token, "x")
-    async with serve(create_app(settings, db=db)) as base:
-        lat, wall = await hammer(base, token, ids.encode("Project", project.id))
     await db.dispose()
-    for pct in (50, 99):
-        b = percentile(base_lat, pct) * 1000
-        emit(
-            f"appendOps latency p{pct} ({name}, {CLIENTS} clients)",
-            percentile(lat, pct) * 1000,
-            "ms",
-            baseline=b,
-            baseline_name="raw Starlette JSON echo",
+    assert made[0].id is not None and made[1].id is not None
+    return token, made[0].id, made[1].id
+
+
+async def numbers(url: str, project: int) -> list[int]:
+    db = Database(url)
+    try:
+        async with db.read() as session:
+            rows = await (await session.connection()).execute(
+                text("SELECT number FROM versions WHERE project_id = :p ORDER BY number"),
+                {"p": project},
+            )
+            return [n for (n,) in rows]
+    finally:
+        await db.dispose()
+
+
+def one_backend(name: str, url: str, redis_url: str, workdir: Path, source: Path) -> None:
+    token, mine, theirs = asyncio.run(prepare(url, redis_url, workdir, source))
+    env = {
+        "EDITGRAPH_DATABASE_URL": url,
+        "EDITGRAPH_REDIS_URL": redis_url,
+        "EDITGRAPH_MEDIA_ROOT": str(workdir / "uploads"),
+        "EDITGRAPH_DATA_DIR": str(workdir / "data"),
+        "EDITGRAPH_WORKERS": str(PROCESSES),
+        "EDITGRAPH_EMBEDDED_WORKER": "false",
+        "EDITGRAPH_RATE_PROXIES": "100000000",
+        "EDITGRAPH_MAX_OPS_PER_VERSION": "100000000",
+    }
+    gid = ids.encode("Project", mine)
+    port = free_port()
+    serve = [sys.executable, "-m", "editgraph.cli", "serve", "--port", str(port)]
+    with server(serve, env, port) as base:
+        ops = [{"brightness": {"brightness": 10}}]
+        appends = hey(
+            base + "/graphql",
+            n=APPENDS,
+            c=WRITERS,
+            body={"query": APPEND, "variables": {"p": gid, "ops": ops}},
+            token=token,
         )
+        reads = hey(
+            base + "/graphql",
+            n=READS,
+            c=READERS,
+            body={"query": HISTORY, "variables": {"p": gid}},
+            token=token,
+        )
+        with urllib.request.urlopen(base + "/healthz", timeout=5) as answer:  # noqa: S310
+            assert answer.status == 200
+    stored = asyncio.run(numbers(url, mine))
+    # hey sends n // c requests from each of its c clients.
+    exact = stored == list(range(len(appends.latencies) + 1))
+    port = free_port()
+    plain = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        "bench.plain_app:create",
+        "--port",
+        str(port),
+        "--workers",
+        str(PROCESSES),
+    ]
+    with server(plain, env, port) as base:
+        op = [{"type": "brightness", "params": {"brightness": 10}}]
+        base_appends = hey(
+            base + "/append", n=APPENDS, c=WRITERS, body={"project": theirs, "ops": op}
+        )
+        base_reads = hey(f"{base}/history?project={theirs}", n=READS, c=READERS, body=None)
+    where = f"{PROCESSES} server processes, {os.cpu_count()} cores"
+    report(name, f"appendOps, {WRITERS} clients, {where}", appends, base_appends, "plain SQL")
     emit(
-        f"appendOps throughput ({name}, {CLIENTS} clients)",
-        REQUESTS / wall,
-        "requests/s",
-        baseline=REQUESTS / base_wall,
-        baseline_name="raw Starlette JSON echo",
+        f"appendOps: versions exactly 0..N after N appends ({name})",
+        float(exact),
+        "bool",
+        appends=len(appends.latencies),
+        stored_versions=len(stored),
     )
+    report(name, f"versions(first: 100) read, {READERS} clients", reads, base_reads, "plain SQL")
 
 
-async def main() -> None:
+def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, EmbeddedRedis(Path(tmp) / "redis") as redis:
         work = Path(tmp)
         source = work / "source.mp4"
+        lavfi = "testsrc2=size=320x240:rate=25:duration=5"
         subprocess.run(
-            [
-                "ffmpeg",
-                "-nostdin",
-                "-v",
-                "error",
-                "-f",
-                "lavfi",
-                "-i",
-                "testsrc2=size=320x240:rate=25:duration=5",
-                "-c:v",
-                "libx264",
-                str(source),
-            ],
+            ["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", lavfi, str(source)],
             check=True,
         )
-        await one_backend(
-            "sqlite", f"sqlite+aiosqlite:///{work / 'bench.db'}", redis.url, work, source
-        )
-        pg = await scratch_postgres("editgraph_bench")
-        if pg:
-            await one_backend("postgresql", pg, redis.url, work, source)
-        else:
-            emit("appendOps (postgresql)", 0, "skipped", reason="no PostgreSQL on 127.0.0.1:5432")
+        backends = os.environ.get("EDITGRAPH_BENCH_APPEND_DBS", "sqlite,postgresql").split(",")
+        if "sqlite" in backends:
+            sqlite = work / "sqlite"
+            sqlite.mkdir()
+            one_backend(
+                "sqlite", f"sqlite+aiosqlite:///{sqlite / 'bench.db'}", redis.url, sqlite, source
+            )
+        if "postgresql" in backends:
+            pg = asyncio.run(scratch_postgres("editgraph_bench"))
+            if pg is None:
+                emit("appendOps (postgresql)", 0, "skipped", reason="no PostgreSQL on 127.0.0.1")
+                return
+            postgres = work / "postgresql"
+            postgres.mkdir()
+            one_backend("postgresql", pg, redis.url, postgres, source)
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()
