@@ -120,15 +120,20 @@ class Context:
     connection_params: dict[str, object] = field(default_factory=dict)
     background: Background = field(default_factory=Background)
     op_limits: ops.Limits = ops.DEFAULT_LIMITS
-    loaders: Loaders = field(init=False)
+    _loaders: Loaders | None = field(init=False, default=None, repr=False)
 
-    def __post_init__(self) -> None:
-        self.loaders = make_loaders(self.db, self.caller, cache=not self.long_lived)
+    @property
+    def loaders(self) -> Loaders:
+        """This request's batching lookups, made when a field first needs one (an idle
+        websocket then holds none)."""
+        if self._loaders is None:
+            self._loaders = make_loaders(self.db, self.caller, cache=not self.long_lived)
+        return self._loaders
 
     def sign_in(self, actor: Actor) -> None:
         """Attach the caller a websocket authenticated with its connection_init payload."""
         self.caller = actor
-        self.loaders = make_loaders(self.db, actor, cache=not self.long_lived)
+        self._loaders = None
 
     def listen(self, project_id: int) -> AbstractAsyncContextManager[AsyncIterator[RenderEvent]]:
         """Live events of a project for this caller; past their subscription limit, entering

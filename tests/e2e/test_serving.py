@@ -11,6 +11,8 @@ from pathlib import Path
 
 import httpx
 import psutil
+from websockets.asyncio.client import connect
+from websockets.typing import Subprotocol
 
 from editgraph.redis_embed import free_port
 from tests.helpers.api import Api, new_project
@@ -139,3 +141,32 @@ async def test_a_killed_server_process_is_replaced_while_the_other_answers(
         assert alive == []
     finally:
         stop(proc)
+
+
+@SQLITE_ONLY
+async def test_websocket_compression_is_off_unless_asked_for(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """Browsers always offer per-message deflate; the server takes it only when
+    EDITGRAPH_WS_DEFLATE is on (it costs memory on every idle connection)."""
+    negotiated = {}
+    for deflate in ("false", "true"):
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        settings = {**env, "EDITGRAPH_WORKERS": "1"}
+        if deflate == "true":
+            settings["EDITGRAPH_WS_DEFLATE"] = "true"
+        proc = start(settings, tmp_path / f"serve-{deflate}.log", port, tmp_path)
+        try:
+            await until(lambda url=base: healthy(url), within=30, what="the server to answer")
+            async with connect(
+                f"ws://127.0.0.1:{port}/graphql",
+                subprotocols=[Subprotocol("graphql-transport-ws")],
+                compression="deflate",
+            ) as ws:
+                assert ws.response is not None
+                negotiated[deflate] = ws.response.headers.get("Sec-WebSocket-Extensions", "")
+        finally:
+            stop(proc)
+    assert negotiated["false"] == ""
+    assert negotiated["true"].startswith("permessage-deflate")
