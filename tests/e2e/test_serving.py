@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -158,7 +159,7 @@ async def test_websocket_compression_is_off_unless_asked_for(
             settings["EDITGRAPH_WS_DEFLATE"] = "true"
         proc = start(settings, tmp_path / f"serve-{deflate}.log", port, tmp_path)
         try:
-            await until(lambda url=base: healthy(url), within=30, what="the server to answer")
+            await until(partial(healthy, base), within=30, what="the server to answer")
             async with connect(
                 f"ws://127.0.0.1:{port}/graphql",
                 subprotocols=[Subprotocol("graphql-transport-ws")],
