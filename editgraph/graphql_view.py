@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, TypedDict, cast
 
@@ -57,6 +58,8 @@ def graphiql_with_connection_params(html: str) -> str:
         raise RuntimeError("Strawberry's GraphiQL page changed; update editgraph's fetcher patch")
     return html.replace(_STOCK_FETCHER, _FETCHER)
 
+
+ENCODED_KEPT = 256  # subscription results whose JSON is kept for the next subscriber
 
 # Strawberry's answer to a POST whose body is neither JSON nor multipart; editgraph's is 415.
 UNSUPPORTED_CONTENT_TYPE = "Unsupported content type"
@@ -175,6 +178,8 @@ class EditgraphGraphQL(GraphQL[Context, None]):
             allowed_origins=settings.allowed_origins,
         )
         self.settings = settings
+        # Recent subscription results and their JSON, by identity (see ``encode_json``).
+        self._encoded: OrderedDict[int, tuple[object, str]] = OrderedDict()
         self._ide_html = graphiql_with_connection_params(super().graphql_ide_html)
 
     @property
@@ -272,6 +277,24 @@ class EditgraphGraphQL(GraphQL[Context, None]):
         self._within_batch_limit(replaced)
         return replaced
 
+    def encode_json(self, data: object) -> str:
+        """JSON, as strawberry writes it; a subscription's ``next`` message reuses the
+        encoding of a result that other subscribers were already sent (schema/execution.py
+        shares one result among the subscribers of an event)."""
+        if not (isinstance(data, dict) and data.get("type") == "next" and len(data) == 3):
+            return _dumps(data)
+        payload = data.get("payload")
+        if not isinstance(payload, dict) or set(payload) != {"data"}:
+            return _dumps(data)
+        result = payload["data"]
+        known = self._encoded.get(id(result))
+        if known is None or known[0] is not result:
+            known = (result, _dumps(payload))
+            self._encoded[id(result)] = known
+            while len(self._encoded) > ENCODED_KEPT:
+                self._encoded.popitem(last=False)
+        return f'{{"id":{json.dumps(data["id"])},"type":"next","payload":{known[1]}}}'
+
     def decode_json(self, data: str | bytes) -> object:
         """A JSON body: an operation or a batch; anything else is a 400, not a 500."""
         try:
@@ -361,6 +384,10 @@ class EditgraphGraphQL(GraphQL[Context, None]):
 def _errors(exc: DomainError, **extra: object) -> dict[str, object]:
     """A GraphQL response body holding just ``exc``, with its code."""
     return {**extra, "errors": [graphql_error(exc).formatted]}
+
+
+def _dumps(data: object) -> str:
+    return json.dumps(data, separators=(",", ":"))
 
 
 def _json(body: dict[str, object], status: int, media_type: str) -> Response:

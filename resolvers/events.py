@@ -1,10 +1,10 @@
 """Render events: what subscribers receive, and the one wire format workers publish in."""
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
 
 from models.tables import Export, Render
 from resolvers.errors import DomainError
@@ -18,6 +18,7 @@ KINDS = (
     "failed",
     "cancelled",
 )
+T = TypeVar("T")
 # Never dropped for a slow subscriber; progress events may be.
 TERMINAL = frozenset({"proxy_ready", "export_complete", "failed", "cancelled"})
 
@@ -32,6 +33,17 @@ class RenderEvent:
     export: Export | None = None
     # (done, total) segments of a segmented proxy, at the time of the event
     segments: tuple[int, int] | None = None
+    # What subscribers derive from this event, made once for all of them (see ``once``).
+    derived: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def once(self, key: str, make: Callable[[], T]) -> T:
+        """``make()``, computed by the first subscriber that asks and shared with the
+        others: one server delivers this very object to every local subscriber of the
+        project, so they also share what is executed and encoded from it."""
+        if key not in self.derived:
+            self.derived[key] = make()
+        value: T = self.derived[key]
+        return value
 
     @property
     def terminal(self) -> bool:

@@ -2,6 +2,7 @@
 renderEvents stream."""
 
 from collections.abc import AsyncGenerator, Awaitable, Callable
+from functools import partial
 
 import strawberry
 
@@ -123,7 +124,7 @@ async def _proxies(
         async for event in feed:
             if event.kind == kind and event.render.id not in sent:
                 sent.add(event.render.id)
-                yield Render.from_row(event.render)
+                yield event.once("render", partial(Render.from_row, event.render))
 
 
 @strawberry.type
@@ -175,7 +176,7 @@ class Subscription:
             async for event in feed:
                 if event.kind == "export_complete" and event.export and event.export.id not in sent:
                     sent.add(event.export.id)
-                    yield Export.from_row(event.export)
+                    yield event.once("export", partial(Export.from_row, event.export))
 
     @strawberry.subscription(
         description="Every render event of the project, live. With `after` (a cursor from an "
@@ -199,4 +200,4 @@ class Subscription:
             async for event in feed:
                 if events.cursor_order(event.cursor) > last:
                     last = events.cursor_order(event.cursor)
-                    yield as_type(event)
+                    yield event.once("event", partial(as_type, event))
