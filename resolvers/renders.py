@@ -47,23 +47,41 @@ async def source_sha256(session: AsyncSession, project: Project) -> str:
     return sha
 
 
+async def project_source(*, db: Database, project_id: int) -> str | None:
+    """The SHA-256 of a project's source bytes, read before a write transaction (it never
+    changes), or None if there is no such project."""
+    async with db.read() as session:
+        return (
+            await session.exec(
+                select(Blob.sha256)
+                .join(Video, col(Video.blob_id) == col(Blob.id))
+                .join(Project, col(Project.source_video_id) == col(Video.id))
+                .where(col(Project.id) == project_id)
+            )
+        ).first()
+
+
 async def add_render(
     session: AsyncSession,
     project: Project,
     version: Version,
     kind: RenderKind,
     preset: Preset,
+    *,
+    source: str | None = None,
 ) -> Render:
     """A QUEUED render of ``version``, inside the caller's transaction; ``lifecycle.enqueue``
     it after commit. The caller asked ``queue.admit`` before opening the transaction: Redis
-    is never waited on under the write lock."""
+    is never waited on under the write lock. ``source``: the project's source SHA-256, if the
+    caller read it already (``project_source``)."""
     assert project.id is not None
+    sha = source if source is not None else await source_sha256(session, project)
     render = Render(
         project_id=project.id,
         kind=kind,
         version=version.number,
         preset=preset.name,
-        content_key=content_key(await source_sha256(session, project), version.ops_hash, preset),
+        content_key=content_key(sha, version.ops_hash, preset),
         job_id=job_id(kind, project.id, version.number),
     )
     return await lifecycle.queued(session, render)

@@ -60,6 +60,9 @@ async def append_ops(
         raise InvalidOpsError(await _every_problem(db, actor, project_id, parsed, errors, limits))
     batch = [op for op in parsed if op is not None]  # all of them: none failed to parse
     await queue.admit(user_id=actor.id, kind=RenderKind.PROXY)  # never inside the transaction
+    # Read before the project's row is locked: the less a bump holds it, the more appends
+    # to one project commit per second.
+    source = await renders.project_source(db=db, project_id=project_id)
     async with db.write() as session:
         project, number = await _bump(session, actor, project_id, expected_version)
         parent = number - 1
@@ -98,7 +101,9 @@ async def append_ops(
                     video_id=op.video_id if isinstance(op, ops.Concat) else None,
                 )
             )
-        proxy = await renders.add_render(session, project, version, RenderKind.PROXY, PROXY)
+        proxy = await renders.add_render(
+            session, project, version, RenderKind.PROXY, PROXY, source=source
+        )
     await lifecycle.enqueue(queue, proxy)
     return project, version, proxy
 
@@ -217,17 +222,16 @@ async def _bump(
     stmt = update(Project).where(col(Project.id) == project_id, col(Project.owner_id) == actor.id)
     if expected is not None:
         stmt = stmt.where(col(Project.current_version) == expected)
-    stmt = stmt.values(current_version=col(Project.current_version) + 1).returning(
-        col(Project.current_version)
-    )
-    number = (await session.exec(stmt)).scalar_one_or_none()
-    project = await session.get(Project, project_id, populate_existing=True)
+    # The project comes back with its new number: one statement while the row is locked.
+    stmt = stmt.values(current_version=col(Project.current_version) + 1).returning(Project)
+    bumped = (await session.exec(stmt)).scalar_one_or_none()
+    if bumped is not None:
+        return bumped, bumped.current_version
+    project = await session.get(Project, project_id)
     if project is None or project.owner_id != actor.id:
         raise NotFoundError("Project", project_id)
-    if number is None:
-        assert expected is not None
-        raise VersionConflictError(expected, project.current_version)
-    return project, int(number)
+    assert expected is not None
+    raise VersionConflictError(expected, project.current_version)
 
 
 async def effective_in(session: AsyncSession, project_id: int, number: int) -> list[EditOperation]:
