@@ -18,8 +18,7 @@ from jobs.queue import connect
 from models.db import Database
 from models.tables import Render
 from resolvers import ids
-from tests.e2e.test_subscriptions import new_project
-from tests.helpers.api import Api
+from tests.helpers.api import Api, new_project
 from tests.helpers.websocket import raw_socket
 
 SHORT = "subscription($p: ID!) { renderEvents(projectId: $p) { __typename cursor render { progress } } }"
