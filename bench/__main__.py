@@ -16,7 +16,7 @@ from bench import (
 
 if __name__ == "__main__":
     append_ops.main()
-    asyncio.run(upload.main())
+    upload.main()
     asyncio.run(render.main())
     asyncio.run(previews.main())
     asyncio.run(events.main())

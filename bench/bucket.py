@@ -22,7 +22,7 @@ import obstore
 import psutil
 
 from bench.common import emit, scratch_postgres
-from bench.upload import QUERY, PeakRss, make_source
+from bench.upload import PeakRss, curl_upload, make_source
 from editgraph.cluster import BUCKET, LOOPBACK_CREDENTIALS, Cluster
 from models.bucket import s3_store
 from models.db import Database
@@ -78,18 +78,8 @@ def upload_figures(cluster: Cluster, token: str, source: Path, warm_up: Path) ->
 
 
 def send(cluster: Cluster, token: str, source: Path, kind: str) -> None:
-    """Upload with curl, in its own process."""
-    sent = subprocess.run(
-        [
-            "curl", "-sS", "--fail-with-body", f"{cluster.urls[0]}/graphql",
-            "-H", f"Authorization: Bearer {token}",
-            "-F", f"operations={QUERY}", "-F", 'map={"0": ["variables.f"]}',
-            "-F", f"0=@{source};type={kind}",
-        ],
-        check=True, capture_output=True, text=True,
-    )  # fmt: skip
-    answer = json.loads(sent.stdout)["data"]["uploadVideo"]
-    assert answer["__typename"] == "VideoUploaded", answer
+    """Upload with curl, in its own process, to the cluster's first server."""
+    curl_upload(cluster.urls[0], token, source, kind)
 
 
 async def exports_per_minute(cluster: Cluster, token: str, clip: Path) -> float:
