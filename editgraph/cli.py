@@ -13,7 +13,7 @@ from editgraph import cluster, gc_cli
 from editgraph.cluster import DEFAULT_DATABASE
 from editgraph.media import SECRET_FILE, local_secret
 from editgraph.redis_embed import EmbeddedRedis
-from editgraph.serving import Processes, serve_one
+from editgraph.serving import Processes, exit_on_signal, serve_one
 from editgraph.settings import DEFAULT_SECRET, Settings
 from jobs.reconcile import clean_temp
 from jobs.worker import run_forever
@@ -127,11 +127,11 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         sys.stdout.flush()
         # uvicorn re-raises SIGTERM after its graceful shutdown; turn it into SystemExit so
         # the `finally` blocks still stop the worker and the embedded redis-server.
-        signal.signal(signal.SIGTERM, _exit_on_signal)
+        signal.signal(signal.SIGTERM, exit_on_signal)
         if settings.workers > 1:
             print(f"{settings.workers} server processes on port {port}")
             sys.stdout.flush()
-            Processes(settings, host, port, args.log_level).run()
+            return Processes(settings, host, port, args.log_level).run()
         else:
             asyncio.run(
                 serve_one(settings, host, port, args.log_level, worker=settings.embedded_worker)
@@ -157,7 +157,7 @@ def cmd_worker(settings: Settings, _: argparse.Namespace) -> int:
     print(f"render worker: {settings.render_concurrency} at a time, queue on {settings.redis_url}")
     sys.stdout.flush()
     # SIGTERM/SIGINT end the worker; running renders are released and picked up again.
-    signal.signal(signal.SIGTERM, _exit_on_signal)
+    signal.signal(signal.SIGTERM, exit_on_signal)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_forever(settings))
     return 0
@@ -167,12 +167,8 @@ def cmd_cluster(settings: Settings, args: argparse.Namespace) -> int:
     url = args.database_url or (
         settings.database_url if settings.database_url.startswith("postgresql") else None
     )
-    signal.signal(signal.SIGTERM, _exit_on_signal)  # stops every child, as Ctrl-C does
+    signal.signal(signal.SIGTERM, exit_on_signal)  # stops every child, as Ctrl-C does
     return cluster.run(args.folder, url or DEFAULT_DATABASE, args.servers, args.workers)
-
-
-def _exit_on_signal(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)
 
 
 def build_parser() -> argparse.ArgumentParser:

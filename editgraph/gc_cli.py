@@ -16,6 +16,17 @@ from resolvers.errors import GcBusyError, MediaMissingError, NotFoundError
 from resolvers.gc_runs import Reporter
 
 
+def _count(text: str) -> int:
+    """A command-line count: a whole number, 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative; give 0 or more")
+    return value
+
+
 def _size(n: int) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if n < 1024 or unit == "TiB":
@@ -200,10 +211,10 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
         verb = verbs.add_parser(name, help=text)
         verb.set_defaults(handler=cmd_gc)
         if name in ("candidates", "mark", "full-cycle"):
-            verb.add_argument("--days-old", type=int, default=30)
-            verb.add_argument("--keep-latest", type=int, default=1)
+            verb.add_argument("--days-old", type=_count, default=30)
+            verb.add_argument("--keep-latest", type=_count, default=1)
         if name in ("delete", "full-cycle"):
-            verb.add_argument("--days-in-archive", type=int, default=30)
+            verb.add_argument("--days-in-archive", type=_count, default=30)
             verb.add_argument("--yes", action="store_true", help="confirm permanent deletion")
         if name == "delete":
             verb.add_argument(

@@ -2,7 +2,6 @@
 
 import asyncio
 import json
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, TypedDict, cast
 
@@ -30,6 +29,7 @@ from resolvers.errors import DomainError, QueryTooComplexError, UnauthenticatedE
 from resolvers.users import Actor
 from schema.context import Background, Context
 from schema.errors import graphql_error
+from schema.execution import SharedData
 from schema.limits import QueryLimits
 from schema.root import build_schema
 
@@ -58,8 +58,6 @@ def graphiql_with_connection_params(html: str) -> str:
         raise RuntimeError("Strawberry's GraphiQL page changed; update editgraph's fetcher patch")
     return html.replace(_STOCK_FETCHER, _FETCHER)
 
-
-ENCODED_KEPT = 256  # subscription results whose JSON is kept for the next subscriber
 
 # Strawberry's answer to a POST whose body is neither JSON nor multipart; editgraph's is 415.
 UNSUPPORTED_CONTENT_TYPE = "Unsupported content type"
@@ -178,8 +176,6 @@ class EditgraphGraphQL(GraphQL[Context, None]):
             allowed_origins=settings.allowed_origins,
         )
         self.settings = settings
-        # Recent subscription results and their JSON, by identity (see ``encode_json``).
-        self._encoded: OrderedDict[int, tuple[object, str]] = OrderedDict()
         self._ide_html = graphiql_with_connection_params(super().graphql_ide_html)
 
     @property
@@ -278,22 +274,18 @@ class EditgraphGraphQL(GraphQL[Context, None]):
         return replaced
 
     def encode_json(self, data: object) -> str:
-        """JSON, as strawberry writes it; a subscription's ``next`` message reuses the
-        encoding of a result that other subscribers were already sent (schema/execution.py
-        shares one result among the subscribers of an event)."""
-        if not (isinstance(data, dict) and data.get("type") == "next" and len(data) == 3):
-            return _dumps(data)
-        payload = data.get("payload")
-        if not isinstance(payload, dict) or set(payload) != {"data"}:
-            return _dumps(data)
-        result = payload["data"]
-        known = self._encoded.get(id(result))
-        if known is None or known[0] is not result:
-            known = (result, _dumps(payload))
-            self._encoded[id(result)] = known
-            while len(self._encoded) > ENCODED_KEPT:
-                self._encoded.popitem(last=False)
-        return f'{{"id":{json.dumps(data["id"])},"type":"next","payload":{known[1]}}}'
+        """JSON, as strawberry writes it; a subscription's ``next`` message whose result the
+        subscribers of an event share (schema/execution.py) is encoded once for all."""
+        if isinstance(data, dict) and data.get("type") == "next" and len(data) == 3:
+            payload = data.get("payload")
+            if isinstance(payload, dict) and set(payload) == {"data"}:
+                result = payload["data"]
+                if isinstance(result, SharedData):
+                    if result.encoded is None:
+                        result.encoded = _dumps(payload)
+                    operation = _dumps(data["id"])
+                    return f'{{"id":{operation},"type":"next","payload":{result.encoded}}}'
+        return _dumps(data)
 
     def decode_json(self, data: str | bytes) -> object:
         """A JSON body: an operation or a batch; anything else is a 400, not a 500."""
@@ -323,12 +315,12 @@ class EditgraphGraphQL(GraphQL[Context, None]):
         settings = self.settings
         probe = Request(scope)
         headers = probe.headers
+        media_type = graphql_http.response_media_type(headers.get("accept"))
         if probe.method == "GET" and "query" in probe.query_params:
             # Operations come by POST only: a GET would put them, and what they change, in
             # URLs that proxies cache and logs keep. GET /graphql serves GraphiQL.
-            refusal = PlainTextResponse(
-                "GraphQL operations are sent by POST", status_code=405, headers={"Allow": "POST"}
-            )
+            refusal = _refusal("GraphQL operations are sent by POST", 405, media_type)
+            refusal.headers["Allow"] = "POST"
             await refusal(scope, receive, send)
             return
         content_type = headers.get("content-type", "").strip().lower()
@@ -338,11 +330,10 @@ class EditgraphGraphQL(GraphQL[Context, None]):
             # Uploads have their own limits (multipart.py); every other body is small JSON,
             # refused by its declared length before it is read, or as soon as it runs over.
             if multipart.declared_over(headers.get("content-length"), settings.max_json_bytes):
-                await _too_large(settings.max_json_bytes)(scope, receive, send)
+                await _too_large(settings.max_json_bytes, media_type)(scope, receive, send)
                 return
             body = capped(receive, settings.max_json_bytes)
         request = Request(scope=scope, receive=body)
-        media_type = graphql_http.response_media_type(headers.get("accept"))
         # Who is asking is settled before any body is read, parsed or validated.
         request.state.actor = await self._authenticate(
             services_of(request).db, headers.get("authorization")
@@ -363,16 +354,12 @@ class EditgraphGraphQL(GraphQL[Context, None]):
         try:
             response = await self.run(request)
         except BodyTooLarge:
-            response = _too_large(settings.max_json_bytes)
+            response = _too_large(settings.max_json_bytes, media_type)
         except BatchTooLarge as exc:
             response = _json(_errors(QueryTooComplexError(exc.reason)), 400, media_type)
         except HTTPException as exc:
             status = 415 if exc.reason == UNSUPPORTED_CONTENT_TYPE else exc.status_code
-            if media_type == graphql_http.GRAPHQL_RESPONSE:
-                # A client of the specification reads errors from a JSON body, even here.
-                response = _json({"errors": [{"message": exc.reason}]}, status, media_type)
-            else:
-                response = PlainTextResponse(exc.reason, status_code=status)
+            response = _refusal(exc.reason, status, media_type)
         finally:
             # Whatever the resolvers did not adopt is removed when the request ends.
             uploads = getattr(request.state, "uploads", None)
@@ -394,8 +381,14 @@ def _json(body: dict[str, object], status: int, media_type: str) -> Response:
     return JSONResponse(body, status, media_type=graphql_http.content_type(media_type))
 
 
-def _too_large(limit: int) -> Response:
-    return PlainTextResponse(
-        f"the request body is over the {limit} byte limit (EDITGRAPH_MAX_JSON_BYTES)",
-        status_code=413,
-    )
+def _refusal(reason: str, status: int, media_type: str) -> Response:
+    """An HTTP-level refusal: a JSON error for a client of the GraphQL-over-HTTP
+    specification (it reads errors from the body, even here), plain text for the others."""
+    if media_type == graphql_http.GRAPHQL_RESPONSE:
+        return _json({"errors": [{"message": reason}]}, status, media_type)
+    return PlainTextResponse(reason, status_code=status)
+
+
+def _too_large(limit: int, media_type: str) -> Response:
+    reason = f"the request body is over the {limit} byte limit (EDITGRAPH_MAX_JSON_BYTES)"
+    return _refusal(reason, 413, media_type)

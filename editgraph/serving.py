@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
+import os
 import signal
 import socket
 import sys
@@ -24,7 +25,16 @@ from jobs.worker import run_forever
 
 log = logging.getLogger(__name__)
 RESTART_BACKOFF_S = (0.5, 1, 2, 5, 10)  # a process that keeps dying is restarted ever slower
+HEALTHY_AFTER_S = 30.0  # a process that ran this long starts the backoff over when it dies
+QUICK_FAILURES = 5  # this many deaths in a row, each within HEALTHY_AFTER_S: give up, exit 1
 STOP_TIMEOUT_S = 30.0  # graceful shutdown (open requests, websockets) before SIGKILL
+
+
+def exit_on_signal(signum: int, _frame: object) -> None:
+    """SIGTERM as SystemExit: the ``finally`` blocks run (the render worker hands back its
+    renders, the embedded Redis stops). uvicorn restores this handler after its graceful
+    shutdown and raises the signal again."""
+    raise SystemExit(128 + signum)
 
 
 def uvicorn_config(settings: Settings, host: str, port: int, log_level: str) -> uvicorn.Config:
@@ -65,9 +75,12 @@ async def serve_one(
 
 
 def _child(
-    settings: Settings, sock: socket.socket, log_level: str, worker: bool
+    settings: Settings, sock: socket.socket, log_level: str, worker: bool, parent: int
 ) -> None:  # pragma: no cover - runs in a spawned process; tests drive it through `serve`
     die_with_parent()
+    if os.getppid() != parent:  # the supervisor died before the line above took effect
+        return
+    signal.signal(signal.SIGTERM, exit_on_signal)
     asyncio.run(serve_one(settings, "", 0, log_level, sockets=[sock], worker=worker))
 
 
@@ -84,21 +97,27 @@ class Processes:
         ).bind_socket()
         self.context = multiprocessing.get_context("spawn")
         self.processes: list[BaseProcess | None] = [None] * settings.workers
-        self.deaths = [0] * settings.workers
+        self.started = [0.0] * settings.workers
+        self.deaths = [0] * settings.workers  # in a row, each soon after its start
+        self.restart_at: list[float | None] = [None] * settings.workers
         self.stopping = False
+        self.failed = False
 
     def _start(self, index: int) -> None:
         worker = index == 0 and self.settings.embedded_worker
         process = self.context.Process(
             target=_child,
-            args=(self.settings, self.socket, self.log_level, worker),
+            args=(self.settings, self.socket, self.log_level, worker, os.getpid()),
             name=f"editgraph-server-{index}",
         )
         process.start()
         self.processes[index] = process
+        self.started[index] = time.monotonic()
+        self.restart_at[index] = None
 
-    def run(self) -> None:
-        """Start them all and keep them running until SIGTERM or SIGINT."""
+    def run(self) -> int:
+        """Start them all and keep them running until SIGTERM or SIGINT (0), or until one
+        keeps dying right after its start (1: something outside is wrong, say so)."""
 
         def stop(signum: int, _: FrameType | None) -> None:
             self.stopping = True
@@ -107,29 +126,46 @@ class Processes:
         try:
             for index in range(len(self.processes)):
                 self._start(index)
-            while not self.stopping:
+            while not self.stopping and not self.failed:
                 time.sleep(0.2)
-                self._restart_dead()
+                self._tend()
         finally:
             self._stop_all()
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
             self.socket.close()
+        return 1 if self.failed else 0
 
-    def _restart_dead(self) -> None:
+    def _tend(self) -> None:
+        """Schedule a restart for each process that died; start those whose time came."""
+        now = time.monotonic()
         for index, process in enumerate(self.processes):
-            if process is None or process.is_alive() or self.stopping:
+            if self.stopping or process is None or process.is_alive():
                 continue
-            delay = RESTART_BACKOFF_S[min(self.deaths[index], len(RESTART_BACKOFF_S) - 1)]
-            self.deaths[index] += 1
-            print(
-                f"server process {index} (pid {process.pid}) exited with {process.exitcode};"
-                f" restarting it in {delay} s",
-                file=sys.stderr,
-                flush=True,
-            )
-            time.sleep(delay)
-            self._start(index)
+            when = self.restart_at[index]
+            if when is None:
+                if now - self.started[index] >= HEALTHY_AFTER_S:
+                    self.deaths[index] = 0
+                self.deaths[index] += 1
+                if self.deaths[index] >= QUICK_FAILURES:
+                    print(
+                        f"server process {index} exited {QUICK_FAILURES} times in a row soon"
+                        f" after starting (last exit code {process.exitcode}); stopping",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    self.failed = True
+                    return
+                delay = RESTART_BACKOFF_S[min(self.deaths[index], len(RESTART_BACKOFF_S)) - 1]
+                self.restart_at[index] = now + delay
+                print(
+                    f"server process {index} (pid {process.pid}) exited with"
+                    f" {process.exitcode}; restarting it in {delay} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            elif now >= when:
+                self._start(index)
 
     def _stop_all(self) -> None:
         running = [p for p in self.processes if p is not None and p.is_alive()]

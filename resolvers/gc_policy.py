@@ -13,6 +13,7 @@ from models.db import Database
 from models.states import RenderKind, RenderStatus
 from models.store import MediaStore
 from models.tables import EditOperation, Export, Project, Render, Video, utcnow
+from resolvers.errors import BadInputError
 from resolvers.gc_files import DELETED, NONE
 
 
@@ -22,6 +23,14 @@ def unprotected() -> ColumnElement[bool]:
         col(Export.pinned).is_(False),
         or_(col(Project.latest_export_id).is_(None), col(Project.latest_export_id) != Export.id),
     )
+
+
+def check_rules(*, days_old: int, keep_latest: int) -> None:
+    """The GC's rules are counts: a negative one is refused, not guessed at."""
+    if days_old < 0:
+        raise BadInputError("daysOld must be 0 or more")
+    if keep_latest < 0:
+        raise BadInputError("keepLatest must be 0 or more")
 
 
 def kept_from(keep_latest: int) -> ScalarSelect[int]:
@@ -49,6 +58,7 @@ def _candidates(days_old: int, keep_latest: int, *columns: Any) -> Select[Any]:
     older than ``days_old`` days, not among their project's ``keep_latest`` newest finished
     exports, and unprotected. The cutoff version is found once per project, not ranked per
     export."""
+    check_rules(days_old=days_old, keep_latest=keep_latest)
     query = (
         sa_select(*columns)
         .select_from(Export)

@@ -3,14 +3,36 @@ and each event executed once per distinct subscription rather than once per subs
 
 import asyncio
 import json
+from collections.abc import Awaitable
 from typing import Any
 
-from graphql import print_ast
+from graphql import ExecutionResult, print_ast
 from graphql.pyutils import RefMap
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 # Where an event's payload keeps its results, by subscription (see ``Execution``).
 RESULTS = "_editgraph_results"
+
+
+class SharedData(dict[str, Any]):
+    """The data of a result that the subscribers of one event share; ``encoded`` is its JSON
+    payload once the first of them has been sent it (the view writes it, and it goes with the
+    event: nothing outlives the event's subscribers)."""
+
+    encoded: str | None = None
+
+
+def _shared(result: Any) -> Any:
+    """``result``, its data marked as shared (a subscription event always executes to an
+    ``ExecutionResult``)."""
+    data = result.data if isinstance(result, ExecutionResult) else None
+    if isinstance(data, dict) and not isinstance(data, SharedData):
+        result.data = SharedData(data)
+    return result
+
+
+async def _shared_later(result: Awaitable[Any]) -> Any:
+    return _shared(await result)
 
 
 class Execution(StrawberryGraphQLCoreExecutionContext):
@@ -71,7 +93,10 @@ class Execution(StrawberryGraphQLCoreExecutionContext):
         assert key is not None
         if key not in results:
             result = super().execute_operation(serially)
-            results[key] = asyncio.ensure_future(result) if self.is_awaitable(result) else result
+            if self.is_awaitable(result):
+                results[key] = asyncio.ensure_future(_shared_later(result))
+            else:
+                results[key] = _shared(result)
         shared = results[key]
         # Shielded: a subscriber that leaves mid-execution must not cancel it for the rest.
         return asyncio.shield(shared) if isinstance(shared, asyncio.Future) else shared

@@ -239,6 +239,7 @@ class GcMutation:
     )
     async def gc_mark(self, info: Info, days_old: int = 30, keep_latest: int = 1) -> GcRun:
         context = info.context
+        gc_policy.check_rules(days_old=days_old, keep_latest=keep_latest)  # before the lock
         run = await gc_runs.acquire(
             db=context.db,
             action="mark",

@@ -69,6 +69,16 @@ def gc_cli(
     return run
 
 
+def test_negative_counts_are_refused_with_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for args in (("candidates", "--keep-latest", "-1"), ("mark", "--days-old", "-2")):
+        with pytest.raises(SystemExit) as exited:
+            main(["gc", *args])
+        assert exited.value.code == 2
+        assert "is negative; give 0 or more" in capsys.readouterr().err
+
+
 async def test_the_cli_runs_the_same_gc(
     db: Database,
     queue: ArqQueue,

@@ -141,6 +141,9 @@ async def test_malformed_bodies_are_4xx_and_json_for_clients_of_the_specificatio
     assert plain.status_code == 415
     legacy = await post(api, b'{"query": "{ me', token=alice, headers=headers, accept=None)
     assert legacy.status_code == 400 and "parse" in legacy.text
+    huge = await post(api, b"[" + b"1," * (600 * 1024) + b"1]", token=alice, headers=headers)
+    assert huge.status_code == 413 and is_new_type(huge)
+    assert "EDITGRAPH_MAX_JSON_BYTES" in huge.json()["errors"][0]["message"]
 
 
 @SQLITE_ONLY  # the HTTP edge; the database plays no part
@@ -153,6 +156,7 @@ async def test_operations_by_get_are_405_and_post_only(api: Api, tokens: dict[st
         )
         assert refused.status_code == 405
         assert refused.headers["allow"] == "POST"
+        assert is_new_type(refused) and "POST" in refused.json()["errors"][0]["message"]
     # GraphiQL still opens in a browser.
     page = await api.client.get("/graphql", headers={"Accept": "text/html"})
     assert page.status_code == 200 and "graphiql" in page.text.lower()

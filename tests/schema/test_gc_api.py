@@ -55,6 +55,22 @@ async def test_only_admins_run_the_gc(api: Api, tokens: dict[str, str]) -> None:
                 assert (await finished(api, tokens["root"], run["id"]))["status"] == "DONE"
 
 
+async def test_negative_rules_are_refused_before_anything_runs(
+    api: Api, tokens: dict[str, str]
+) -> None:
+    for query in (
+        "{ gcCandidates(keepLatest: -1) { count } }",
+        "{ gcCandidates(daysOld: -3) { count } }",
+        "mutation { gcMark(keepLatest: -1) { id } }",
+        "mutation { gcMark(daysOld: -1) { id } }",
+    ):
+        body = await api.query(tokens["root"], query)
+        assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT", query
+        assert "must be 0 or more" in body["errors"][0]["message"]
+    # No run was started (nor holds the lock).
+    assert (await api.query(tokens["root"], "{ gcRuns { id } }"))["data"]["gcRuns"] == []
+
+
 async def test_permanent_deletion_needs_confirmation(api: Api, tokens: dict[str, str]) -> None:
     for query in (
         "mutation { gcDelete(confirm: false) { deleted } }",
