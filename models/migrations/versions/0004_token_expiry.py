@@ -18,7 +18,9 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     with op.batch_alter_table("users", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("token_issued_at", sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(
+            sa.Column("token_issued_at", sa.DateTime(timezone=True), nullable=True)
+        )
         batch_op.add_column(sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=True))
     # Existing tokens were issued when their account was created.
     op.execute("UPDATE users SET token_issued_at = created_at")
