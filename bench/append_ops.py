@@ -35,6 +35,7 @@ PROCESSES = int(os.environ.get("EDITGRAPH_BENCH_SERVER_PROCESSES", "2"))
 APPENDS = int(os.environ.get("EDITGRAPH_BENCH_APPENDS", "3000"))
 READS = int(os.environ.get("EDITGRAPH_BENCH_READS", "3000"))
 WRITERS, READERS = 32, 64
+SPREAD = 8  # projects the second append load is spread over (WRITERS // SPREAD clients each)
 APPEND = """mutation($p: ID!, $ops: [OpInput!]!) { appendOps(projectId: $p, ops: $ops) {
   __typename ... on OpsAppended { version { number } } } }"""
 HISTORY = """query($p: ID!) { project(id: $p) { versions(first: 100) { nodes {
@@ -54,20 +55,33 @@ class Run:
         return len(self.latencies) / self.wall
 
 
-def hey(url: str, *, n: int, c: int, body: dict[str, object] | None, token: str = "") -> Run:
-    """Drive ``url`` with hey (its own process): POST ``body`` as JSON, or GET."""
+def hey(
+    url: str, *, n: int, c: int, bodies: list[dict[str, object]] | None, token: str = ""
+) -> Run:
+    """Drive ``url`` with hey, one process per body, all at once (``n`` requests from ``c``
+    clients each): POST each body as JSON, or GET with none. The samples of all of them."""
     argv = ["hey", "-n", str(n), "-c", str(c), "-o", "csv", "-t", "60"]
     if token:
         argv += ["-H", f"Authorization: Bearer {token}"]
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
-        json.dump(body or {}, fh)
-    if body is not None:
-        argv += ["-m", "POST", "-T", "application/json", "-D", fh.name]
+    files = []
+    for body in bodies or [{}]:
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
+            json.dump(body, fh)
+        files.append(Path(fh.name))
+    runs = [
+        [*argv, "-m", "POST", "-T", "application/json", "-D", str(f), url]
+        if bodies is not None
+        else [*argv, url]
+        for f in files
+    ]
     start = time.perf_counter()
-    out = subprocess.run([*argv, url], check=True, capture_output=True, text=True).stdout
+    procs = [subprocess.Popen(r, stdout=subprocess.PIPE, text=True) for r in runs]
+    outs = [proc.communicate()[0] for proc in procs]
     wall = time.perf_counter() - start
-    Path(fh.name).unlink()
-    rows = list(csv.DictReader(io.StringIO(out)))
+    for f in files:
+        f.unlink()
+    assert all(proc.returncode == 0 for proc in procs)
+    rows = [row for out in outs for row in csv.DictReader(io.StringIO(out))]
     return Run(
         [float(r["response-time"]) for r in rows], [int(r["status-code"]) for r in rows], wall
     )
@@ -119,8 +133,10 @@ def report(name: str, what: str, run: Run, baseline: Run, base_name: str) -> Non
     )
 
 
-async def prepare(url: str, redis_url: str, workdir: Path, source: Path) -> tuple[str, int, int]:
-    """A user, a video and two projects (one for editgraph, one for the baseline)."""
+async def prepare(
+    url: str, redis_url: str, workdir: Path, source: Path
+) -> tuple[str, list[int], list[int]]:
+    """A user, a video and SPREAD + 1 projects for editgraph and as many for the baseline."""
     db = Database(url)
     await upgrade(db)
     store = MediaStore(workdir / "uploads")
@@ -134,14 +150,16 @@ async def prepare(url: str, redis_url: str, workdir: Path, source: Path) -> tupl
         db=db, store=store, queue=queue, actor=actor, staged=staging.finish()
     )
     assert video.id is not None
-    made = [
-        await versions.create_project(db=db, queue=queue, actor=actor, video_id=video.id, name=n)
-        for n in ("bench", "baseline")
-    ]
+    made = []
+    for n in range(2 * (SPREAD + 1)):
+        project = await versions.create_project(
+            db=db, queue=queue, actor=actor, video_id=video.id, name=f"bench {n}"
+        )
+        assert project.id is not None
+        made.append(project.id)
     await queue.close()
     await db.dispose()
-    assert made[0].id is not None and made[1].id is not None
-    return token, made[0].id, made[1].id
+    return token, made[: SPREAD + 1], made[SPREAD + 1 :]
 
 
 async def numbers(url: str, project: int) -> list[int]:
@@ -158,7 +176,8 @@ async def numbers(url: str, project: int) -> list[int]:
 
 
 def one_backend(name: str, url: str, redis_url: str, workdir: Path, source: Path) -> None:
-    token, mine, theirs = asyncio.run(prepare(url, redis_url, workdir, source))
+    token, ours, plains = asyncio.run(prepare(url, redis_url, workdir, source))
+    mine, theirs = ours[0], plains[0]
     env = {
         "EDITGRAPH_DATABASE_URL": url,
         "EDITGRAPH_REDIS_URL": redis_url,
@@ -178,14 +197,24 @@ def one_backend(name: str, url: str, redis_url: str, workdir: Path, source: Path
             base + "/graphql",
             n=APPENDS,
             c=WRITERS,
-            body={"query": APPEND, "variables": {"p": gid, "ops": ops}},
+            bodies=[{"query": APPEND, "variables": {"p": gid, "ops": ops}}],
+            token=token,
+        )
+        spread = hey(
+            base + "/graphql",
+            n=APPENDS // SPREAD,
+            c=WRITERS // SPREAD,
+            bodies=[
+                {"query": APPEND, "variables": {"p": ids.encode("Project", p), "ops": ops}}
+                for p in ours[1:]
+            ],
             token=token,
         )
         reads = hey(
             base + "/graphql",
             n=READS,
             c=READERS,
-            body={"query": HISTORY, "variables": {"p": gid}},
+            bodies=[{"query": HISTORY, "variables": {"p": gid}}],
             token=token,
         )
         with urllib.request.urlopen(base + "/healthz", timeout=5) as answer:  # noqa: S310
@@ -208,9 +237,15 @@ def one_backend(name: str, url: str, redis_url: str, workdir: Path, source: Path
     with server(plain, env, port) as base:
         op = [{"type": "brightness", "params": {"brightness": 10}}]
         base_appends = hey(
-            base + "/append", n=APPENDS, c=WRITERS, body={"project": theirs, "ops": op}
+            base + "/append", n=APPENDS, c=WRITERS, bodies=[{"project": theirs, "ops": op}]
         )
-        base_reads = hey(f"{base}/history?project={theirs}", n=READS, c=READERS, body=None)
+        base_spread = hey(
+            base + "/append",
+            n=APPENDS // SPREAD,
+            c=WRITERS // SPREAD,
+            bodies=[{"project": p, "ops": op} for p in plains[1:]],
+        )
+        base_reads = hey(f"{base}/history?project={theirs}", n=READS, c=READERS, bodies=None)
     where = f"{PROCESSES} server processes, {os.cpu_count()} cores"
     report(name, f"appendOps, {WRITERS} clients, {where}", appends, base_appends, "plain SQL")
     emit(
@@ -219,6 +254,13 @@ def one_backend(name: str, url: str, redis_url: str, workdir: Path, source: Path
         "bool",
         appends=len(appends.latencies),
         stored_versions=len(stored),
+    )
+    report(
+        name,
+        f"appendOps spread over {SPREAD} projects, {WRITERS} clients, {where}",
+        spread,
+        base_spread,
+        "plain SQL",
     )
     report(name, f"versions(first: 100) read, {READERS} clients", reads, base_reads, "plain SQL")
 
