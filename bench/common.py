@@ -9,6 +9,7 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -40,6 +41,19 @@ def emit(figure: str, value: float, unit: str, baseline: float | None = None, **
         line["ratio"] = round(value / baseline, 3) if baseline else None
     line.update(extra)
     print(json.dumps(line), flush=True)
+
+
+def wait_healthy(base: str, timeout_s: float = 30.0) -> None:
+    """Wait until a server at ``base`` answers /healthz (a fresh process is starting)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(base + "/healthz", timeout=1):  # noqa: S310 (loopback)
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{base} did not answer /healthz in {timeout_s} s") from None
+            time.sleep(0.1)
 
 
 def percentile(samples: list[float], pct: float) -> float:

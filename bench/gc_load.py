@@ -29,7 +29,7 @@ from sqlalchemy import text
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
-from bench.common import NoQueue, emit, percentile, scratch_postgres
+from bench.common import NoQueue, emit, percentile, scratch_postgres, wait_healthy
 from editgraph.redis_embed import free_port
 from models.db import Database
 from models.migrate import upgrade
@@ -299,12 +299,7 @@ def one(name: str, url: str, root: Path) -> None:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(300):
-            try:
-                with urllib.request.urlopen(base + "/healthz", timeout=1):  # noqa: S310
-                    break
-            except OSError:
-                time.sleep(0.1)
+        wait_healthy(base)
         rss = Rss(server.pid)
         wait_sampling(rss, 2.0)
         rss_cold = rss.now()

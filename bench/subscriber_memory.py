@@ -29,7 +29,7 @@ import psutil
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
-from bench.common import emit, percentile, project_to_watch
+from bench.common import emit, percentile, project_to_watch, wait_healthy
 from editgraph.redis_embed import free_port
 from models.db import Database
 from models.migrate import upgrade
@@ -111,12 +111,7 @@ class Server:
         )
 
     def __enter__(self) -> "Server":
-        for _ in range(300):
-            try:
-                with urllib.request.urlopen(self.base + "/healthz", timeout=1):  # noqa: S310
-                    break
-            except OSError:
-                time.sleep(0.1)
+        wait_healthy(self.base)
         self.client.start()
         time.sleep(2.0)
         self.process = psutil.Process(self.server.pid)

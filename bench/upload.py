@@ -11,12 +11,11 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import psutil
 
-from bench.common import emit
+from bench.common import emit, wait_healthy
 from editgraph.redis_embed import EmbeddedRedis, free_port
 from models.db import Database
 from models.migrate import upgrade
@@ -140,12 +139,7 @@ def main() -> None:
         )
         base = f"http://127.0.0.1:{port}"
         try:
-            for _ in range(300):
-                try:
-                    with urllib.request.urlopen(base + "/healthz", timeout=1):  # noqa: S310
-                        break
-                except OSError:
-                    time.sleep(0.1)
+            wait_healthy(base)
             curl_upload(base, token, warm_up, "video/x-matroska")
             timings, growths = [], []
             for run in range(RUNS):
