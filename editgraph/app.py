@@ -30,7 +30,7 @@ def create_app(settings: Settings, *, db: Database | None = None) -> Starlette:
     redis_url = settings.redis_url
     store = settings.store()
     store.ensure_layout()
-    signer = MediaSigner(settings.secret_key, settings.media_url_ttl_s)
+    signer = MediaSigner(settings.secret_key, settings.media_url_ttl_s, settings.public_url or "")
     graphql = EditgraphGraphQL(settings)
 
     async def healthz(request: Request) -> JSONResponse:
@@ -95,7 +95,7 @@ def create_app(settings: Settings, *, db: Database | None = None) -> Starlette:
                 )
             }
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
             Route(
@@ -109,3 +109,5 @@ def create_app(settings: Settings, *, db: Database | None = None) -> Starlette:
         ],
         lifespan=lifespan,
     )
+    app.add_middleware(settings.origin_policy().middleware)
+    return app

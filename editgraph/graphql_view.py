@@ -173,15 +173,19 @@ class EditgraphGraphQL(GraphQL[Context, None]):
             multipart_uploads_enabled=True,
             allow_queries_via_get=False,
             max_subscriptions_per_connection=settings.subscriptions_per_connection,
-            allowed_origins=settings.allowed_origins,
         )
         self.settings = settings
+        self.origins = settings.origin_policy()
         self._ide_html = graphiql_with_connection_params(super().graphql_ide_html)
 
     @property
     def graphql_ide_html(self) -> str:
         """The GraphiQL page served at /graphql in development."""
         return self._ide_html
+
+    def is_websocket_origin_allowed(self, request: WebSocket, origin: str) -> bool:
+        """A cross-origin websocket opens from the pages CORS allows (editgraph/origins.py)."""
+        return self.origins.allows(origin)
 
     async def get_sub_response(self, request: Request | WebSocket) -> Response:
         """Strawberry's, carrying the media type the client accepts to ``create_response``."""

@@ -20,9 +20,10 @@ from models.store import MediaStore
 class MediaSigner:
     """Signs media keys with the server secret; a link names its key and its expiry."""
 
-    def __init__(self, secret: str, ttl_s: int) -> None:
+    def __init__(self, secret: str, ttl_s: int, base: str = "") -> None:
         self._secret = secret.encode()
         self.ttl_s = ttl_s
+        self.base = base  # EDITGRAPH_PUBLIC_URL: links are absolute under it, if set
 
     def signature(self, key: str, expires: int) -> str:
         """HMAC-SHA256 of key and expiry, URL-safe."""
@@ -30,9 +31,9 @@ class MediaSigner:
         return base64.urlsafe_b64encode(mac).decode().rstrip("=")
 
     def url(self, key: str) -> str:
-        """A relative link to ``key`` valid for ``ttl_s`` seconds."""
+        """A link to ``key`` valid for ``ttl_s`` seconds (relative unless a base is set)."""
         expires = int(time.time()) + self.ttl_s
-        return f"/media/{key}?exp={expires}&sig={self.signature(key, expires)}"
+        return f"{self.base}/media/{key}?exp={expires}&sig={self.signature(key, expires)}"
 
     def valid(self, key: str, expires: str, signature: str) -> bool:
         """Whether a link is untampered and unexpired."""

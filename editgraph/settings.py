@@ -1,11 +1,13 @@
 """One Settings object, read from ``EDITGRAPH_*`` at the edge and passed down."""
 
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from editgraph.origins import OriginPolicy, parse_origins
 from jobs.runtime import WorkerSettings
 from resolvers import ops
 
@@ -47,7 +49,12 @@ class Settings(WorkerSettings, BaseSettings):
     max_variable_values: int = Field(default=5000, ge=100)  # list items and fields in variables
     max_json_bytes: int = Field(default=1024 * 1024, ge=1024)  # every non-upload body
     token_ttl_days: int | None = Field(default=None, ge=1)  # unset: tokens never expire
-    allowed_origins: list[str] = Field(default_factory=list)
+    # Web pages allowed to call the API (CORS and websockets): JSON or comma-separated.
+    # Unset outside production: pages on http://localhost:* and http://127.0.0.1:*.
+    allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Where clients reach this server (https://api.example.com): media and playlist links
+    # are absolute under it. Unset: links are relative to the API's own origin.
+    public_url: str | None = None
     rate_window_s: int = Field(default=60, ge=1)
     rate_exports: int = Field(default=30, ge=1)  # exports a user may queue per window
     rate_proxies: int = Field(default=600, ge=1)  # edits (each queues a proxy) per window
@@ -69,10 +76,29 @@ class Settings(WorkerSettings, BaseSettings):
             frame_pixels=self.max_frame_pixels,
         )
 
+    def origin_policy(self) -> OriginPolicy:
+        """The web pages allowed to call the API, over HTTP (CORS) and websockets."""
+        return OriginPolicy.of(self.allowed_origins, production=self.env == "production")
+
     @property
     def graphiql_enabled(self) -> bool:
         """GraphiQL is served at /graphql unless turned off (always off in production)."""
         return self.env != "production" if self.graphiql is None else self.graphiql
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: object) -> list[str]:
+        return parse_origins(value)
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        url = value.strip().rstrip("/")
+        if not re.fullmatch(r"https?://[^/?#\s]+(/[^?#\s]*)?", url):
+            raise ValueError(f"{value!r} is not a URL such as https://api.example.com")
+        return url
 
     @model_validator(mode="after")
     def _safe_in_production(self) -> "Settings":
@@ -87,6 +113,6 @@ class Settings(WorkerSettings, BaseSettings):
             if not self.allowed_origins:
                 raise ValueError(
                     "EDITGRAPH_ALLOWED_ORIGINS must list the origins of your web app in "
-                    "production, e.g. '[\"https://app.example.com\"]' (websockets need it)"
+                    "production, e.g. https://app.example.com (comma-separated, or a JSON list)"
                 )
         return self
