@@ -12,6 +12,7 @@ from starlette.routing import Route, WebSocketRoute
 from editgraph.bus import EventBus
 from editgraph.graphql_view import AppState, EditgraphGraphQL, Services, services_of
 from editgraph.hls import hls_endpoint
+from editgraph.logs import RequestIds
 from editgraph.media import MediaSigner, media_endpoint
 from editgraph.settings import Settings
 from jobs.queue import ArqQueue, connect
@@ -110,4 +111,5 @@ def create_app(settings: Settings, *, db: Database | None = None) -> Starlette:
         lifespan=lifespan,
     )
     app.add_middleware(settings.origin_policy().middleware)
+    app.add_middleware(RequestIds)  # outermost: even a refused preflight has an id
     return app

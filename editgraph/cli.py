@@ -3,13 +3,12 @@
 import argparse
 import asyncio
 import contextlib
-import logging
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from editgraph import cluster, gc_cli
+from editgraph import cluster, gc_cli, logs
 from editgraph.cluster import DEFAULT_DATABASE
 from editgraph.media import SECRET_FILE, local_secret
 from editgraph.redis_embed import EmbeddedRedis
@@ -151,9 +150,6 @@ def cmd_worker(settings: Settings, _: argparse.Namespace) -> int:
         return 2
     asyncio.run(_migrate(settings))
     asyncio.run(_clean_temp(settings))
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     print(f"render worker: {settings.render_concurrency} at a time, queue on {settings.redis_url}")
     sys.stdout.flush()
     # SIGTERM/SIGINT end the worker; running renders are released and picked up again.
@@ -215,6 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"editgraph: invalid settings: {exc}", file=sys.stderr)
         return 2
+    logs.configure(settings.log_format, getattr(args, "log_level", "info"))
     return int(args.handler(settings, args))
 
 

@@ -17,6 +17,7 @@ from types import FrameType
 
 import uvicorn
 
+from editgraph import logs
 from editgraph.app import create_app
 from editgraph.media import RedactMediaLinks
 from editgraph.settings import Settings
@@ -45,6 +46,7 @@ def uvicorn_config(settings: Settings, host: str, port: int, log_level: str) -> 
         host=host,
         port=port,
         log_level=log_level,
+        log_config=None,  # editgraph.logs configured every logger, uvicorn's too
         ws_per_message_deflate=settings.ws_deflate,
     )
 
@@ -81,6 +83,7 @@ def _child(
     if os.getppid() != parent:  # the supervisor died before the line above took effect
         return
     signal.signal(signal.SIGTERM, exit_on_signal)
+    logs.configure(settings.log_format, log_level)
     asyncio.run(serve_one(settings, "", 0, log_level, sockets=[sock], worker=worker))
 
 

@@ -34,6 +34,8 @@ class Settings(WorkerSettings, BaseSettings):
     # Per-message deflate on websockets: about 40 KiB more server memory per connection,
     # for smaller frames; worth it only over slow links (events are small JSON).
     ws_deflate: bool = False
+    # Log lines as text, or as one JSON object per line (with a request id) for collectors.
+    log_format: Literal["text", "json"] = "text"
     media_url_ttl_s: int = Field(default=6 * 3600, gt=0)
     # Proxy segments nothing has used for this many days are reclaimable by `gc delete`.
     gc_segment_days: int = Field(default=7, ge=0)

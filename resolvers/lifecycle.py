@@ -114,6 +114,7 @@ async def claim(
             return None
         claimed = await session.get(Render, render_id, populate_existing=True)
     assert claimed is not None
+    log_transition("running", claimed)
     await _announce(announce, "progress", claimed)
     return claimed
 
@@ -287,6 +288,41 @@ async def _change(
     return row
 
 
+# What each announced change is called in the log; progress reports are not changes.
+_TRANSITIONS = {
+    "queued": "queued",
+    "running": "running",
+    "proxy_ready": "done",
+    "export_complete": "done",
+    "failed": "failed",
+    "cancelled": "cancelled",
+}
+
+
+def log_transition(kind: str, render: Render) -> None:
+    """One line per change of status; a failure (a timeout too) or a retry after one at
+    WARNING with its reason, since someone may have to act on it."""
+    status = _TRANSITIONS.get(kind)
+    if status is None:
+        return
+    fields = {
+        "render_id": render.id,
+        "render_kind": render.kind.value,
+        "project_id": render.project_id,
+        "version": render.version,
+        "attempt": render.attempts,
+        "status": status,
+    }
+    warn = status == "failed" or (status == "queued" and bool(render.error))
+    if warn or (status == "cancelled" and render.error):
+        fields["reason"] = render.error
+    message = f"render {render.id} ({render.kind.value} of project {render.project_id} "
+    message += f"v{render.version}) {status}"
+    if "reason" in fields:
+        message += f": {render.error}"
+    log.log(logging.WARNING if warn else logging.INFO, message, extra=fields)
+
+
 async def _announce(
     announce: Announce,
     kind: str,
@@ -295,6 +331,7 @@ async def _announce(
     *,
     segments: tuple[int, int] | None = None,
 ) -> None:
+    log_transition(kind, render)
     try:
         await announce(kind, render, export, segments)
     except Exception:  # the change is committed; a subscriber that missed it reads the row

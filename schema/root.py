@@ -2,8 +2,10 @@
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import strawberry
+from graphql import GraphQLError
 from strawberry.extensions import (
     DisableIntrospection,
     MaskErrors,
@@ -17,6 +19,7 @@ from schema.errors import HANDLERS, QuietExecution, QuietValidation, unexpected
 from schema.execution import Execution
 from schema.limits import QueryLimits, limits_extension
 from schema.mutation import Mutation
+from schema.observe import Observer, log_errors, observing
 from schema.query import Query
 from schema.subscription import (
     ExportComplete,
@@ -48,9 +51,24 @@ TYPES = [
 ]
 
 
-def build_schema(limits: QueryLimits, *, production: bool, max_batch: int = 1) -> strawberry.Schema:
-    """The schema with these query limits; production also hides introspection and bugs."""
+class EditgraphSchema(strawberry.Schema):
+    """Strawberry's schema, logging expected errors as one line each, bugs with traceback."""
+
+    def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
+        log_errors(errors)
+
+
+def build_schema(
+    limits: QueryLimits,
+    *,
+    production: bool,
+    max_batch: int = 1,
+    observer: Observer | None = None,
+) -> strawberry.Schema:
+    """The schema with these query limits; production also hides introspection and bugs.
+    Each operation is logged, and handed to ``observer`` (metrics) when there is one."""
     extensions: list[type[SchemaExtension] | Callable[[], SchemaExtension]] = [
+        observing(observer),
         limits_extension(limits),
         # Clients send the same few documents again and again: parse and validate each once
         # (the caches are module-level, shared by the per-request extension instances).
@@ -63,7 +81,7 @@ def build_schema(limits: QueryLimits, *, production: bool, max_batch: int = 1) -
             QuietValidation,
             lambda: MaskErrors(should_mask_error=unexpected),
         ]
-    return strawberry.Schema(
+    return EditgraphSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,

@@ -1,5 +1,6 @@
 """Renders through the real job, in process: edits that validate render, within their limits."""
 
+import logging
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -94,10 +95,16 @@ async def test_a_history_longer_than_the_recursion_limit_renders(
 
 @SQLITE_ONLY  # what ffmpeg makes of the edit, not the database
 async def test_a_render_over_the_memory_limit_fails_once_naming_the_setting(
-    db: Database, queue: ArqQueue, store: MediaStore, alice: Actor, media: dict[str, Path]
+    db: Database,
+    queue: ArqQueue,
+    store: MediaStore,
+    alice: Actor,
+    media: dict[str, Path],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     # No ffmpeg can even load its libraries in 32 MB of address space. Set without
     # validation: no operator may go below 256 MB, but this is the limit to hit.
+    caplog.set_level(logging.INFO, logger="resolvers.lifecycle")
     rt = runtime(db, queue, store)
     rt = replace(rt, config=rt.config.model_copy(update={"render_max_memory_mb": 32}))
     project = await new_project(db, queue, store, alice, media["clip"])
@@ -111,6 +118,10 @@ async def test_a_render_over_the_memory_limit_fails_once_naming_the_setting(
         "the render needed more memory than EDITGRAPH_RENDER_MAX_MEMORY_MB allows (32 MB)"
     )
     assert not list(store.path("export").rglob("*.mp4"))
+    # The operator sees it once, at WARNING, with the reason.
+    warnings = [r for r in caplog.records if r.name == "resolvers.lifecycle" and r.levelno >= 30]
+    assert [(vars(r)["status"], vars(r)["reason"]) for r in warnings] == [("failed", failed.error)]
+    assert failed.error in warnings[0].getMessage()
 
 
 async def test_every_ffmpeg_runs_under_the_memory_and_cpu_limits(media: dict[str, Path]) -> None:
