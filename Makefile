@@ -10,10 +10,13 @@ STAMP  := $(VENV)/.installed
 
 NODE_STAMP := node_modules/.package-lock.json
 
-install: system-deps $(STAMP) $(NODE_STAMP)
+VENDOR_STAMP := editgraph/static/graphiql/vendor/.installed
+
+install: system-deps $(STAMP) $(NODE_STAMP) $(VENDOR_STAMP)
 
 # ffmpeg/ffprobe render and probe media; redis-server is the embedded default queue;
-# DejaVu Sans draws the text op; Chromium and npm (hls.js) serve the browser tests.
+# DejaVu Sans draws the text op; npm fetches GraphiQL's assets and hls.js; Chromium runs the
+# browser tests.
 system-deps:
 	@missing=""; \
 	command -v ffmpeg >/dev/null 2>&1 || missing="$$missing ffmpeg"; \
@@ -41,9 +44,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-# hls.js, pinned by package-lock.json, for the browser tests (tests/e2e/test_hls_browser.py).
+# From the npm registry, pinned by package-lock.json (none of them runs an install script):
+# GraphiQL's assets, which editgraph serves once their hashes are checked (editgraph/graphiql.py),
+# and hls.js for the browser tests (tests/e2e/test_hls_browser.py).
 $(NODE_STAMP): package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+	npm ci --no-audit --no-fund --loglevel=error --ignore-scripts
+	@touch $@
+
+# Copied (and checked) again whenever node_modules or the list of assets changes, or the
+# copies are gone.
+$(VENDOR_STAMP): $(NODE_STAMP) editgraph/graphiql.py | $(STAMP)
+	$(BIN)/python -m editgraph.graphiql install
 	@touch $@
 
 run: install
@@ -80,4 +91,4 @@ schema: install
 	$(BIN)/editgraph schema
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache node_modules
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache node_modules editgraph/static/graphiql/vendor

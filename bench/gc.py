@@ -43,7 +43,7 @@ async def fill(db: Database) -> None:
     projects = ROWS // PER_PROJECT
     old = "2020-01-01 00:00:00"
     statements = [
-        f"INSERT INTO users (id, name, is_admin, token_hash, token_issued_at, created_at) VALUES (1, 'bench', false, 'x', '{old}', '{old}')",
+        f"INSERT INTO users (id, name, is_admin, created_at) VALUES (1, 'bench', false, '{old}')",
         f"INSERT INTO blobs (id, sha256, key, bytes, ref_count, created_at) VALUES (1, 'x', 'videos/x.mp4', 1, 1, '{old}')",
         "INSERT INTO videos (id, owner_id, blob_id, filename, format_name, duration, width, height, fps,"
         f" video_codec, created_at) VALUES (1, 1, 1, 'x.mp4', 'mov', 10, 640, 360, 25, 'h264', '{old}')",

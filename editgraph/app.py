@@ -1,19 +1,23 @@
 """The Starlette application: /graphql, /media, /healthz, and the lifecycle of its connections."""
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
+from editgraph import admin_console, graphiql, metrics
 from editgraph.bus import EventBus
 from editgraph.graphql_view import AppState, EditgraphGraphQL, Services, services_of
 from editgraph.hls import hls_endpoint
 from editgraph.logs import RequestIds
 from editgraph.media import MediaSigner, media_endpoint
+from editgraph.metrics import Cluster
 from editgraph.settings import Settings
 from jobs.queue import ArqQueue, connect
 from models.db import Database
@@ -53,6 +57,12 @@ def create_app(settings: Settings, *, db: Database | None = None) -> Starlette:
             body["status"] = "degraded" if healthy else body["status"]
         return JSONResponse(body, status_code=200 if healthy else 503)
 
+    async def scrape(request: Request) -> Response:
+        services = services_of(request)
+        return await metrics.scrape(
+            request, services.cluster, services.db, token_ttl_days=settings.token_ttl_days
+        )
+
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[AppState]:
         # Each step is undone at shutdown, in reverse order, also when a later one fails.
@@ -84,6 +94,12 @@ def create_app(settings: Settings, *, db: Database | None = None) -> Starlette:
             stack.push_async_callback(bus.stop)
             background = Background()
             stack.push_async_callback(background.stop)
+            cluster = Cluster(database, store, settings.metrics_storage_every_s)
+            if settings.metrics_addr:
+                listener = metrics.listen_with_cluster(settings.metrics_addr, cluster)
+                stack.callback(listener.stop)
+                fresh = asyncio.create_task(metrics.keep_fresh(cluster, settings.metrics_refresh_s))
+                stack.push_async_callback(_cancelled, fresh)
             yield {
                 "services": Services(
                     settings=settings,
@@ -93,6 +109,7 @@ def create_app(settings: Settings, *, db: Database | None = None) -> Starlette:
                     queue=queue,
                     bus=bus,
                     background=background,
+                    cluster=cluster,
                 )
             }
 
@@ -105,11 +122,22 @@ def create_app(settings: Settings, *, db: Database | None = None) -> Starlette:
                 methods=["GET", "HEAD"],
             ),
             Route("/media/{key:path}", media_endpoint(signer, store), methods=["GET", "HEAD"]),
+            Route("/metrics", scrape, methods=["GET"]),
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
+            # GraphiQL's scripts and styles, served here: the page loads nothing from elsewhere.
+            *([graphiql.route()] if settings.graphiql_enabled else []),
+            # The admin console: a page and its own script and style; the API checks rights.
+            *admin_console.routes(),
         ],
         lifespan=lifespan,
     )
     app.add_middleware(settings.origin_policy().middleware)
     app.add_middleware(RequestIds)  # outermost: even a refused preflight has an id
     return app
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

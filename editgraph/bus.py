@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from editgraph import metrics
 from jobs.events import CHANNEL_PATTERN, stream
 from models import redis_keys
 from resolvers.events import RenderEvent, SubscriptionLimit, decode
@@ -29,6 +30,7 @@ class Feed:
         self.dropped = 0
         self._items: collections.deque[RenderEvent] = collections.deque()
         self._ready = asyncio.Event()
+        self._handed: RenderEvent | None = None  # sent once the subscriber asks for more
 
     def put(self, event: RenderEvent) -> None:
         """Buffer an event without ever blocking the bus."""
@@ -49,10 +51,15 @@ class Feed:
         return self
 
     async def __anext__(self) -> RenderEvent:
+        if self._handed is not None:
+            # The subscriber asks for the next event once it has sent the last one.
+            metrics.observe_delivery(self._handed.cursor)
+            self._handed = None
         while not self._items:
             self._ready.clear()
             await self._ready.wait()
-        return self._items.popleft()
+        self._handed = self._items.popleft()
+        return self._handed
 
 
 def _malloc_trim() -> Callable[[], object]:
@@ -295,9 +302,11 @@ class EventBus:
         feed = Feed(self.buffer)
         self.per_user_count[user_id] += 1
         self.feeds[project_id].add(feed)
+        metrics.subscriptions.inc()
         try:
             yield feed
         finally:
+            metrics.subscriptions.dec()
             self.feeds[project_id].discard(feed)
             if not self.feeds[project_id]:
                 del self.feeds[project_id]

@@ -1,4 +1,4 @@
-"""The ``editgraph`` command: serve, migrate, user create, schema."""
+"""editgraph: a GraphQL server for non-destructive video editing."""
 
 import argparse
 import asyncio
@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from editgraph import cluster, gc_cli, logs
+from editgraph import cluster, gc_cli, logs, metrics
 from editgraph.cluster import DEFAULT_DATABASE
 from editgraph.media import SECRET_FILE, local_secret
 from editgraph.redis_embed import EmbeddedRedis
@@ -84,6 +84,29 @@ def cmd_user_create(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _new_token(settings: Settings, name: str, label: str) -> str | None:
+    db = Database(settings.database_url)
+    try:
+        user = await users.user_by_name(db=db, name=name)
+        if user is None or user.id is None:
+            return None
+        _, token = await users.create_token(db=db, user_id=user.id, label=label)
+        return token
+    finally:
+        await db.dispose()
+
+
+def cmd_user_token(settings: Settings, args: argparse.Namespace) -> int:
+    asyncio.run(_migrate(settings))
+    token = asyncio.run(_new_token(settings, args.name, args.label))
+    if token is None:
+        print(f"editgraph: no user named {args.name!r}", file=sys.stderr)
+        return 1
+    print(f"a new token for {args.name!r} (its other tokens still work). Shown once; keep it:")
+    print(token)
+    return 0
+
+
 def cmd_schema(_: Settings, args: argparse.Namespace) -> int:
     from schema.root import SDL_PATH, sdl
 
@@ -151,11 +174,19 @@ def cmd_worker(settings: Settings, _: argparse.Namespace) -> int:
     asyncio.run(_migrate(settings))
     asyncio.run(_clean_temp(settings))
     print(f"render worker: {settings.render_concurrency} at a time, queue on {settings.redis_url}")
+    # Its own renders, attempts and retries, on its own address (no auth: a private one).
+    listener = metrics.Listener(settings.metrics_addr) if settings.metrics_addr else None
+    if listener is not None:
+        print(f"metrics: http://{settings.metrics_addr}/metrics")
     sys.stdout.flush()
     # SIGTERM/SIGINT end the worker; running renders are released and picked up again.
     signal.signal(signal.SIGTERM, exit_on_signal)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_forever(settings))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(run_forever(settings))
+    finally:
+        if listener is not None:
+            listener.stop()
     return 0
 
 
@@ -169,7 +200,9 @@ def cmd_cluster(settings: Settings, args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, with one sub-command per verb."""
-    parser = argparse.ArgumentParser(prog="editgraph", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="editgraph", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser(
         "serve", help="migrate, then serve GraphQL (and GraphiQL in development)"
@@ -188,6 +221,12 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("name")
     create.add_argument("--admin", action="store_true", help="may run admin-only fields")
     create.set_defaults(handler=cmd_user_create)
+    token = user_sub.add_parser(
+        "token", help="print a new token for an account (a lost admin login, a new script)"
+    )
+    token.add_argument("name")
+    token.add_argument("--label", default="issued by the command line")
+    token.set_defaults(handler=cmd_user_token)
     gc_cli.add_parser(sub)
     cluster = sub.add_parser(
         "cluster", help="run a cluster on this machine: servers, workers, Redis and an S3 endpoint"
@@ -200,7 +239,23 @@ def build_parser() -> argparse.ArgumentParser:
     schema = sub.add_parser("schema", help="write schema/schema.graphql from the code")
     schema.add_argument("--check", action="store_true", help="exit 1 if the file is stale")
     schema.set_defaults(handler=cmd_schema)
+    parser.epilog = "every command (each takes --help):\n" + "\n".join(_commands(parser))
     return parser
+
+
+def _commands(parser: argparse.ArgumentParser, prefix: str = "") -> list[str]:
+    """Each command and sub-command with its one-line help, for ``editgraph --help``."""
+    lines = []
+    # argparse keeps sub-commands and their help only in these private attributes.
+    for action in parser._subparsers._group_actions if parser._subparsers else []:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        helps = {a.dest: a.help or "" for a in action._choices_actions}
+        for name, sub in action.choices.items():
+            command = f"{prefix}{name}"
+            nested = _commands(sub, f"{command} ")
+            lines += nested or [f"  {command:<20} {helps.get(name, '')}"]
+    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:

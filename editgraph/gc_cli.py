@@ -2,6 +2,8 @@
 
 import argparse
 import asyncio
+import getpass
+import os
 import socket
 import sys
 from collections.abc import Awaitable, Callable, Iterable
@@ -11,9 +13,10 @@ from editgraph.settings import Settings
 from models.db import Database
 from models.store import MediaStore
 from models.tables import Export, GcRun
-from resolvers import gc, gc_policy, gc_runs
+from resolvers import gc, gc_policy, gc_runs, ids, users
 from resolvers.errors import GcBusyError, MediaMissingError, NotFoundError
 from resolvers.gc_runs import Reporter
+from resolvers.users import Actor
 
 
 def _count(text: str) -> int:
@@ -27,6 +30,21 @@ def _count(text: str) -> int:
     return value
 
 
+def _export_id(text: str) -> int:
+    """An export's id as the API and this command's tables show it (``RXhwb3J0OjE…``)."""
+    decoded = ids.decode_any(text.strip())
+    if decoded is None or decoded[0] != "Export":
+        raise argparse.ArgumentTypeError(f"{text!r} is not an export id the API shows")
+    return decoded[1]
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a bare container)
+        return f"uid {os.getuid()}"
+
+
 def _size(n: int) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if n < 1024 or unit == "TiB":
@@ -38,11 +56,13 @@ def _size(n: int) -> str:
 def table(rows: Iterable[tuple[Export, int]]) -> str:
     """A readable table of exports and their sizes."""
     header = ("export", "project", "version", "state", "pinned", "size", "created")
-    lines = ["{:>8}  {:>8}  {:>7}  {:<9}  {:<6}  {:>10}  {}".format(*header)]
+    lines = ["{:>14}  {:>14}  {:>7}  {:<9}  {:<6}  {:>10}  {}".format(*header)]
     total = count = 0
     for export, size in rows:
+        assert export.id is not None
         lines.append(
-            f"{export.id:>8}  {export.project_id:>8}  {export.version:>7}  "
+            f"{ids.encode('Export', export.id):>14}  "
+            f"{ids.encode('Project', export.project_id):>14}  {export.version:>7}  "
             f"{export.gc_state:<9}  {'yes' if export.pinned else 'no':<6}  "
             f"{_size(size):>10}  {export.created_at:%Y-%m-%d %H:%M}"
         )
@@ -61,6 +81,9 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
     store = settings.store()
     if getattr(args, "segment_days_old", 0) is None:
         args.segment_days_old = settings.gc_segment_days
+    # The audit names the operator's account, when one has that name; the run says who.
+    found = await users.user_by_name(db=db, name=args.actor)
+    args.actor_user = Actor.of(found) if found is not None else None
     try:
         return await _dispatch(db, store, args)
     except GcBusyError as exc:
@@ -75,13 +98,19 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _locked(
     db: Database,
+    args: argparse.Namespace,
     action: str,
     params: dict[str, int],
     stage: Callable[[Reporter], Awaitable[object]],
 ) -> GcRun:
-    """Run one stage under the cluster-wide GC lock, recorded like any other run."""
+    """Run one stage under the cluster-wide GC lock, recorded like any other run, with the
+    operator (``--actor``) as who started it."""
     run = await gc_runs.acquire(
-        db=db, action=action, actor=None, holder=f"cli on {socket.gethostname()}", params=params
+        db=db,
+        action=action,
+        actor=args.actor_user,
+        holder=f"cli ({args.actor}) on {socket.gethostname()}",
+        params=params,
     )
 
     async def work(reporter: Reporter) -> None:
@@ -102,10 +131,15 @@ async def _dispatch(db: Database, store: MediaStore, args: argparse.Namespace) -
     if verb == "mark":
         run = await _locked(
             db,
+            args,
             "mark",
             {"daysOld": args.days_old, "keepLatest": args.keep_latest},
             lambda r: gc.mark(
-                db=db, actor=None, days_old=args.days_old, keep_latest=args.keep_latest, reporter=r
+                db=db,
+                actor=args.actor_user,
+                days_old=args.days_old,
+                keep_latest=args.keep_latest,
+                reporter=r,
             ),
         )
         print(f"marked {run.marked} export(s), {_size(run.bytes_marked)}; nothing was moved")
@@ -116,7 +150,11 @@ async def _dispatch(db: Database, store: MediaStore, args: argparse.Namespace) -
             print("would archive these, unless pinned or latest by then")
             return 0
         run = await _locked(
-            db, "archive", {}, lambda r: gc.archive(db=db, store=store, actor=None, reporter=r)
+            db,
+            args,
+            "archive",
+            {},
+            lambda r: gc.archive(db=db, store=store, actor=args.actor_user, reporter=r),
         )
         print(f"archived {run.archived} export(s), {_size(run.bytes_moved)} moved")
         return 0
@@ -133,6 +171,7 @@ async def _dispatch(db: Database, store: MediaStore, args: argparse.Namespace) -
             segment_days = args.segment_days_old
             run = await _locked(
                 db,
+                args,
                 "delete",
                 {
                     "daysInArchive": args.days_in_archive,
@@ -142,7 +181,7 @@ async def _dispatch(db: Database, store: MediaStore, args: argparse.Namespace) -
                 lambda r: gc.delete(
                     db=db,
                     store=store,
-                    actor=None,
+                    actor=args.actor_user,
                     days_in_archive=args.days_in_archive,
                     proxy_days_old=args.proxy_days_old,
                     segment_days_old=segment_days,
@@ -153,6 +192,7 @@ async def _dispatch(db: Database, store: MediaStore, args: argparse.Namespace) -
         else:
             run = await _locked(
                 db,
+                args,
                 "full-cycle",
                 {
                     "daysOld": args.days_old,
@@ -162,7 +202,7 @@ async def _dispatch(db: Database, store: MediaStore, args: argparse.Namespace) -
                 lambda r: gc.full_cycle(
                     db=db,
                     store=store,
-                    actor=None,
+                    actor=args.actor_user,
                     days_old=args.days_old,
                     keep_latest=args.keep_latest,
                     days_in_archive=args.days_in_archive,
@@ -178,12 +218,16 @@ async def _dispatch(db: Database, store: MediaStore, args: argparse.Namespace) -
         return 0
     if verb == "restore":
         try:
-            export = await gc.restore(db=db, store=store, actor=None, export_id=args.export_id)
+            export = await gc.restore(
+                db=db, store=store, actor=args.actor_user, export_id=args.export_id
+            )
         except NotFoundError as exc:
             print(exc.message, file=sys.stderr)
             return 1
+        assert export.id is not None
         print(
-            f"restored export {export.id} (version {export.version} of project {export.project_id})"
+            f"restored export {ids.encode('Export', export.id)} (version {export.version} "
+            f"of project {ids.encode('Project', export.project_id)})"
         )
         return 0
     raise AssertionError(verb)
@@ -233,4 +277,11 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
         if name in ("mark", "archive", "delete", "full-cycle"):
             verb.add_argument("--dry-run", action="store_true", help="show, change nothing")
         if name == "restore":
-            verb.add_argument("export_id", type=int)
+            verb.add_argument(
+                "export_id", type=_export_id, help="the export's id, as the API shows it"
+            )
+        verb.add_argument(
+            "--actor",
+            default=_os_user(),
+            help="who runs it, for the audit (default: your OS user name)",
+        )

@@ -16,10 +16,11 @@ from strawberry.file_uploads.utils import replace_placeholders_with_files
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.types.unset import UnsetType
 
-from editgraph import graphql_http, multipart
+from editgraph import auth, graphiql, graphql_http, metrics, multipart
 from editgraph.auth import authenticate
 from editgraph.bus import EventBus
 from editgraph.media import MediaSigner
+from editgraph.metrics import Cluster
 from editgraph.settings import Settings
 from jobs.queue import ArqQueue
 from models import keys
@@ -33,38 +34,20 @@ from schema.execution import SharedData
 from schema.limits import QueryLimits
 from schema.root import build_schema
 
-# GraphiQL sends the Headers tab with HTTP requests only. This fetcher also passes its
-# Authorization header as the websocket connection_init payload, so subscriptions work.
-_STOCK_FETCHER = """      const fetcher = GraphiQL.createFetcher({
-        url: fetchURL,
-        headers: defaultHeaders,
-        subscriptionUrl,
-      });"""
-_FETCHER = """      const fetcher = (graphQLParams, opts) => {
-        const headers = Object.assign({}, defaultHeaders, (opts && opts.headers) || {});
-        const auth = headers.Authorization || headers.authorization;
-        return GraphiQL.createFetcher({
-          url: fetchURL,
-          headers: defaultHeaders,
-          subscriptionUrl,
-          wsConnectionParams: auth ? { authorization: auth } : {},
-        })(graphQLParams, opts);
-      };"""
-
-
-def graphiql_with_connection_params(html: str) -> str:
-    """Strawberry's GraphiQL page, with subscriptions authenticated from the Headers tab."""
-    if _STOCK_FETCHER not in html:
-        raise RuntimeError("Strawberry's GraphiQL page changed; update editgraph's fetcher patch")
-    return html.replace(_STOCK_FETCHER, _FETCHER)
-
-
 # Strawberry's answer to a POST whose body is neither JSON nor multipart; editgraph's is 415.
 UNSUPPORTED_CONTENT_TYPE = "Unsupported content type"
 
 
 class BodyTooLarge(Exception):
     """A JSON request body went over ``EDITGRAPH_MAX_JSON_BYTES`` while it streamed in."""
+
+
+class Unauthenticated(Exception):
+    """An upload without a valid token, refused before its body is read."""
+
+    def __init__(self, token: str | None) -> None:
+        super().__init__("unauthenticated")
+        self.presented = token is not None
 
 
 class BatchTooLarge(HTTPException):
@@ -117,6 +100,8 @@ class Services:
     signer: MediaSigner
     queue: ArqQueue
     bus: EventBus
+    # The figures of the database and the store, for /metrics and the metrics listener.
+    cluster: Cluster
     # Long GC stages started over GraphQL run here; the lifespan stops them at shutdown.
     background: Background
 
@@ -168,6 +153,7 @@ class EditgraphGraphQL(GraphQL[Context, None]):
                 limits,
                 production=settings.env == "production",
                 max_batch=settings.max_batch_operations,
+                observer=metrics.observe_operation,
             ),
             graphql_ide="graphiql" if settings.graphiql_enabled else None,
             multipart_uploads_enabled=True,
@@ -176,12 +162,11 @@ class EditgraphGraphQL(GraphQL[Context, None]):
         )
         self.settings = settings
         self.origins = settings.origin_policy()
-        self._ide_html = graphiql_with_connection_params(super().graphql_ide_html)
 
-    @property
-    def graphql_ide_html(self) -> str:
-        """The GraphiQL page served at /graphql in development."""
-        return self._ide_html
+    async def render_graphql_ide(self, request: Request) -> Response:
+        """GraphiQL at /graphql in development: editgraph's page (editgraph/graphiql.py), whose
+        assets this server serves, under a CSP that admits nothing from elsewhere."""
+        return graphiql.page()
 
     def is_websocket_origin_allowed(self, request: WebSocket, origin: str) -> bool:
         """A cross-origin websocket opens from the pages CORS allows (editgraph/origins.py)."""
@@ -229,6 +214,8 @@ class EditgraphGraphQL(GraphQL[Context, None]):
             export_preset=services.settings.export,
             media_url=services.link,
             caller=actor,
+            token_presented=not websocket and auth.bearer(request.headers.get("authorization"))
+            is not None,
             long_lived=websocket,
             background=services.background,
             op_limits=services.settings.op_limits(),
@@ -236,10 +223,16 @@ class EditgraphGraphQL(GraphQL[Context, None]):
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         """Accept a websocket only with a valid token in its connection_init payload."""
-        value = context.connection_params.get("authorization")
-        actor = await self._authenticate(context.db, value if isinstance(value, str) else None)
+        # Any letter case: clients send "Authorization" as often as "authorization".
+        params = context.connection_params if isinstance(context.connection_params, dict) else {}
+        value = next((v for k, v in params.items() if str(k).lower() == "authorization"), None)
+        value = value if isinstance(value, str) else None
+        actor = await self._authenticate(context.db, value)
         if actor is None:
-            raise ConnectionRejectionError({"message": "a valid bearer token is required"})
+            presented = auth.bearer(value) is not None
+            raise ConnectionRejectionError(
+                {"message": UnauthenticatedError(presented).message, "code": "UNAUTHENTICATED"}
+            )
         context.sign_in(actor)
         return None
 
@@ -248,7 +241,7 @@ class EditgraphGraphQL(GraphQL[Context, None]):
         starlette_request = request.starlette_request
         # Nobody streams gigabytes to disk without a valid token.
         if getattr(starlette_request.state, "actor", None) is None:
-            raise HTTPException(401, UnauthenticatedError().message)
+            raise Unauthenticated(auth.bearer(starlette_request.headers.get("authorization")))
         try:
             parsed = await multipart.parse(
                 starlette_request,
@@ -313,6 +306,13 @@ class EditgraphGraphQL(GraphQL[Context, None]):
         return await authenticate(db, authorization, token_ttl_days=self.settings.token_ttl_days)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            metrics.websocket_connections.inc()
+            try:
+                await super().__call__(scope, receive, send)
+            finally:
+                metrics.websocket_connections.dec()
+            return
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
@@ -350,8 +350,9 @@ class EditgraphGraphQL(GraphQL[Context, None]):
             and not multipart_body
             and not settings.graphiql_enabled
         ):
+            presented = auth.bearer(headers.get("authorization")) is not None
             status, answer = graphql_http.shape(
-                media_type, _errors(UnauthenticatedError(), data=None)
+                media_type, _errors(UnauthenticatedError(presented), data=None)
             )
             await _json(answer, status, media_type)(scope, receive, send)
             return
@@ -359,6 +360,8 @@ class EditgraphGraphQL(GraphQL[Context, None]):
             response = await self.run(request)
         except BodyTooLarge:
             response = _too_large(settings.max_json_bytes, media_type)
+        except Unauthenticated as exc:
+            response = _unauthenticated(exc.presented, media_type)
         except BatchTooLarge as exc:
             response = _json(_errors(QueryTooComplexError(exc.reason)), 400, media_type)
         except HTTPException as exc:
@@ -375,6 +378,17 @@ class EditgraphGraphQL(GraphQL[Context, None]):
 def _errors(exc: DomainError, **extra: object) -> dict[str, object]:
     """A GraphQL response body holding just ``exc``, with its code."""
     return {**extra, "errors": [graphql_error(exc).formatted]}
+
+
+def _unauthenticated(presented: bool, media_type: str) -> Response:
+    """An upload's 401, in the GraphQL error shape, saying whether the token was missing or
+    invalid (no GraphQL ran: there is no ``data``)."""
+    _, body = graphql_http.shape(
+        graphql_http.GRAPHQL_RESPONSE, _errors(UnauthenticatedError(presented), data=None)
+    )
+    response = _json(body, 401, media_type)
+    response.headers["WWW-Authenticate"] = "Bearer"
+    return response
 
 
 def _dumps(data: object) -> str:

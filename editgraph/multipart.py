@@ -1,6 +1,7 @@
 """The GraphQL multipart request, streamed: file parts go straight to ``temp/``, hashed."""
 
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -8,6 +9,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
 from models.store import MediaStore, StagedFile, StagingFile, StorageFull, UploadTooLarge
+from resolvers import telemetry
 
 MAX_FIELD_BYTES = 1024 * 1024  # operations and map are small JSON documents
 MAX_PARTS = 16
@@ -130,6 +132,7 @@ async def parse(request: Request, store: MediaStore, *, max_file_bytes: int) -> 
         },
     )
     received = 0
+    started = time.perf_counter()
     try:
         async for chunk in request.stream():
             received += len(chunk)
@@ -150,6 +153,10 @@ async def parse(request: Request, store: MediaStore, *, max_file_bytes: int) -> 
             if part.staging is not None:
                 part.staging.discard()
         raise
+    finally:
+        telemetry.upload_bytes.inc(received)
+        telemetry.upload_seconds.inc(time.perf_counter() - started)
+    telemetry.uploads.labels("refused" if failure else "received").inc()
     if failure:
         for part in parts:
             if part.staging is not None:

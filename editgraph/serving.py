@@ -20,6 +20,7 @@ import uvicorn
 from editgraph import logs
 from editgraph.app import create_app
 from editgraph.media import RedactMediaLinks
+from editgraph.metrics import parse_addr
 from editgraph.settings import Settings
 from jobs.runner import die_with_parent
 from jobs.worker import run_forever
@@ -108,9 +109,14 @@ class Processes:
 
     def _start(self, index: int) -> None:
         worker = index == 0 and self.settings.embedded_worker
+        settings = self.settings
+        if settings.metrics_addr:  # one metrics listener per process: port + index
+            host, port = parse_addr(settings.metrics_addr, offset=index)
+            host = f"[{host}]" if ":" in host else host
+            settings = settings.model_copy(update={"metrics_addr": f"{host}:{port}"})
         process = self.context.Process(
             target=_child,
-            args=(self.settings, self.socket, self.log_level, worker, os.getpid()),
+            args=(settings, self.socket, self.log_level, worker, os.getpid()),
             name=f"editgraph-server-{index}",
         )
         process.start()

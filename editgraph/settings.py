@@ -34,6 +34,12 @@ class Settings(WorkerSettings, BaseSettings):
     # Per-message deflate on websockets: about 40 KiB more server memory per connection,
     # for smaller frames; worth it only over slow links (events are small JSON).
     ws_deflate: bool = False
+    # A metrics listener without auth (host:port, or :port), for scrapers on a private
+    # network; /metrics on the API port always answers an admin's token. With several
+    # server processes, process N listens on port + N.
+    metrics_addr: str | None = None
+    metrics_refresh_s: float = Field(default=15.0, gt=0)  # the listener's database figures
+    metrics_storage_every_s: float = Field(default=60.0, ge=0)  # listing a store is slow
     # Log lines as text, or as one JSON object per line (with a request id) for collectors.
     log_format: Literal["text", "json"] = "text"
     media_url_ttl_s: int = Field(default=6 * 3600, gt=0)

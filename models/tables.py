@@ -54,11 +54,21 @@ class User(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=100)
     is_admin: bool = Field(default=False)
+    created_at: datetime = _created()
+
+
+class ApiToken(SQLModel, table=True):
+    """One bearer token of a user (a user may hold several: one per device or script)."""
+
+    __tablename__ = "api_tokens"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="users.id", index=True)
     # Only the SHA-256 of the token is kept; the token itself is shown once at creation.
     token_hash: str = Field(max_length=64, unique=True, index=True)
-    created_at: datetime = _created()
+    label: str = Field(default="", max_length=100)
     # A token expires EDITGRAPH_TOKEN_TTL_DAYS after it was issued (when that is set).
-    token_issued_at: datetime = _created()
+    created_at: datetime = _created()
     # When the token was last used, to the minute (not written on every request).
     last_used_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
 
@@ -102,6 +112,9 @@ class Video(SQLModel, table=True):
     video_codec: str = Field(max_length=50)
     audio_codec: str | None = Field(default=None, max_length=50)
     created_at: datetime = _created()
+    # Deleted by its owner while a deleted project still names it: the row stays for that
+    # project's history, the blob reference is dropped. Uploading the bytes again revives it.
+    deleted_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
 
     @property
     def has_audio(self) -> bool:
@@ -126,6 +139,9 @@ class Project(SQLModel, table=True):
     latest_proxy_id: int | None = Field(default=None)
     latest_export_id: int | None = Field(default=None)
     created_at: datetime = _created()
+    # Deleted by its owner: gone from the API; its renders and exports are the GC's
+    # (pinned exports stay until unpinned), its videos free to delete.
+    deleted_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
 
 
 class Version(SQLModel, table=True):

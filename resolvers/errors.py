@@ -174,12 +174,15 @@ class StorageUnavailableError(DomainError):
 
 
 class UnauthenticatedError(DomainError):
-    """No valid bearer token came with the request."""
+    """No valid bearer token came with the request: none at all, or one that is unknown,
+    revoked or expired (``presented``). Same code, a message that says which."""
 
     code = "UNAUTHENTICATED"
+    MISSING = "sign in: send 'Authorization: Bearer <token>'"
+    INVALID = "the bearer token is not valid: it is unknown, revoked or expired"
 
-    def __init__(self) -> None:
-        super().__init__("sign in: send 'Authorization: Bearer <token>'")
+    def __init__(self, presented: bool = False) -> None:
+        super().__init__(self.INVALID if presented else self.MISSING)
 
 
 class ForbiddenError(DomainError):

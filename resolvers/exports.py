@@ -5,6 +5,7 @@ from sqlmodel import select
 from models.db import Database
 from models.store import MediaStore
 from models.tables import Export, GcAudit, Project
+from resolvers import ids
 from resolvers.errors import NotFoundError
 from resolvers.gc import restore
 from resolvers.gc_files import ARCHIVED, DELETED, MARKED, NONE
@@ -14,7 +15,8 @@ from resolvers.users import Actor
 async def set_pinned(
     *, db: Database, store: MediaStore, actor: Actor, project_id: int, version: int, pinned: bool
 ) -> Export:
-    """Pin or unpin an export of the actor's; pinning an archived one restores it first."""
+    """Pin or unpin an export of the actor's; pinning an archived one restores it first.
+    An export of a deleted project can still be unpinned (never pinned again)."""
     for _ in range(3):
         async with db.write() as session:
             project = await session.get(Project, project_id)
@@ -25,10 +27,16 @@ async def set_pinned(
                     .with_for_update()
                 )
             ).first()
-            if project is None or project.owner_id != actor.id or export is None:
-                raise NotFoundError(f"Export of version {version} of project", project_id)
+            # A deleted project's pinned exports stay until their owner unpins them.
+            mine = project is not None and project.owner_id == actor.id
+            if not mine or export is None or (pinned and project and project.deleted_at):
+                raise NotFoundError(
+                    f"Export of version {version} of project", ids.encode("Project", project_id)
+                )
             if export.gc_state == DELETED:
-                raise NotFoundError(f"Export of version {version} of project", project_id)
+                raise NotFoundError(
+                    f"Export of version {version} of project", ids.encode("Project", project_id)
+                )
             if not (pinned and export.gc_state == ARCHIVED):
                 export.pinned = pinned
                 if pinned and export.gc_state == MARKED:
@@ -45,4 +53,6 @@ async def set_pinned(
             await restore(db=db, store=store, actor=actor, export_id=export.id)
         except NotFoundError:
             continue  # restored or deleted meanwhile: look again
-    raise NotFoundError(f"Export of version {version} of project", project_id)
+    raise NotFoundError(
+        f"Export of version {version} of project", ids.encode("Project", project_id)
+    )

@@ -22,7 +22,7 @@ from models.db import Database
 from models.states import GcState
 from models.store import MediaStore
 from models.tables import Export, GcAudit, Render, UTCDateTime, utcnow
-from resolvers import gc_blobs, gc_policy, gc_proxies, gc_segments
+from resolvers import gc_blobs, gc_policy, gc_proxies, gc_segments, ids
 from resolvers.errors import ConfirmationRequiredError, MediaMissingError, NotFoundError
 from resolvers.gc_files import (
     ARCHIVED,
@@ -390,7 +390,7 @@ async def restore(
     async with db.write() as session:
         rows = await lock(session, [export_id])
         if not rows or rows[0].gc_state != ARCHIVED:
-            raise NotFoundError("Archived export", export_id)
+            raise NotFoundError("Archived export", ids.encode("Export", export_id))
         if not await off_loop(has_bytes, store, rows[0]):
             raise MediaMissingError(
                 f"the archived file of export {export_id} is missing; nothing was changed"

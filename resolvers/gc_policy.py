@@ -82,7 +82,8 @@ def _candidates(days_old: int, keep_latest: int, *columns: Any) -> Select[Any]:
     return (
         query.join(cut, cut.c.project_id == col(Export.project_id))
         .join(Project, col(Project.id) == col(Export.project_id))
-        .where(col(Export.version) < cut.c.kept)
+        # A deleted project keeps none: only its pinned exports stay.
+        .where(or_(col(Export.version) < cut.c.kept, col(Project.deleted_at).is_not(None)))
     )
 
 
@@ -134,7 +135,10 @@ def stale_proxy(days_old: int) -> ColumnElement[bool]:
     return and_(
         col(Render.kind) == RenderKind.PROXY,
         col(Render.status) == RenderStatus.DONE,
-        col(Render.version) != col(Project.current_version),
+        or_(
+            col(Render.version) != col(Project.current_version),
+            col(Project.deleted_at).is_not(None),
+        ),
         or_(col(Project.latest_proxy_id).is_(None), col(Project.latest_proxy_id) != col(Render.id)),
         col(Render.created_at) < utcnow() - timedelta(days=days_old),
     )
@@ -155,14 +159,22 @@ async def stale_proxies(*, db: Database, days_old: int) -> tuple[int, int]:
 
 async def unused_videos(*, db: Database) -> list[Video]:
     """Source videos that no project uses (as its source or in a concat)."""
-    used_as_source = sa_select(col(Project.source_video_id))
-    used_in_concat = sa_select(col(EditOperation.video_id)).where(
-        col(EditOperation.video_id).is_not(None)
+    used_as_source = sa_select(col(Project.source_video_id)).where(
+        col(Project.deleted_at).is_(None)
+    )
+    used_in_concat = (
+        sa_select(col(EditOperation.video_id))
+        .join(Project, col(Project.id) == col(EditOperation.project_id))
+        .where(col(EditOperation.video_id).is_not(None), col(Project.deleted_at).is_(None))
     )
     async with db.read() as session:
         rows = await session.exec(
             select(Video)
-            .where(col(Video.id).not_in(used_as_source), col(Video.id).not_in(used_in_concat))
+            .where(
+                col(Video.id).not_in(used_as_source),
+                col(Video.id).not_in(used_in_concat),
+                col(Video.deleted_at).is_(None),
+            )
             .order_by(col(Video.id))
         )
         return list(rows.all())

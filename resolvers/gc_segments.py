@@ -39,6 +39,7 @@ def in_use() -> ColumnElement[bool]:
         .join(Project, col(Project.id) == col(Render.project_id))
         .where(
             col(PlanSegment.segment_key) == col(Segment.key),
+            col(Project.deleted_at).is_(None),
             or_(
                 col(Render.version) == col(Project.current_version),
                 col(Project.latest_proxy_id) == col(Render.id),
@@ -124,9 +125,7 @@ async def converge(*, db: Database, store: MediaStore) -> int:
         return [
             entry.key.rsplit("/", 1)[-1].removesuffix(".m4s")
             for entry in store.listing("segments")
-            if entry.key.endswith(".m4s")
-            and entry.key.count("/") == 2
-            and entry.modified < cutoff
+            if entry.key.endswith(".m4s") and entry.key.count("/") == 2 and entry.modified < cutoff
         ]
 
     candidates = await asyncio.to_thread(listed)

@@ -18,6 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from models.db import Database
 from models.states import RenderKind, RenderStatus
 from models.tables import Export, Project, ProxyPlan, Render, utcnow
+from resolvers import telemetry
 from resolvers.probe import Probe
 from resolvers.queue import JobQueue, deliver
 
@@ -98,6 +99,8 @@ async def claim(
     """RUNNING under a new attempt and its lease, if the render is claimable; else None."""
     now = utcnow()
     async with db.write() as session:
+        # Only counted: a render still RUNNING here is one whose worker stopped renewing.
+        before = (await session.exec(select(Render.status).where(Render.id == render_id))).first()
         result = await session.exec(
             update(Render)
             .where(col(Render.id) == render_id, claimable(now))
@@ -114,7 +117,9 @@ async def claim(
             return None
         claimed = await session.get(Render, render_id, populate_existing=True)
     assert claimed is not None
-    log_transition("running", claimed)
+    if before == RenderStatus.RUNNING:
+        telemetry.render_leases_lost.labels(claimed.kind.value).inc()
+    transitioned("running", claimed)
     await _announce(announce, "progress", claimed)
     return claimed
 
@@ -215,6 +220,8 @@ async def _advance_latest(session: AsyncSession, render: Render, export: Export 
     latest means the highest version that finished, whatever order they finished in."""
     project = await session.get(Project, render.project_id, with_for_update=True)
     assert project is not None
+    if project.deleted_at is not None:  # its owner deleted it meanwhile: nothing is latest
+        return
     current: Render | Export | None = None
     if export is None and project.latest_proxy_id:
         current = await session.get(Render, project.latest_proxy_id)
@@ -299,12 +306,13 @@ _TRANSITIONS = {
 }
 
 
-def log_transition(kind: str, render: Render) -> None:
-    """One line per change of status; a failure (a timeout too) or a retry after one at
-    WARNING with its reason, since someone may have to act on it."""
+def transitioned(kind: str, render: Render) -> None:
+    """Log and count a change of status: one line each, a failure (a timeout too) or a retry
+    after one at WARNING with its reason, since someone may have to act on it."""
     status = _TRANSITIONS.get(kind)
     if status is None:
         return
+    telemetry.render_changed(status, render)
     fields = {
         "render_id": render.id,
         "render_kind": render.kind.value,
@@ -331,7 +339,7 @@ async def _announce(
     *,
     segments: tuple[int, int] | None = None,
 ) -> None:
-    log_transition(kind, render)
+    transitioned(kind, render)
     try:
         await announce(kind, render, export, segments)
     except Exception:  # the change is committed; a subscriber that missed it reads the row

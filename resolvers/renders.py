@@ -13,7 +13,7 @@ from models import keys, redis_keys
 from models.db import Database
 from models.states import GcState, RenderKind, RenderStatus
 from models.tables import Blob, Export, Project, ProxyPlan, Render, Version, Video
-from resolvers import lifecycle
+from resolvers import ids, lifecycle, projects
 from resolvers.errors import NotFoundError
 from resolvers.presets import Preset
 from resolvers.queue import JobQueue
@@ -126,8 +126,8 @@ async def _request_export(
 ) -> tuple[Export, Render]:
     async with db.write() as session:
         project = await session.get(Project, project_id)
-        if project is None or project.owner_id != actor.id:
-            raise NotFoundError("Project", project_id)
+        if project is None or not projects.owned(project, actor):
+            raise NotFoundError("Project", ids.encode("Project", project_id))
         number = project.current_version if version is None else version
         row = (
             await session.exec(
@@ -135,7 +135,7 @@ async def _request_export(
             )
         ).first()
         if row is None:
-            raise NotFoundError(f"Version {number} of project", project_id)
+            raise NotFoundError(f"Version {number} of project", ids.encode("Project", project_id))
         export = (
             await session.exec(
                 select(Export)
@@ -183,8 +183,8 @@ async def request_proxy(
     cancelled, is rendered again, even for a version that is no longer current."""
     async with db.read() as session:
         project = await session.get(Project, project_id)
-        if project is None or project.owner_id != actor.id:
-            raise NotFoundError("Project", project_id)
+        if project is None or not projects.owned(project, actor):
+            raise NotFoundError("Project", ids.encode("Project", project_id))
         number = project.current_version if version is None else version
         render = (
             await session.exec(
@@ -196,7 +196,7 @@ async def request_proxy(
             )
         ).first()
     if render is None:
-        raise NotFoundError(f"Version {number} of project", project_id)
+        raise NotFoundError(f"Version {number} of project", ids.encode("Project", project_id))
     if render.status not in _RENDERS_AGAIN:
         return render
     # Counted against the rate limit before the transaction (Redis is never waited on
@@ -233,8 +233,8 @@ async def _owned(db: Database, actor: Actor, model: type[OwnedRow], pk: int) -> 
     async with db.read() as session:
         row = await session.get(model, pk)
         project = await session.get(Project, row.project_id) if row else None
-    if row is None or project is None or project.owner_id != actor.id:
-        raise NotFoundError(model.__name__, pk)
+    if row is None or project is None or not projects.owned(project, actor):
+        raise NotFoundError(model.__name__, ids.encode(model.__name__, pk))
     return row
 
 
@@ -281,11 +281,11 @@ async def renders_of_versions(
 
 
 async def exports_of_project(*, db: Database, actor: Actor, project_id: int) -> list[Export]:
-    """Every export of one of the actor's projects, newest version first."""
+    """Every export of one of the actor's projects (an admin: of any), newest version first."""
     async with db.read() as session:
         project = await session.get(Project, project_id)
-        if project is None or project.owner_id != actor.id:
-            raise NotFoundError("Project", project_id)
+        if project is None or (project.owner_id != actor.id and not actor.is_admin):
+            raise NotFoundError("Project", ids.encode("Project", project_id))
         rows = await session.exec(
             select(Export)
             .where(Export.project_id == project_id)

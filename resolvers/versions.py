@@ -10,7 +10,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from models.db import Database
 from models.states import RenderKind
 from models.tables import EditOperation, Project, Render, Version, Video
-from resolvers import lifecycle, ops, pagination, renders
+from resolvers import ids, lifecycle, ops, pagination, projects, renders
 from resolvers.errors import InvalidOpsError, NotFoundError, OpError, VersionConflictError
 from resolvers.presets import PROXY
 from resolvers.projects import clean_name, get_project
@@ -26,8 +26,8 @@ async def create_project(
     await queue.admit(user_id=actor.id, kind=RenderKind.PROXY)  # never inside the transaction
     async with db.write() as session:
         video = await session.get(Video, video_id)
-        if video is None or video.owner_id != actor.id:
-            raise NotFoundError("Video", video_id)
+        if video is None or video.owner_id != actor.id or video.deleted_at is not None:
+            raise NotFoundError("Video", ids.encode("Video", video_id))
         project = Project(owner_id=actor.id, name=cleaned, source_video_id=video_id)
         session.add(project)
         await session.flush()
@@ -123,7 +123,7 @@ async def revert_to_version(
         project, number = await _bump(session, actor, project_id, expected_version)
         target = await _version(session, project_id, version)
         if target is None or version >= number:
-            raise NotFoundError(f"Version {version} of project", project_id)
+            raise NotFoundError(f"Version {version} of project", ids.encode("Project", project_id))
         new = new_version(
             project_id, number, version, actor, _frame(target), target.ops_hash, target.op_count
         )
@@ -141,7 +141,7 @@ async def effective_ops(
     project = await get_project(db=db, actor=actor, project_id=project_id)
     number = project.current_version if up_to is None else up_to
     if not 0 <= number <= project.current_version:
-        raise NotFoundError(f"Version {number} of project", project_id)
+        raise NotFoundError(f"Version {number} of project", ids.encode("Project", project_id))
     async with db.read() as session:
         return await effective_in(session, project_id, number)
 
@@ -219,7 +219,11 @@ async def _bump(
     session: AsyncSession, actor: Actor, project_id: int, expected: int | None
 ) -> tuple[Project, int]:
     """Claim the next version number with one UPDATE … RETURNING; never max()+1."""
-    stmt = update(Project).where(col(Project.id) == project_id, col(Project.owner_id) == actor.id)
+    stmt = update(Project).where(
+        col(Project.id) == project_id,
+        col(Project.owner_id) == actor.id,
+        col(Project.deleted_at).is_(None),
+    )
     if expected is not None:
         stmt = stmt.where(col(Project.current_version) == expected)
     # The project comes back with its new number: one statement while the row is locked.
@@ -228,8 +232,8 @@ async def _bump(
     if bumped is not None:
         return bumped, bumped.current_version
     project = await session.get(Project, project_id)
-    if project is None or project.owner_id != actor.id:
-        raise NotFoundError("Project", project_id)
+    if project is None or not projects.owned(project, actor):
+        raise NotFoundError("Project", ids.encode("Project", project_id))
     assert expected is not None
     raise VersionConflictError(expected, project.current_version)
 
@@ -292,7 +296,11 @@ async def _concat_durations(
         return {}
     rows = (
         await session.exec(
-            select(Video).where(col(Video.id).in_(list(video_ids)), Video.owner_id == actor.id)
+            select(Video).where(
+                col(Video.id).in_(list(video_ids)),
+                Video.owner_id == actor.id,
+                col(Video.deleted_at).is_(None),
+            )
         )
     ).all()
     return {v.id: v.duration for v in rows if v.id is not None}

@@ -16,7 +16,7 @@ from models import keys, redis_keys
 from models.db import Database
 from models.store import MediaStore, StagedFile, StoreUnavailable
 from models.tables import Blob, EditOperation, Project, Video, utcnow
-from resolvers import pagination
+from resolvers import ids, pagination
 from resolvers.errors import (
     InvalidMediaError,
     NotFoundError,
@@ -89,8 +89,13 @@ async def _record_upload(
                 .where(Video.owner_id == actor.id, Blob.sha256 == staged.sha256)
             )
         ).first()
-        if existing is not None:
+        if existing is not None and existing.deleted_at is None:
             return existing, True
+        if existing is not None:  # deleted while a deleted project named it: back it comes
+            await _reference_blob(db, session, staged, key)
+            existing.deleted_at = None
+            session.add(existing)
+            return existing, False
         blob_id = await _reference_blob(db, session, staged, key)
         video = Video(
             owner_id=actor.id,
@@ -126,19 +131,19 @@ async def get_video(*, db: Database, actor: Actor, video_id: int) -> Video:
     """One of the actor's videos, or ``NotFoundError``."""
     async with db.read() as session:
         video = await session.get(Video, video_id)
-    if video is None or video.owner_id != actor.id:
-        raise NotFoundError("Video", video_id)
+    if video is None or video.owner_id != actor.id or video.deleted_at is not None:
+        raise NotFoundError("Video", ids.encode("Video", video_id))
     return video
 
 
 async def videos_by_ids(*, db: Database, actor: Actor, ids: Sequence[int]) -> list[Video | None]:
-    """Batch lookup for loaders: the actor's videos in the order asked, None where absent."""
+    """Batch lookup for loaders: the actor's videos (an admin's: any) in the order asked,
+    None where absent."""
+    query = select(Video).where(col(Video.id).in_(ids))
+    if not actor.is_admin:
+        query = query.where(Video.owner_id == actor.id)
     async with db.read() as session:
-        rows = (
-            await session.exec(
-                select(Video).where(col(Video.id).in_(ids), Video.owner_id == actor.id)
-            )
-        ).all()
+        rows = (await session.exec(query)).all()
     found = {v.id: v for v in rows}
     return [found.get(i) for i in ids]
 
@@ -155,7 +160,7 @@ async def list_videos(
     *, db: Database, actor: Actor, first: int, after: str | None
 ) -> pagination.Page[Video]:
     """The actor's videos, newest first."""
-    query = select(Video).where(Video.owner_id == actor.id)
+    query = select(Video).where(Video.owner_id == actor.id, col(Video.deleted_at).is_(None))
     return await pagination.newest_first(
         db, query, col(Video.id), lambda v: v.id, first=first, after=after
     )
@@ -165,29 +170,37 @@ async def delete_video(*, db: Database, actor: Actor, video_id: int) -> Video:
     """Delete a video no project uses and drop its blob reference; the bytes stay for the GC."""
     async with db.write() as session:
         video = await session.get(Video, video_id, with_for_update=True)
-        if video is None or video.owner_id != actor.id:
-            raise NotFoundError("Video", video_id)
-        users = set(
-            (
-                await session.exec(select(Project.id).where(Project.source_video_id == video_id))
-            ).all()
-        )
-        users |= set(
-            (
-                await session.exec(
-                    select(EditOperation.project_id).where(EditOperation.video_id == video_id)
-                )
-            ).all()
-        )
+        if video is None or video.owner_id != actor.id or video.deleted_at is not None:
+            raise NotFoundError("Video", ids.encode("Video", video_id))
+        named_by: dict[int, bool] = {}  # project id → whether it was deleted
+        for query in (
+            select(Project.id, Project.deleted_at).where(Project.source_video_id == video_id),
+            select(Project.id, Project.deleted_at)
+            .join(EditOperation, col(EditOperation.project_id) == col(Project.id))
+            .where(EditOperation.video_id == video_id),
+        ):
+            for project_id, deleted_at in (await session.exec(query)).all():
+                if project_id is not None:
+                    named_by[project_id] = deleted_at is not None
+        users = sorted(p for p, deleted in named_by.items() if not deleted)
         if users:
-            raise VideoInUseError(sorted(u for u in users if u is not None))
+            raise VideoInUseError(users)
         # Only the request that really deletes the row drops its reference: concurrent
-        # deletes of one video wait on the row lock, then find nothing to delete.
-        gone = await session.exec(
-            delete_rows(Video).where(col(Video.id) == video_id).returning(col(Video.blob_id))
-        )
+        # deletes of one video wait on the row lock, then find nothing to delete. A video
+        # a deleted project still names keeps its row (that history refers to it).
+        if named_by:
+            gone = await session.exec(
+                update(Video)
+                .where(col(Video.id) == video_id, col(Video.deleted_at).is_(None))
+                .values(deleted_at=utcnow())
+                .returning(col(Video.blob_id))
+            )
+        else:
+            gone = await session.exec(
+                delete_rows(Video).where(col(Video.id) == video_id).returning(col(Video.blob_id))
+            )
         if gone.scalar_one_or_none() is None:
-            raise NotFoundError("Video", video_id)
+            raise NotFoundError("Video", ids.encode("Video", video_id))
         await session.exec(
             update(Blob)
             .where(col(Blob.id) == video.blob_id)

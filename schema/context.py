@@ -115,6 +115,8 @@ class Context:
     export_preset: Preset
     media_url: Callable[[str], str]
     caller: Actor | None
+    # Whether the request carried a token at all (an invalid one is told apart from none).
+    token_presented: bool = False
     # A websocket's context lives as long as the socket: its loaders must not cache.
     long_lived: bool = False
     connection_params: dict[str, object] = field(default_factory=dict)
@@ -144,5 +146,5 @@ class Context:
     def actor(self) -> Actor:
         """The authenticated caller; anonymous requests stop here with UNAUTHENTICATED."""
         if self.caller is None:
-            raise UnauthenticatedError
+            raise UnauthenticatedError(self.token_presented)
         return self.caller

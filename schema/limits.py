@@ -26,7 +26,7 @@ from graphql.validation import (
 from graphql.validation.validate import ValidationAbortedError
 from strawberry.extensions import SchemaExtension
 
-from resolvers.errors import QueryTooComplexError, UnauthenticatedError
+from resolvers.errors import BadInputError, QueryTooComplexError, UnauthenticatedError
 from schema.context import Context
 from schema.errors import graphql_error
 
@@ -204,6 +204,24 @@ def _anonymous(context: object) -> bool:
     return isinstance(context, Context) and context.caller is None
 
 
+def _over_http(context: object) -> bool:
+    return isinstance(context, Context) and not context.long_lived
+
+
+def _subscribes(context: Any) -> bool:
+    """Whether the operation to run is a subscription (False if there is none to run)."""
+    if context.graphql_document is None:
+        return False
+    try:
+        return bool(context.operation_type.value == "subscription")
+    except RuntimeError:  # no operation of that name: validation says so
+        return False
+
+
+def _presented(context: object) -> bool:
+    return isinstance(context, Context) and context.token_presented
+
+
 def limits_extension(limits: QueryLimits) -> type[SchemaExtension]:
     """An extension enforcing ``limits`` on every operation."""
     rule = limit_rule(limits)
@@ -215,7 +233,7 @@ def limits_extension(limits: QueryLimits) -> type[SchemaExtension]:
             tokens = limits.max_tokens
             if _anonymous(context.context):
                 if not limits.anonymous_introspection:
-                    raise UnauthenticatedError  # before graphql-core parses anything
+                    raise UnauthenticatedError(_presented(context.context))  # before parsing
                 tokens = min(tokens, ANONYMOUS_MAX_TOKENS)
             if variable_values_over(context.variables, limits.max_variable_values):
                 raise QueryTooComplexError(
@@ -244,7 +262,12 @@ def limits_extension(limits: QueryLimits) -> type[SchemaExtension]:
             if _anonymous(context.context) and not (
                 context.graphql_document and introspection_only(context.graphql_document)
             ):
-                raise UnauthenticatedError
+                raise UnauthenticatedError(_presented(context.context))
+            if _over_http(context.context) and _subscribes(context):
+                raise BadInputError(
+                    "subscriptions are served over the websocket at /graphql "
+                    "(graphql-transport-ws), not over HTTP"
+                )
             yield
 
     return Limits

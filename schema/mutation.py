@@ -8,8 +8,9 @@ from strawberry.file_uploads import Upload
 
 from models import tables
 from models.store import StagedFile, UploadTooLarge
-from resolvers import ids, renders, users, versions, videos
+from resolvers import ids, projects, renders, users, versions, videos
 from resolvers.errors import InvalidMediaError, TooLargeError
+from schema.admin import AccountMutation
 from schema.errors import InvalidMedia, InvalidOps, NotFound, TooLarge, VersionConflict, VideoInUse
 from schema.gc import GcMutation
 from schema.inputs import OpInput, to_raw
@@ -31,6 +32,18 @@ class VideoDeleted:
 @strawberry.type
 class ProjectCreated:
     project: Project
+
+
+@strawberry.type
+class ProjectRenamed:
+    project: Project
+
+
+@strawberry.type(
+    description="The project is gone: its renders and unpinned exports are left to the GC."
+)
+class ProjectDeleted:
+    id: strawberry.ID
 
 
 @strawberry.type
@@ -68,6 +81,8 @@ DeleteVideoResult = Annotated[
     VideoDeleted | VideoInUse | NotFound, strawberry.union("DeleteVideoResult")
 ]
 CreateProjectResult = Annotated[ProjectCreated | NotFound, strawberry.union("CreateProjectResult")]
+RenameProjectResult = Annotated[ProjectRenamed | NotFound, strawberry.union("RenameProjectResult")]
+DeleteProjectResult = Annotated[ProjectDeleted | NotFound, strawberry.union("DeleteProjectResult")]
 AppendOpsResult = Annotated[
     OpsAppended | VersionConflict | InvalidOps | NotFound, strawberry.union("AppendOpsResult")
 ]
@@ -87,7 +102,7 @@ def _appended(
 
 
 @strawberry.type
-class Mutation(GcMutation):
+class Mutation(GcMutation, AccountMutation):
     @strawberry.mutation(description="Upload a video (GraphQL multipart request).")
     async def upload_video(self, info: Info, file: Upload) -> UploadVideoResult:
         actor = info.context.actor
@@ -124,6 +139,29 @@ class Mutation(GcMutation):
             name=name,
         )
         return ProjectCreated(project=Project.from_row(project))
+
+    @strawberry.mutation
+    async def rename_project(self, info: Info, id: strawberry.ID, name: str) -> RenameProjectResult:
+        project = await projects.rename_project(
+            db=info.context.db,
+            actor=info.context.actor,
+            project_id=ids.decode(id, "Project"),
+            name=name,
+        )
+        return ProjectRenamed(project=Project.from_row(project))
+
+    @strawberry.mutation(
+        description="Delete a project: its renders stop, its videos become deletable, and its "
+        "exports go to the GC; pinned ones stay until unpinned (setExportPinned still works)."
+    )
+    async def delete_project(self, info: Info, id: strawberry.ID) -> DeleteProjectResult:
+        await projects.delete_project(
+            db=info.context.db,
+            queue=info.context.queue,
+            actor=info.context.actor,
+            project_id=ids.decode(id, "Project"),
+        )
+        return ProjectDeleted(id=id)
 
     @strawberry.mutation(description="Append a batch of ops as one new version, atomically.")
     async def append_ops(

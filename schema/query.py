@@ -4,6 +4,7 @@ import strawberry
 
 from resolvers import ids, projects, renders, users, videos
 from resolvers.errors import NotFoundError
+from schema.admin import AdminQuery
 from schema.gc import GcQuery
 from schema.permissions import IsAdmin
 from schema.types import (
@@ -66,7 +67,7 @@ def _me(info: Info) -> User:
 
 
 @strawberry.type
-class Query(GcQuery):
+class Query(GcQuery, AdminQuery):
     @strawberry.field(description="The signed-in user.")
     def me(self, info: Info) -> User:
         return _me(info)

@@ -9,7 +9,8 @@ from strawberry.scalars import JSON
 
 from models import keys, tables
 from models.states import GcState, RenderKind, RenderStatus
-from resolvers import ids, ops, pagination, renders, versions
+from resolvers import admin, ids, ops, pagination, renders, users, versions
+from resolvers.errors import ForbiddenError
 from schema.context import Context
 
 T = TypeVar("T")
@@ -52,6 +53,34 @@ def connection(page: pagination.Page[R], wrap: Callable[[R], T]) -> Connection[T
     )
 
 
+@strawberry.type(description="A bearer token of a user; the token itself is never shown again.")
+class ApiToken(Node):
+    label: str
+    created_at: datetime
+    last_used_at: datetime | None = strawberry.field(description="To the minute.")
+    current: bool = strawberry.field(description="Whether this request came with it.")
+
+    @classmethod
+    def from_row(cls, row: tables.ApiToken, current_id: int | None) -> "ApiToken":
+        assert row.id is not None
+        return cls(
+            id=strawberry.ID(ids.encode("ApiToken", row.id)),
+            label=row.label,
+            created_at=row.created_at,
+            last_used_at=row.last_used_at,
+            current=row.id == current_id,
+        )
+
+
+def _own_or_admin(info: "Info", user_id: strawberry.ID) -> int:
+    """The user's row id, if the caller is that user or an admin; FORBIDDEN otherwise."""
+    actor = info.context.actor
+    pk = ids.decode(user_id, "User")
+    if pk != actor.id and not actor.is_admin:
+        raise ForbiddenError("only the user and administrators see this")
+    return pk
+
+
 @strawberry.type
 class User(Node):
     name: str
@@ -63,6 +92,22 @@ class User(Node):
         return cls(
             id=strawberry.ID(ids.encode("User", row.id)), name=row.name, is_admin=row.is_admin
         )
+
+    @strawberry.field(description="The user's tokens (the user's own, or any for an admin).")
+    async def tokens(self, info: "Info") -> list[ApiToken]:
+        pk = _own_or_admin(info, self.id)
+        rows = await users.tokens_of(db=info.context.db, user_id=pk)
+        return [ApiToken.from_row(r, info.context.actor.token_id) for r in rows]
+
+    @strawberry.field(description="The user's projects, newest first (own, or any for an admin).")
+    async def projects(
+        self, info: "Info", first: int | None = 20, after: str | None = None
+    ) -> "Connection[Project]":
+        pk = _own_or_admin(info, self.id)
+        page = await admin.projects_of(
+            db=info.context.db, user_id=pk, first=20 if first is None else first, after=after
+        )
+        return connection(page, Project.from_row)
 
 
 @strawberry.type
@@ -132,6 +177,11 @@ def _url(info: Info, key: str | None, done: bool) -> str | None:
 @strawberry.type(description="One proxy or export job of one version, and what it produced.")
 class Render(Node):
     row: strawberry.Private[tables.Render]
+
+    @strawberry.field(description="The project it belongs to.")
+    def project_id(self) -> strawberry.ID:
+        return strawberry.ID(ids.encode("Project", self.row.project_id))
+
     kind: RenderKind
     version: int
     status: RenderStatus
@@ -184,6 +234,11 @@ class Render(Node):
 @strawberry.type(description="A full-resolution export: its render, pin and GC state.")
 class Export(Node):
     row: strawberry.Private[tables.Export]
+
+    @strawberry.field(description="The project it belongs to.")
+    def project_id(self) -> strawberry.ID:
+        return strawberry.ID(ids.encode("Project", self.row.project_id))
+
     version: int
     pinned: bool
     gc_state: GcState
@@ -272,6 +327,9 @@ class Project(Node):
     name: str
     current_version: int
     created_at: datetime
+    deleted_at: datetime | None = strawberry.field(
+        description="When its owner deleted it (only admins see deleted projects)."
+    )
 
     @classmethod
     def from_row(cls, row: tables.Project) -> "Project":
@@ -282,6 +340,7 @@ class Project(Node):
             name=row.name,
             current_version=row.current_version,
             created_at=row.created_at,
+            deleted_at=row.deleted_at,
         )
 
     @strawberry.field

@@ -95,8 +95,10 @@ def test_serve_starts_its_own_redis_answers_and_cleans_up(
         with urllib.request.urlopen(page, timeout=10) as r:
             page_html = r.read()
             assert b"graphiql" in page_html.lower()
-            # Subscriptions from GraphiQL carry the token of its Headers tab.
-            assert b"wsConnectionParams: auth ? { authorization: auth }" in page_html
+            assert b'src="/graphiql/page.js"' in page_html
+        # Subscriptions from GraphiQL carry the token of its Headers tab.
+        with urllib.request.urlopen(f"{base}/graphiql/page.js", timeout=10) as r:
+            assert b"wsConnectionParams: auth ? { authorization: auth }" in r.read()
         # The server renders by itself: its in-process worker makes the proxy of an edit.
         url = edit_and_wait_for_proxy(base, token, media["clip"])
         with httpx.Client(base_url=base, timeout=10) as client:

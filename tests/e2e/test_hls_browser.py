@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 from playwright.async_api import Error as PlaywrightError
-from playwright.async_api import Page, async_playwright
+from playwright.async_api import Page
 from starlette.responses import FileResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -19,6 +19,7 @@ from editgraph.app import create_app
 from editgraph.settings import Settings
 from models.db import Database
 from tests.helpers.api import Api, keeping_state, new_project, project
+from tests.helpers.browser import CHROMIUM, chromium
 from tests.helpers.db import SQLITE_ONLY
 from tests.helpers.polling import until
 from tests.helpers.worker import WorkerFactory
@@ -26,20 +27,8 @@ from tests.helpers.worker import WorkerFactory
 # What a browser makes of the playlist, not the database: once, on SQLite.
 pytestmark = [pytest.mark.slow, SQLITE_ONLY]
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = Path("/usr/bin/chromium")  # Debian's package: `make install` puts it there
 HLS_JS = ROOT / "node_modules" / "hls.js" / "dist" / "hls.min.js"  # `make install`: npm ci
 PLAYER = Path(__file__).with_name("hls_player.html")
-# Chromium as root in a sandbox-less container, with nothing reaching for Google's hosts.
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-]
 LENGTH, FRAME = 20.0, 1 / 30  # the long_clip fixture's
 
 
@@ -84,18 +73,14 @@ async def open_page(
 ) -> AsyncIterator[Callable[[], Awaitable[Page]]]:
     """``await open_page()``: a new tab of one headless Chromium on the player page."""
     _, base = served
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+    async with chromium() as browser:
 
         async def start() -> Page:
             page = await browser.new_page()
             await page.goto(f"{base}/__player/index.html")
             return page
 
-        try:
-            yield start
-        finally:
-            await browser.close()
+        yield start
 
 
 async def seen(page: Page) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from sqlmodel import col, select, update
 
 from editgraph.settings import Settings
 from models.db import Database
-from models.tables import User, utcnow
+from models.tables import ApiToken, User, utcnow
 from tests.helpers.api import Api, AppFactory, code_of
 
 ME = "{ me { name } }"
@@ -121,13 +121,21 @@ async def test_one_file_mapped_to_two_variables_is_a_400_without_a_path(
 async def test_tokens_expire_after_the_ttl_and_record_their_last_use(
     make_api: AppFactory, db: Database, tokens: dict[str, str]
 ) -> None:
-    async def user(name: str) -> User:
+    async def user(name: str) -> ApiToken:
+        """The user's one token (each fixture user has one)."""
         async with db.read() as session:
-            return (await session.exec(select(User).where(User.name == name))).one()
+            return (
+                await session.exec(
+                    select(ApiToken).join(User).where(User.name == name)
+                )
+            ).one()
 
     async def set_times(name: str, **values: Any) -> None:
+        owner = select(User.id).where(User.name == name).scalar_subquery()
         async with db.write() as session:
-            await session.exec(update(User).where(col(User.name) == name).values(**values))
+            await session.exec(
+                update(ApiToken).where(col(ApiToken.user_id) == owner).values(**values)
+            )
 
     assert (await user("alice")).last_used_at is None
     async with make_api(token_ttl_days=30) as api:
@@ -141,10 +149,11 @@ async def test_tokens_expire_after_the_ttl_and_record_their_last_use(
         stale = utcnow() - timedelta(minutes=2)
         await set_times("alice", last_used_at=stale)
         await api.data(tokens["alice"], ME)
-        assert (await user("alice")).last_used_at > stale  # type: ignore[operator]
+        last = (await user("alice")).last_used_at
+        assert last is not None and last > stale
         # Alice's token was issued 31 days ago, Bob's 29: hers has expired.
-        await set_times("alice", token_issued_at=utcnow() - timedelta(days=31))
-        await set_times("bob", token_issued_at=utcnow() - timedelta(days=29))
+        await set_times("alice", created_at=utcnow() - timedelta(days=31))
+        await set_times("bob", created_at=utcnow() - timedelta(days=29))
         assert code_of(await api.query(tokens["alice"], ME)) == "UNAUTHENTICATED"
         assert (await api.data(tokens["bob"], ME))["me"]["name"] == "bob"
     # Without EDITGRAPH_TOKEN_TTL_DAYS tokens do not expire.

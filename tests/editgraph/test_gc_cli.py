@@ -13,7 +13,7 @@ from editgraph.cli import main
 from jobs.queue import ArqQueue
 from models.db import Database
 from models.store import MediaStore
-from resolvers import gc_runs
+from resolvers import admin, gc_runs, ids
 from resolvers.users import Actor
 from tests.helpers.gc import exports_on_disk, states
 
@@ -90,7 +90,11 @@ async def test_the_cli_runs_the_same_gc(
     await exports_on_disk(db, queue, store, alice, media["clip"], count=3)
     listed = gc_process(db, store, "candidates")  # the command an operator types
     assert listed.returncode == 0, listed.stderr
-    assert "export   project  version  state" in listed.stdout
+    header = listed.stdout.splitlines()[0].split()
+    assert header[:4] == ["export", "project", "version", "state"]
+    # Ids as the API shows them, so an operator can look them up there.
+    assert ids.encode("Export", 1) in listed.stdout
+    assert ids.encode("Project", 1) in listed.stdout
     assert "would mark 2 export(s), 1.6 KiB" in listed.stdout
     dry = await gc_cli("mark", "--dry-run")
     assert "would mark 2" in dry.stdout
@@ -101,10 +105,24 @@ async def test_the_cli_runs_the_same_gc(
     refused = await gc_cli("delete", "--days-in-archive", "0")
     assert refused.returncode == 2 and "--yes" in refused.stderr
     assert await states(db) == {1: "archived", 2: "archived", 3: "none"}
+    restored = await gc_cli("restore", ids.encode("Export", 2), "--actor", "alice")
+    assert restored.returncode == 0, restored.stderr
+    assert f"restored export {ids.encode('Export', 2)}" in restored.stdout
+    assert (await gc_cli("mark")).returncode == 0
+    assert (await gc_cli("archive", "--actor", "ops-oncall")).returncode == 0
     deleted = await gc_cli("delete", "--days-in-archive", "0", "--yes")
     assert "deleted 2 export(s)" in deleted.stdout
     assert await states(db) == {1: "deleted", 2: "deleted", 3: "none"}
-    assert (await gc_cli("restore", "1")).returncode == 1
+    assert (await gc_cli("restore", ids.encode("Export", 1))).returncode == 1
+    with pytest.raises(SystemExit) as refused_id:  # a row number is not an id the API shows
+        main(["gc", "restore", "1"])
+    assert refused_id.value.code == 2
+    # The audit says who: alice's account, or the operator's name on the run.
+    page = await admin.audit(db=db, first=100, after=None)
+    newest_last = reversed(page.items)
+    by_action = {(entry.action, entry.export_id): who for _, (entry, who) in newest_last}
+    assert by_action[("restore", 2)] == "alice"
+    assert str(by_action[("archive", 2)]).startswith("cli (ops-oncall) on ")
 
 
 async def test_the_cli_waits_its_turn_and_honours_keep_latest(

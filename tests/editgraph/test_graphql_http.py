@@ -87,6 +87,12 @@ async def test_an_executed_request_is_a_200_with_data_even_when_a_field_fails(
             "$p",
         ),
         ({"query": "{" + "me { name } " * 700 + "}"}, 400, "too"),
+        # A subscription sent by POST (GraphiQL's Run before its editor caught up, say).
+        (
+            {"query": 'subscription { proxyReady(projectId: "UHJvamVjdDox") { id } }'},
+            400,
+            "served over the websocket",
+        ),
     ],
 )
 async def test_a_request_that_never_executed_is_a_4xx_without_data(

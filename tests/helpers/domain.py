@@ -9,7 +9,7 @@ from jobs.queue import ArqQueue
 from models.db import Database
 from models.store import MediaStore, StagedFile
 from models.tables import EditOperation, Project, Version
-from resolvers import ops, versions, videos
+from resolvers import ops, users, versions, videos
 from resolvers.users import Actor
 
 BLUR = {"type": "gaussian-blur", "params": {"radius": 5}}
@@ -77,3 +77,10 @@ async def insert_history(db: Database, project: Project, count: int) -> None:
         assert stored is not None
         stored.current_version = 1
         session.add(stored)
+
+
+async def actor_named(db: Database, name: str) -> Actor:
+    """The account ``name`` (made by the ``tokens`` fixture, say) as an actor."""
+    found = await users.user_by_name(db=db, name=name)
+    assert found is not None, f"no user {name!r}"
+    return Actor.of(found)

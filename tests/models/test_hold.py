@@ -16,7 +16,7 @@ async def test_a_second_holder_of_a_name_waits_for_the_first_to_commit(db: Datab
             await db.hold(session, "sound:proxy/sound/ab/abc")
             first_holds.set()
             await asyncio.sleep(0.5)
-            session.add(User(name="first", token_hash="a" * 64))
+            session.add(User(name="first"))
             order.append("first commits")
 
     async def second() -> None:

@@ -87,3 +87,34 @@ async def test_op_counts_are_backfilled_along_each_versions_history(tmp_path: Pa
         }
     finally:
         await db.dispose()
+
+
+async def test_each_users_token_keeps_working_after_tokens_get_their_own_table(
+    tmp_path: Path,
+) -> None:
+    """0012 moves every user's token to api_tokens, with its issue time and last use."""
+    from resolvers.users import actor_for_token, hash_token, tokens_of
+
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'old.db'}")
+    try:
+        await upgrade(db, "0011")
+        token = "eg_" + "t" * 43
+        async with db.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO users (id, name, is_admin, token_hash, token_issued_at,"
+                    " last_used_at, created_at) VALUES (7, 'old', true, :h, :at, :used, :at)"
+                ),
+                {
+                    "h": hash_token(token),
+                    "at": "2026-01-01 00:00:00",
+                    "used": "2026-02-01 00:00:00",
+                },
+            )
+        await upgrade(db)
+        actor = await actor_for_token(db=db, token=token)
+        assert actor is not None and (actor.id, actor.name, actor.is_admin) == (7, "old", True)
+        [row] = await tokens_of(db=db, user_id=7)
+        assert (row.label, row.created_at.year, row.created_at.month) == ("first token", 2026, 1)
+    finally:
+        await db.dispose()

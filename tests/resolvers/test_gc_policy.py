@@ -70,7 +70,7 @@ async def test_candidates_follow_the_rule_for_every_keep_latest(db: Database) ->
     async with db.write() as session:
         conn = await session.connection()
         await conn.execute(
-            insert(User), [{"id": 1, "name": "u", "is_admin": False, "token_hash": "x"}]
+            insert(User), [{"id": 1, "name": "u", "is_admin": False}]
         )
         await conn.execute(
             insert(Blob),

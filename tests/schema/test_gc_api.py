@@ -10,8 +10,8 @@ import pytest
 from jobs.queue import ArqQueue
 from models.db import Database
 from models.store import MediaStore
-from resolvers.users import Actor
 from tests.helpers.api import Api
+from tests.helpers.domain import actor_named
 from tests.helpers.gc import exports_on_disk
 
 
@@ -89,9 +89,9 @@ async def test_a_full_cycle_through_the_api_keeps_latest_and_pinned(
     media: dict[str, Path],
     storage: str,
 ) -> None:
-    from resolvers import ids, users
+    from resolvers import ids
 
-    alice = Actor.of(next(u for u in await users.list_users(db=db) if u.name == "alice"))
+    alice = await actor_named(db, "alice")
     store = api.services.store
     assert isinstance(store, MediaStore)
     setup = await exports_on_disk(db, queue, store, alice, media["clip"], count=3)
