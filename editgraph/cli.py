@@ -19,6 +19,7 @@ from jobs.worker import run_forever
 from models.db import Database
 from models.migrate import upgrade
 from resolvers import users
+from resolvers.errors import DomainError
 
 
 async def _migrate(settings: Settings) -> None:
@@ -77,7 +78,11 @@ def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
 
 def cmd_user_create(settings: Settings, args: argparse.Namespace) -> int:
     asyncio.run(_migrate(settings))
-    token = asyncio.run(_create_user(settings, args.name, args.admin))
+    try:
+        token = asyncio.run(_create_user(settings, args.name, args.admin))
+    except DomainError as exc:
+        print(f"editgraph: {exc.message}", file=sys.stderr)
+        return 2
     role = "admin" if args.admin else "user"
     print(f"created {role} {args.name!r}. The token is shown once; keep it:")
     print(token)
@@ -140,6 +145,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     try:
         where = f"http://{host}:{port}/graphql"
         print(f"GraphiQL: {where}" if settings.graphiql_enabled else f"GraphQL: {where}")
+        print(f"admin console: http://{host}:{port}/admin")
         if token:
             print("first start: created user 'admin'. Its token is shown once; keep it:")
             print(f"  Authorization: Bearer {token}")

@@ -81,9 +81,11 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
     store = settings.store()
     if getattr(args, "segment_days_old", 0) is None:
         args.segment_days_old = settings.gc_segment_days
-    # The audit names the operator's account, when one has that name; the run says who.
-    found = await users.user_by_name(db=db, name=args.actor)
+    # The run says who ran it; the audit names an account only when --actor named one (an
+    # OS user name that happens to match someone's account is not that someone).
+    found = await users.user_by_name(db=db, name=args.actor) if args.actor else None
     args.actor_user = Actor.of(found) if found is not None else None
+    args.actor = args.actor or _os_user()
     try:
         return await _dispatch(db, store, args)
     except GcBusyError as exc:
@@ -282,6 +284,7 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
             )
         verb.add_argument(
             "--actor",
-            default=_os_user(),
-            help="who runs it, for the audit (default: your OS user name)",
+            default=None,
+            help="who runs it, for the audit: an account's name is recorded as that account "
+            "(default: your OS user name, recorded as a name only)",
         )

@@ -3,6 +3,8 @@
 import asyncio
 import json
 from dataclasses import dataclass
+from datetime import timedelta
+from functools import partial
 from typing import Any, TypedDict, cast
 
 from cross_web import AsyncHTTPRequestAdapter, HTTPException, StarletteRequestAdapter
@@ -14,6 +16,10 @@ from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.file_uploads.utils import replace_placeholders_with_files
 from strawberry.http import GraphQLHTTPResponse
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import SubscribeMessage
 from strawberry.types.unset import UnsetType
 
 from editgraph import auth, graphiql, graphql_http, metrics, multipart
@@ -26,6 +32,7 @@ from jobs.queue import ArqQueue
 from models import keys
 from models.db import Database
 from models.store import MediaStore
+from resolvers import users
 from resolvers.errors import DomainError, QueryTooComplexError, UnauthenticatedError
 from resolvers.users import Actor
 from schema.context import Background, Context
@@ -134,10 +141,29 @@ def services_of(connection: HTTPConnection) -> Services:
     return services
 
 
+class _TransportWS(BaseGraphQLTransportWSHandler[Context, None]):
+    """graphql-transport-ws, with the socket's token asked again before each operation: a
+    token revoked (or expired) since connection_init closes the socket (4401), and the
+    client signs in again."""
+
+    async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        context = self.context
+        if (
+            isinstance(context, Context)
+            and context.caller is not None
+            and context.still_valid is not None
+            and not await context.still_valid(context.caller)
+        ):
+            await self.websocket.close(code=4401, reason=UnauthenticatedError(True).message)
+            return
+        await super().handle_subscribe(message)
+
+
 class EditgraphGraphQL(GraphQL[Context, None]):
     """The /graphql endpoint: HTTP, graphql-transport-ws and GraphiQL in development."""
 
     request_adapter_class = _RequestAdapter
+    graphql_transport_ws_handler_class = _TransportWS
 
     def __init__(self, settings: Settings) -> None:
         limits = QueryLimits(
@@ -219,6 +245,7 @@ class EditgraphGraphQL(GraphQL[Context, None]):
             long_lived=websocket,
             background=services.background,
             op_limits=services.settings.op_limits(),
+            still_valid=partial(self._still_valid, services.db) if websocket else None,
         )
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
@@ -301,6 +328,17 @@ class EditgraphGraphQL(GraphQL[Context, None]):
         limit = self.settings.max_batch_operations
         if isinstance(body, list) and len(body) > limit:
             raise BatchTooLarge(limit)
+
+    async def _still_valid(self, db: Database, actor: Actor) -> bool:
+        """Whether a websocket's token still holds (not revoked, not expired)."""
+        if actor.token_id is None:
+            return True
+        ttl = self.settings.token_ttl_days
+        return await users.token_valid(
+            db=db,
+            token_id=actor.token_id,
+            ttl=timedelta(days=ttl) if ttl is not None else None,
+        )
 
     async def _authenticate(self, db: Database, authorization: str | None) -> Actor | None:
         return await authenticate(db, authorization, token_ttl_days=self.settings.token_ttl_days)

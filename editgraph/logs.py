@@ -58,6 +58,10 @@ class TextFormatter(logging.Formatter):
         super().__init__(TEXT_FORMAT)
 
     def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if "\n" in message or "\r" in message:  # a client's text cannot start a line of its own
+            escaped = message.replace("\r", "\\r").replace("\n", "\\n")
+            record = logging.makeLogRecord({**vars(record), "msg": escaped, "args": None})
         text = super().format(record)
         fields = {
             k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")

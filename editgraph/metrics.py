@@ -225,7 +225,11 @@ async def scrape(
         )
     if not actor.is_admin:
         return PlainTextResponse("metrics are for admins", status_code=403)
-    await cluster.refresh()
+    try:
+        await cluster.refresh()
+    except Exception as exc:  # the scraper should see "down", not a bug
+        log.warning("metrics: the database or the store did not answer: %s", exc)
+        return PlainTextResponse("the database or the media store did not answer", 503)
     return Response(exposition(cluster), media_type=CONTENT_TYPE_LATEST)
 
 

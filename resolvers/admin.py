@@ -31,10 +31,12 @@ class KindFigures:
 
 
 async def projects_of(
-    *, db: Database, user_id: int, first: int, after: str | None
+    *, db: Database, user_id: int, first: int, after: str | None, deleted: bool = False
 ) -> pagination.Page[Project]:
-    """Any user's projects, newest first."""
+    """A user's projects, newest first; ``deleted``: with the ones deleted (an admin's view)."""
     query = select(Project).where(Project.owner_id == user_id)
+    if not deleted:
+        query = query.where(col(Project.deleted_at).is_(None))
     return await pagination.newest_first(
         db, query, col(Project.id), lambda p: p.id, first=first, after=after
     )

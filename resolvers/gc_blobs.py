@@ -5,13 +5,14 @@ import asyncio
 import contextlib
 from datetime import timedelta
 
+from sqlalchemy import and_, exists, update
 from sqlalchemy import delete as delete_rows
 from sqlmodel import col, select
 
 from models import keys
 from models.db import Database
 from models.store import MediaStore
-from models.tables import Blob, GcAudit, utcnow
+from models.tables import Blob, GcAudit, Video, utcnow
 from resolvers.gc_files import Checkpoint
 from resolvers.users import Actor
 
@@ -32,13 +33,22 @@ async def delete_unreferenced(
     freed = 0
     for blob in due:
         async with db.write() as session:
-            gone = await session.exec(
-                delete_rows(Blob)
-                .where(col(Blob.id) == blob.id, col(Blob.ref_count) == 0)
+            # A deleted video a deleted project still names keeps its row, and the blob row
+            # with it: only the bytes go (an upload of them puts them back).
+            named = exists(select(Video.id).where(col(Video.blob_id) == blob.id))
+            unreferenced = and_(col(Blob.id) == blob.id, col(Blob.ref_count) == 0)
+            kept = await session.exec(
+                update(Blob)
+                .where(unreferenced, named)
+                .values(unreferenced_at=None)
                 .returning(col(Blob.id))
             )
-            if gone.scalar_one_or_none() is None:
-                continue  # referenced again since the query above
+            if kept.scalar_one_or_none() is None:
+                gone = await session.exec(
+                    delete_rows(Blob).where(unreferenced, ~named).returning(col(Blob.id))
+                )
+                if gone.scalar_one_or_none() is None:
+                    continue  # referenced again since the query above
             session.add(
                 GcAudit(
                     actor_id=actor.id if actor else None,
@@ -54,7 +64,11 @@ async def delete_unreferenced(
         aside = {k: keys.aside_temp() for k in names}
         await asyncio.to_thread(_set_aside, store, aside)
         async with db.read() as session:
-            again = (await session.exec(select(Blob).where(Blob.sha256 == blob.sha256))).first()
+            again = (
+                await session.exec(
+                    select(Blob).where(Blob.sha256 == blob.sha256, col(Blob.ref_count) > 0)
+                )
+            ).first()
         freed += await asyncio.to_thread(_put_back_or_free, store, aside, again is not None)
     return freed
 

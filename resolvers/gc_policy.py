@@ -25,12 +25,26 @@ def unprotected() -> ColumnElement[bool]:
     )
 
 
+MAX_DAYS = 36_500  # a hundred years: past it a date is out of every database's range
+MAX_KEEP = 1_000_000
+
+
+def check_days(**days: int) -> None:
+    """Day counts of a GC rule (``daysOld=…``): 0 to ``MAX_DAYS``, refused otherwise."""
+    for name, value in days.items():
+        if value < 0:
+            raise BadInputError(f"{name} must be 0 or more")
+        if value > MAX_DAYS:
+            raise BadInputError(f"{name} must be at most {MAX_DAYS} (a hundred years)")
+
+
 def check_rules(*, days_old: int, keep_latest: int) -> None:
     """The GC's rules are counts: a negative one is refused, not guessed at."""
-    if days_old < 0:
-        raise BadInputError("daysOld must be 0 or more")
+    check_days(daysOld=days_old)
     if keep_latest < 0:
         raise BadInputError("keepLatest must be 0 or more")
+    if keep_latest > MAX_KEEP:
+        raise BadInputError(f"keepLatest must be at most {MAX_KEEP}")
 
 
 def kept_from(keep_latest: int) -> ScalarSelect[int]:

@@ -39,5 +39,11 @@ def decode(public_id: str, kind: str) -> int:
     """The row id behind a public id of ``kind``; anything else is ``NotFoundError``."""
     decoded = decode_any(public_id)
     if decoded is None or decoded[0] != kind:
-        raise NotFoundError(kind, public_id)
+        raise NotFoundError(kind, _shown(public_id))
     return decoded[1]
+
+
+def _shown(text: str) -> str:
+    """A client's id as an error message may quote it: printable, and not too long."""
+    clean = "".join(c if c.isprintable() else "?" for c in text[:64])
+    return clean + ("…" if len(text) > 64 else "")

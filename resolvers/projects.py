@@ -1,5 +1,6 @@
 """Projects: an owner's edits of one source video."""
 
+import unicodedata
 from collections.abc import Sequence
 
 from sqlmodel import col, select
@@ -17,7 +18,14 @@ def clean_name(name: str) -> str:
     cleaned = " ".join(name.split())
     if not 1 <= len(cleaned) <= 200:
         raise BadInputError("a project name is 1 to 200 characters")
+    if has_control(cleaned):
+        raise BadInputError("a project name has no control characters")
     return cleaned
+
+
+def has_control(text: str) -> bool:
+    """Whether ``text`` holds a control character (NUL, escape, …): never in a name."""
+    return any(unicodedata.category(c) in ("Cc", "Cs") for c in text)
 
 
 def owned(project: Project | None, actor: Actor) -> bool:

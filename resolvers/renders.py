@@ -125,7 +125,8 @@ async def _request_export(
     admitted: bool,
 ) -> tuple[Export, Render]:
     async with db.write() as session:
-        project = await session.get(Project, project_id)
+        # Locked: a deleteProject meanwhile either waits for this export or is seen here.
+        project = await session.get(Project, project_id, with_for_update=True)
         if project is None or not projects.owned(project, actor):
             raise NotFoundError("Project", ids.encode("Project", project_id))
         number = project.current_version if version is None else version
@@ -203,6 +204,10 @@ async def request_proxy(
     # under the write lock); over the limit nothing is queued.
     await queue.admit(user_id=actor.id, kind=RenderKind.PROXY)
     async with db.write() as session:
+        # The project is looked at again under its lock: it may have been deleted meanwhile.
+        current = await session.get(Project, project_id, with_for_update=True)
+        if current is None or not projects.owned(current, actor):
+            raise NotFoundError("Project", ids.encode("Project", project_id))
         again = await session.get(Render, render.id, with_for_update=True)
         assert again is not None
         if again.status not in _RENDERS_AGAIN:

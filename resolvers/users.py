@@ -3,6 +3,7 @@
 import hashlib
 import logging
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -52,6 +53,8 @@ def clean_label(label: str) -> str:
     cleaned = " ".join(label.split())
     if len(cleaned) > 100:
         raise BadInputError("a token label is at most 100 characters")
+    if any(unicodedata.category(c) in ("Cc", "Cs") for c in cleaned):
+        raise BadInputError("a token label has no control characters")
     return cleaned
 
 
@@ -59,7 +62,9 @@ async def create_user(*, db: Database, name: str, is_admin: bool = False) -> tup
     """Create a user with a first token, and return both; the token is never shown again."""
     name = name.strip()
     if not name or len(name) > 100:
-        raise ValueError("a user name is 1 to 100 characters")
+        raise BadInputError("a user name is 1 to 100 characters")
+    if any(unicodedata.category(c) in ("Cc", "Cs") for c in name):
+        raise BadInputError("a user name has no control characters")
     token, hashed = new_token()
     user = User(name=name, is_admin=is_admin)
     async with db.write() as session:
@@ -97,6 +102,13 @@ async def revoke_token(*, db: Database, actor: Actor, token_id: int) -> ApiToken
             raise NotFoundError("Token", ids.encode("ApiToken", token_id))
         await session.delete(row)
     return row
+
+
+async def token_valid(*, db: Database, token_id: int, ttl: timedelta | None = None) -> bool:
+    """Whether a token still holds: not revoked, not expired."""
+    async with db.read() as session:
+        row = await session.get(ApiToken, token_id)
+    return row is not None and (ttl is None or row.created_at + ttl > utcnow())
 
 
 async def user_by_name(*, db: Database, name: str) -> User | None:

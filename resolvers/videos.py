@@ -92,9 +92,15 @@ async def _record_upload(
         if existing is not None and existing.deleted_at is None:
             return existing, True
         if existing is not None:  # deleted while a deleted project named it: back it comes
-            await _reference_blob(db, session, staged, key)
-            existing.deleted_at = None
-            session.add(existing)
+            revived = await session.exec(
+                update(Video)
+                .where(col(Video.id) == existing.id, col(Video.deleted_at).is_not(None))
+                .values(deleted_at=None)
+                .returning(col(Video.id))
+            )
+            if revived.scalar_one_or_none() is not None:  # once, however many upload at once
+                await _reference_blob(db, session, staged, key)
+            await session.refresh(existing)
             return existing, False
         blob_id = await _reference_blob(db, session, staged, key)
         video = Video(
@@ -115,10 +121,16 @@ async def _record_upload(
 
 
 async def _reference_blob(db: Database, session: AsyncSession, staged: StagedFile, key: str) -> int:
+    return await reference_blob(db, session, staged.sha256, key, staged.bytes)
+
+
+async def reference_blob(
+    db: Database, session: AsyncSession, sha256: str, key: str, size: int
+) -> int:
     """Insert the blob with one reference, or add a reference to the existing one, atomically."""
     dialect = sqlite if db.is_sqlite else postgresql
     stmt = dialect.insert(Blob).values(
-        sha256=staged.sha256, key=key, bytes=staged.bytes, ref_count=1, created_at=utcnow()
+        sha256=sha256, key=key, bytes=size, ref_count=1, created_at=utcnow()
     )
     stmt = stmt.on_conflict_do_update(
         index_elements=[Blob.sha256],

@@ -109,7 +109,7 @@ class AdminQuery:
         description="Archived exports gcDelete would remove now (admin only; a dry run).",
     )
     async def gc_archive_due(self, info: Info, days_in_archive: int = 30) -> GcArchiveDue:
-        gc_policy.check_rules(days_old=days_in_archive, keep_latest=0)
+        gc_policy.check_days(daysInArchive=days_in_archive)
         due = await gc_policy.in_state(
             db=info.context.db, state=ARCHIVED, older_than=timedelta(days=days_in_archive)
         )

@@ -2,7 +2,7 @@
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
@@ -117,6 +117,9 @@ class Context:
     caller: Actor | None
     # Whether the request carried a token at all (an invalid one is told apart from none).
     token_presented: bool = False
+    # A websocket's token is asked again before each operation: it may have been revoked or
+    # have expired since the socket opened.
+    still_valid: Callable[[Actor], Awaitable[bool]] | None = None
     # A websocket's context lives as long as the socket: its loaders must not cache.
     long_lived: bool = False
     connection_params: dict[str, object] = field(default_factory=dict)

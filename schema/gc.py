@@ -169,6 +169,7 @@ class GcQuery:
         keep_latest: int = 1,
         segment_days_old: int = gc_segments.DAYS_OLD,
     ) -> GcReport:
+        gc_policy.check_days(segmentDaysOld=segment_days_old)
         rows, count, size = await gc_policy.candidates(
             db=info.context.db, days_old=days_old, keep_latest=keep_latest
         )
@@ -287,6 +288,11 @@ class GcMutation:
         segment_days_old: int = gc_segments.DAYS_OLD,
     ) -> GcRun:
         _confirmed(confirm)
+        gc_policy.check_days(
+            daysInArchive=days_in_archive,
+            proxyDaysOld=proxy_days_old,
+            segmentDaysOld=segment_days_old,
+        )
         context = info.context
 
         async def stage(reporter: Reporter) -> object:
@@ -334,6 +340,8 @@ class GcMutation:
         days_in_archive: int = 30,
     ) -> GcRun:
         _confirmed(confirm)
+        gc_policy.check_rules(days_old=days_old, keep_latest=keep_latest)
+        gc_policy.check_days(daysInArchive=days_in_archive)
         context = info.context
 
         async def stage(reporter: Reporter) -> object:

@@ -20,3 +20,4 @@ class IsAdmin(BasePermission):
     def on_unauthorized(self) -> None:
         """Refuse with the domain's FORBIDDEN error, like every other code (schema/errors.py)."""
         raise ForbiddenError(self.message)
+

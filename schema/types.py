@@ -99,13 +99,20 @@ class User(Node):
         rows = await users.tokens_of(db=info.context.db, user_id=pk)
         return [ApiToken.from_row(r, info.context.actor.token_id) for r in rows]
 
-    @strawberry.field(description="The user's projects, newest first (own, or any for an admin).")
+    @strawberry.field(
+        description="The user's projects, newest first: one's own, or any user's (deleted ones "
+        "too) for an admin."
+    )
     async def projects(
         self, info: "Info", first: int | None = 20, after: str | None = None
     ) -> "Connection[Project]":
         pk = _own_or_admin(info, self.id)
         page = await admin.projects_of(
-            db=info.context.db, user_id=pk, first=20 if first is None else first, after=after
+            db=info.context.db,
+            user_id=pk,
+            first=20 if first is None else first,
+            after=after,
+            deleted=info.context.actor.is_admin,
         )
         return connection(page, Project.from_row)
 

@@ -74,3 +74,31 @@ async def test_json_lines_carry_the_request_id_the_response_names(
     assert [r["request_id"] for r in ops] == ["support-ticket-42", fresh]
     assert {r["outcome"] for r in ops} == {"ok"}
     assert all(r["level"] == "INFO" and r["logger"] == "editgraph.graphql" for r in ops)
+
+
+async def test_a_client_cannot_start_a_log_line_of_its_own(
+    api: Api, tokens: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    forged = "x\n2026-11-22 12:00:00 ERROR editgraph.graphql: admin root revoked all tokens"
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    out = io.StringIO()
+    monkeypatch.setattr("sys.stderr", out)
+    logs.configure("text", "info")
+    try:
+        query = "query($p: ID!) { project(id: $p) { id } node(id: $p) { id } }"
+        body = await api.query(tokens["alice"], query, {"p": forged})
+        await api.query(
+            tokens["alice"],
+            "mutation($p: ID!) { deleteProject(id: $p) { __typename } }",
+            {"p": forged},
+        )
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in saved[0]:
+            root.addHandler(handler)
+        root.setLevel(saved[1])
+    assert "errors" not in body or body["errors"]
+    lines = out.getvalue().splitlines()
+    assert lines and not any(line.startswith("2026-11-22 12:00:00 ERROR") for line in lines)

@@ -128,3 +128,44 @@ async def test_the_command_line_prints_a_new_token_for_a_lost_login(
     assert (await api.data(tokens["root"], ME))["me"]["name"] == "root"  # the old one too
     assert await asyncio.to_thread(main, ["user", "token", "nobody"]) == 1
     assert "no user named 'nobody'" in capsys.readouterr().err
+
+
+@SQLITE_ONLY
+async def test_a_token_revoked_while_its_websocket_is_open_stops_working_there(
+    make_api: AppFactory, tokens: dict[str, str]
+) -> None:
+    async with make_api(live=True) as api:
+        made = (await api.data(tokens["alice"], CREATE, {"l": "tablet"}))["createToken"]
+        tablet, tablet_id = made["token"], made["apiToken"]["id"]
+        async with raw_socket(api.base, {"authorization": f"Bearer {tablet}"}) as ws:
+            assert json.loads(await ws.recv())["type"] == "connection_ack"
+
+            async def ask(op_id: str) -> dict[str, object]:
+                request = {"query": "{ me { name } }"}
+                await ws.send(json.dumps({"id": op_id, "type": "subscribe", "payload": request}))
+                answer: dict[str, object] = json.loads(await ws.recv())
+                return answer
+
+            assert await ask("1") == {
+                "id": "1",
+                "type": "next",
+                "payload": {"data": {"me": {"name": "alice"}}},
+            }
+            await ws.recv()  # its "complete"
+            revoked = await api.data(tokens["alice"], REVOKE, {"id": tablet_id})
+            assert revoked["revokeToken"]["__typename"] == "TokenRevoked"
+            request = {"query": "{ me { name } }"}
+            await ws.send(json.dumps({"id": "2", "type": "subscribe", "payload": request}))
+            await ws.wait_closed()  # nothing more is answered on it
+            assert ws.close_code == 4401
+            assert ws.close_reason == UnauthenticatedError.INVALID
+
+
+async def test_names_and_labels_with_control_characters_are_refused(
+    api: Api, tokens: dict[str, str]
+) -> None:
+    assert code_of(await api.query(tokens["alice"], CREATE, {"l": "bad\u0000label"})) == (
+        "BAD_USER_INPUT"
+    )
+    create_user = 'mutation { createUser(name: "x\\u001b[31m") { token } }'
+    assert code_of(await api.query(tokens["root"], create_user)) == "BAD_USER_INPUT"

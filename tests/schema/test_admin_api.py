@@ -89,3 +89,10 @@ async def test_the_gc_audit_pages_newest_first_and_the_archive_due_is_counted(
     due = "{ gcArchiveDue(daysInArchive: 30) { count bytes } }"
     assert (await api.data(tokens["root"], due))["gcArchiveDue"] == {"count": 2, "bytes": 1600.0}
     assert code_of(await api.query(tokens["alice"], due)) == "FORBIDDEN"
+    # A day count past any date a database holds is refused, not a crash.
+    for huge in (
+        "{ gcArchiveDue(daysInArchive: 1000000) { count } }",
+        "{ gcCandidates(daysOld: 1000000) { count } }",
+        "mutation { gcDelete(confirm: true, daysInArchive: 2147483647) { id } }",
+    ):
+        assert code_of(await api.query(tokens["root"], huge)) == "BAD_USER_INPUT", huge

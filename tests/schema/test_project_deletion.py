@@ -1,18 +1,21 @@
 """Renaming and deleting a project as its owner would: a deleted project is gone from the API,
 its queued renders stop, its videos may go, and its exports are the GC's, pinned ones aside."""
 
+from datetime import timedelta
 from pathlib import Path
 
+from sqlalchemy import update
 from sqlmodel import col, select
 
 from jobs.queue import ArqQueue
 from models.db import Database
 from models.store import MediaStore
-from models.tables import Blob, Render, Video
+from models.tables import Blob, Render, Video, utcnow
 from resolvers import ids
 from tests.helpers.api import Api, code_of, upload
 from tests.helpers.domain import actor_named
 from tests.helpers.gc import exports_on_disk
+from tests.helpers.polling import until
 
 RENAME = """mutation($id: ID!, $n: String!) { renameProject(id: $id, name: $n) { __typename
   ... on ProjectRenamed { project { name } } ... on NotFound { message } } }"""
@@ -129,3 +132,41 @@ async def test_the_source_of_a_deleted_project_may_be_deleted_and_uploaded_again
     async with db.read() as session:
         blob = (await session.exec(select(Blob).where(col(Blob.sha256) == video["sha256"]))).one()
     assert blob.ref_count == 1 and blob.unreferenced_at is None
+
+
+async def test_the_gc_frees_the_bytes_of_a_video_only_a_deleted_project_names(
+    api: Api, tokens: dict[str, str], db: Database, media: dict[str, Path]
+) -> None:
+    alice, root = tokens["alice"], tokens["root"]
+    video = (await upload(api, alice, media["other"]))["video"]
+    create = """mutation($v: ID!) { createProject(videoId: $v, name: "a") {
+      ... on ProjectCreated { project { id } } } }"""
+    pid = (await api.data(alice, create, {"v": video["id"]}))["createProject"]["project"]["id"]
+    await api.data(alice, DELETE, {"id": pid})
+    proxy = "mutation($p: ID!) { requestProxy(projectId: $p) { __typename } }"
+    assert (await api.data(alice, proxy, {"p": pid}))["requestProxy"]["__typename"] == "NotFound"
+    await api.data(alice, "mutation($id: ID!) { deleteVideo(id: $id) { __typename } }", video)
+    async with db.write() as session:  # the grace period is over
+        await session.exec(
+            update(Blob)
+            .where(col(Blob.sha256) == video["sha256"])
+            .values(unreferenced_at=utcnow() - timedelta(days=2))
+        )
+    store = api.services.store
+    key = next(e.key for e in store.listing("videos") if video["sha256"] in e.key)
+    run = await api.data(root, "mutation { gcDelete(confirm: true) { id } }")
+    query = "query($id: ID!) { gcRun(id: $id) { status error } }"
+
+    async def over() -> dict[str, object] | None:
+        found = (await api.data(root, query, {"id": run["gcDelete"]["id"]}))["gcRun"]
+        return found if found["status"] != "RUNNING" else None
+
+    assert await until(over, within=30, what="the GC run") == {"status": "DONE", "error": None}
+    assert not store.exists(key)  # the bytes are freed; the rows the history names stay
+    async with db.read() as session:
+        blob = (await session.exec(select(Blob).where(Blob.sha256 == video["sha256"]))).one()
+    assert (blob.ref_count, blob.unreferenced_at) == (0, None)
+    # Uploaded again: the video is back, and its bytes with it.
+    again = await upload(api, alice, media["other"])
+    assert again["video"]["id"] == video["id"]
+    assert store.exists(key)

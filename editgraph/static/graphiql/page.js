@@ -101,7 +101,8 @@
       onEditHeaders: setHeaders,
       inputValueDeprecation: true,
       isHeadersEditorEnabled: true,
-      shouldPersistHeaders: true,
+      // The Headers tab holds a bearer token: kept for this page only, never in storage.
+      shouldPersistHeaders: false,
     });
   }
 

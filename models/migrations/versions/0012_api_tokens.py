@@ -36,7 +36,8 @@ def upgrade() -> None:
     op.create_index("ix_api_tokens_user_id", "api_tokens", ["user_id"], unique=False)
     op.execute(
         "INSERT INTO api_tokens (user_id, token_hash, label, created_at, last_used_at) "
-        "SELECT id, token_hash, 'first token', token_issued_at, last_used_at FROM users"
+        "SELECT id, token_hash, 'first token', token_issued_at, last_used_at FROM users "
+        "WHERE token_hash IS NOT NULL"
     )
     op.drop_index("ix_users_token_hash", table_name="users")
     op.drop_column("users", "token_hash")
