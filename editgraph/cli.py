@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from editgraph import cluster, gc_cli, logs, metrics
+from editgraph import cluster, gc_cli, import_cli, logs, metrics
 from editgraph.cluster import DEFAULT_DATABASE
 from editgraph.media import SECRET_FILE, local_secret
 from editgraph.redis_embed import EmbeddedRedis
@@ -234,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--label", default="issued by the command line")
     token.set_defaults(handler=cmd_user_token)
     gc_cli.add_parser(sub)
+    import_cli.add_parser(sub)
     cluster = sub.add_parser(
         "cluster", help="run a cluster on this machine: servers, workers, Redis and an S3 endpoint"
     )

@@ -91,6 +91,8 @@ def configure(log_format: Literal["text", "json"] = "text", level: str = "info")
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
+    # Alembic narrates every start-up's migration check; its warnings still show.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
 
 
 def new_id() -> str:

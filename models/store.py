@@ -271,6 +271,26 @@ class MediaStore:
             return temp.stat().st_size if self.publish(temp, target, replace=False) else 0
         return 0
 
+    def bring(self, path: Path, key: str) -> int:
+        """Give a file from outside the store (an import's source, never changed) the name
+        ``key``, unless a file is there already: a hard link on the same filesystem, else a
+        streamed copy. Returns the bytes this added to the store (0 for a link)."""
+        target = self.path(key)
+        if target.is_file():
+            return 0
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(path, target)
+        except FileExistsError:
+            return 0
+        except OSError:  # another filesystem (or one without links): copy, never in memory
+            temp = self.scratch(aside_temp())
+            temp.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, temp)
+            size = temp.stat().st_size
+            return size if self.publish(temp, key, replace=False) else 0
+        return 0
+
     def move(self, source: str, target: str) -> None:
         """Rename ``source`` to ``target`` (replacing it); ``FileNotFoundError`` if gone."""
         dst = self.path(target)

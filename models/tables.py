@@ -306,6 +306,39 @@ class GcRun(SQLModel, table=True):
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
 
 
+class ImportRun(SQLModel, table=True):
+    """One run of ``editgraph import``: what it read, who ran it, what it made; undone by
+    ``editgraph import undo`` (which removes what the run created)."""
+
+    __tablename__ = "import_runs"
+
+    id: int | None = Field(default=None, primary_key=True)
+    source_kind: str = Field(max_length=20)  # folder | vfxb
+    source: str = Field(max_length=2000)  # the folders it read, as given
+    operator: str = Field(max_length=200)
+    status: str = Field(default="running", max_length=20)  # running | done | failed | undone
+    summary: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    started_at: datetime = _created()
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+
+
+class ImportOrigin(SQLModel, table=True):
+    """Where an imported row came from: a second run of the same import finds it here and
+    creates nothing; an undo finds what its run made."""
+
+    __tablename__ = "import_origins"
+    __table_args__ = (
+        UniqueConstraint("source_kind", "kind", "source_id", name="uq_import_origins_source"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="import_runs.id", index=True)
+    source_kind: str = Field(max_length=200)  # "vfxb", or "folder:" and the folder's path
+    kind: str = Field(max_length=20)  # user | video | project | export
+    source_id: str = Field(max_length=2000)
+    target_id: int
+
+
 class GcLock(SQLModel, table=True):
     """The single row that lets one GC run at a time, cluster-wide: a lease, renewed while
     the run works; a run whose process died frees it when the lease runs out."""

@@ -96,27 +96,40 @@ async def enqueue(queue: JobQueue, render: Render) -> None:
 async def claim(
     *, db: Database, announce: Announce, render_id: int, lease_s: float
 ) -> Render | None:
-    """RUNNING under a new attempt and its lease, if the render is claimable; else None."""
+    """RUNNING under a new attempt and its lease, if the render is claimable; else None. A
+    render of a deleted project (queued just as it was deleted) is cancelled instead."""
     now = utcnow()
+    claimed: Render | None = None
     async with db.write() as session:
         # Only counted: a render still RUNNING here is one whose worker stopped renewing.
-        before = (await session.exec(select(Render.status).where(Render.id == render_id))).first()
-        result = await session.exec(
-            update(Render)
-            .where(col(Render.id) == render_id, claimable(now))
-            .values(
-                status=RenderStatus.RUNNING,
-                attempts=col(Render.attempts) + 1,
-                lease_until=now + timedelta(seconds=lease_s),
-                started_at=now,
-                error=None,
+        found = (
+            await session.exec(
+                select(Render.status, Project.deleted_at)
+                .join(Project, col(Project.id) == col(Render.project_id))
+                .where(Render.id == render_id)
             )
-            .returning(col(Render.id))
-        )
-        if result.scalar_one_or_none() is None:
-            return None
-        claimed = await session.get(Render, render_id, populate_existing=True)
-    assert claimed is not None
+        ).first()
+        before, deleted = found if found is not None else (None, None)
+        if deleted is None:
+            result = await session.exec(
+                update(Render)
+                .where(col(Render.id) == render_id, claimable(now))
+                .values(
+                    status=RenderStatus.RUNNING,
+                    attempts=col(Render.attempts) + 1,
+                    lease_until=now + timedelta(seconds=lease_s),
+                    started_at=now,
+                    error=None,
+                )
+                .returning(col(Render.id))
+            )
+            if result.scalar_one_or_none() is not None:
+                claimed = await session.get(Render, render_id, populate_existing=True)
+    if deleted is not None:
+        await cancel(db=db, announce=announce, render_id=render_id, reason="project deleted")
+        return None
+    if claimed is None:
+        return None
     if before == RenderStatus.RUNNING:
         telemetry.render_leases_lost.labels(claimed.kind.value).inc()
     transitioned("running", claimed)

@@ -125,8 +125,9 @@ async def _request_export(
     admitted: bool,
 ) -> tuple[Export, Render]:
     async with db.write() as session:
-        # Locked: a deleteProject meanwhile either waits for this export or is seen here.
-        project = await session.get(Project, project_id, with_for_update=True)
+        # Not locked (the GC locks exports before projects): a render queued while its
+        # project is deleted is cancelled when a worker claims it (lifecycle.claim).
+        project = await session.get(Project, project_id)
         if project is None or not projects.owned(project, actor):
             raise NotFoundError("Project", ids.encode("Project", project_id))
         number = project.current_version if version is None else version
@@ -204,8 +205,9 @@ async def request_proxy(
     # under the write lock); over the limit nothing is queued.
     await queue.admit(user_id=actor.id, kind=RenderKind.PROXY)
     async with db.write() as session:
-        # The project is looked at again under its lock: it may have been deleted meanwhile.
-        current = await session.get(Project, project_id, with_for_update=True)
+        # The project is looked at again: it may have been deleted meanwhile (a render that
+        # still slips in is cancelled when a worker claims it).
+        current = await session.get(Project, project_id, populate_existing=True)
         if current is None or not projects.owned(current, actor):
             raise NotFoundError("Project", ids.encode("Project", project_id))
         again = await session.get(Render, render.id, with_for_update=True)

@@ -103,21 +103,26 @@ async def _record_upload(
             await session.refresh(existing)
             return existing, False
         blob_id = await _reference_blob(db, session, staged, key)
-        video = Video(
-            owner_id=actor.id,
-            blob_id=blob_id,
-            filename=sanitize_filename(staged.filename),
-            format_name=info.demuxer,
-            duration=info.duration,
-            width=info.width,
-            height=info.height,
-            fps=info.fps,
-            video_codec=info.video_codec,
-            audio_codec=info.audio_codec,
-        )
+        video = video_row(actor.id, blob_id, staged.filename, info)
         session.add(video)
         await session.flush()
         return video, False
+
+
+def video_row(owner_id: int, blob_id: int, filename: str, facts: Probe) -> Video:
+    """A video of ``owner_id`` over a blob, described by what the probe found."""
+    return Video(
+        owner_id=owner_id,
+        blob_id=blob_id,
+        filename=sanitize_filename(filename),
+        format_name=facts.demuxer,
+        duration=facts.duration,
+        width=facts.width,
+        height=facts.height,
+        fps=facts.fps,
+        video_codec=facts.video_codec,
+        audio_codec=facts.audio_codec,
+    )
 
 
 async def _reference_blob(db: Database, session: AsyncSession, staged: StagedFile, key: str) -> int:

@@ -11,8 +11,8 @@ from jobs.queue import ArqQueue
 from models.db import Database
 from models.store import MediaStore
 from models.tables import Blob, Render, Video, utcnow
-from resolvers import ids
-from tests.helpers.api import Api, code_of, upload
+from resolvers import ids, lifecycle
+from tests.helpers.api import Api, code_of, new_project, upload
 from tests.helpers.domain import actor_named
 from tests.helpers.gc import exports_on_disk
 from tests.helpers.polling import until
@@ -170,3 +170,35 @@ async def test_the_gc_frees_the_bytes_of_a_video_only_a_deleted_project_names(
     again = await upload(api, alice, media["other"])
     assert again["video"]["id"] == video["id"]
     assert store.exists(key)
+
+
+async def test_a_render_queued_as_its_project_is_deleted_is_cancelled_not_run(
+    api: Api, tokens: dict[str, str], db: Database, media: dict[str, Path]
+) -> None:
+    pid = await new_project(api, tokens["alice"], media["clip"])
+    await api.data(tokens["alice"], DELETE, {"id": pid})
+    project_id = ids.decode(pid, "Project")
+    async with db.write() as session:  # as if a request had slipped in just before
+        await session.exec(
+            update(Render)
+            .where(col(Render.project_id) == project_id)
+            .values(status="queued", error=None, finished_at=None)
+        )
+        render_id = (
+            await session.exec(select(Render.id).where(Render.project_id == project_id))
+        ).one()
+    assert render_id is not None
+    announced: list[str] = []
+
+    async def announce(kind: str, *_: object) -> None:
+        announced.append(kind)
+
+    claimed = await lifecycle.claim(db=db, announce=announce, render_id=render_id, lease_s=30)
+    assert claimed is None and announced == ["cancelled"]
+    async with db.read() as session:
+        render = await session.get(Render, render_id)
+    assert render is not None and (render.status, render.error, render.attempts) == (
+        "cancelled",
+        "project deleted",
+        0,
+    )
