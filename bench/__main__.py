@@ -8,6 +8,7 @@ from bench import (
     events,
     gc,
     gc_load,
+    imports,
     previews,
     render,
     subscriber_memory,
@@ -24,3 +25,4 @@ if __name__ == "__main__":
     asyncio.run(gc.main())
     gc_load.main()
     asyncio.run(bucket.main())
+    asyncio.run(imports.main())

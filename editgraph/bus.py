@@ -22,6 +22,16 @@ from resolvers.events import RenderEvent, SubscriptionLimit, decode
 log = logging.getLogger(__name__)
 
 
+# Each seat (KEYS[i], ARGV[2+i]) written again with its new lapse, its key kept alive.
+_RENEW = """
+for i, key in ipairs(KEYS) do
+  redis.call('ZADD', key, ARGV[1], ARGV[2 + i])
+  redis.call('EXPIRE', key, ARGV[2])
+end
+return #KEYS
+"""
+
+
 class Feed:
     """One subscriber's bounded buffer: progress may be dropped when it is full, never the end."""
 
@@ -205,12 +215,14 @@ class Seats:
     async def _renew_all(self, lapse: float) -> None:
         """Every seat held here, written again with its new lapse (a restarted Redis gets
         them back), and each user's key kept alive as long as its seats."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for member, user_id in tuple(self.held.items()):
-                key = redis_keys.subscribers(user_id)
-                pipe.zadd(key, {member: lapse})
-                pipe.expire(key, int(self.seat_s * 2) + 1)
-            await pipe.execute()
+        held = tuple(self.held.items())
+        if not held:
+            return
+        # One script, not a pipeline: a pipeline cut off by the timeout keeps its
+        # connection until it is collected.
+        keys = [redis_keys.subscribers(user_id) for _, user_id in held]
+        args = [str(lapse), str(int(self.seat_s * 2) + 1), *(member for member, _ in held)]
+        await self.redis.eval(_RENEW, len(keys), *keys, *args)  # type: ignore[misc]  # redis-py types eval loosely
 
     async def stop(self) -> None:
         """Stop renewing (the seats lapse on their own if not given back)."""

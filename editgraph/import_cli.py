@@ -13,7 +13,7 @@ from typing import Any
 from editgraph.settings import Settings
 from models.db import Database
 from models.migrate import upgrade
-from resolvers import import_sources, import_undo, imports
+from resolvers import import_sources, import_undo, imports, users
 from resolvers.import_records import KINDS, Options, Report, Source
 
 
@@ -119,22 +119,39 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
             print(f"import run {args.run_id} undone: removed {removed or 'nothing'}")
             return 0
         source = _source(args)
+        if (
+            args.import_command == "folder"
+            and await users.user_by_name(db=db, name=args.owner) is None
+        ):
+            print(
+                f"editgraph import: no user named {args.owner!r}; create it first "
+                f"(editgraph user create {args.owner})",
+                file=sys.stderr,
+            )
+            return 2
         store = settings.store()
-        store.ensure_layout()
+        if not args.dry_run:
+            store.ensure_layout()
         options = Options(
             pin=not args.no_pin,
             render_proxies=args.render_proxies,
             dry_run=args.dry_run,
             operator=_operator(args.actor),
             export_preset=settings.export,
+            limits=settings.op_limits(),
+            link=not args.copy,
         )
 
         def progress(line: str) -> None:
             print(f"  … {line}", file=sys.stderr, flush=True)
 
-        report = await imports.run(
-            db=db, store=store, queue=None, source=source, options=options, progress=progress
-        )
+        try:
+            report = await imports.run(
+                db=db, store=store, queue=None, source=source, options=options, progress=progress
+            )
+        except imports.ImportBusyError as exc:
+            print(f"editgraph import: {exc}", file=sys.stderr)
+            return 3
         print(summary(report))
         return 0
     finally:
@@ -179,6 +196,12 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
             "next edit, or on requestProxy)",
         )
         verb.add_argument("--actor", default=None, help="who runs it (default: your OS user)")
+        verb.add_argument(
+            "--copy",
+            action="store_true",
+            help="copy files into a local media root instead of hard-linking them (links "
+            "share the files with the source: do not edit those in place afterwards)",
+        )
         verb.set_defaults(handler=cmd_import)
     undo = verbs.add_parser("undo", help="remove what one import run created")
     undo.add_argument("run_id", type=int)

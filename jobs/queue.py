@@ -40,6 +40,10 @@ def connect(redis_url: str) -> ArqRedis:
     return ArqRedis(pool, job_serializer=serialize, job_deserializer=deserialize)
 
 
+# INCR the user's window and (re)set its expiry, atomically: the count so far.
+_COUNT = "local n = redis.call('INCR', KEYS[1]) redis.call('EXPIRE', KEYS[1], ARGV[1]) return n"
+
+
 class ArqQueue:
     """``resolvers.queue.JobQueue`` on arq, announcing queued renders to subscribers."""
 
@@ -88,11 +92,9 @@ class ArqQueue:
         key = redis_keys.rate_window(kind, user_id, window)
 
         async def count() -> Any:
-            async with self.pool.pipeline(transaction=True) as pipe:
-                pipe.incr(key)
-                pipe.expire(key, self.window_s + 1)
-                counted, _ = await pipe.execute()
-            return counted
+            # One script, not a pipeline: a pipeline cut off by the timeout keeps its
+            # connection until it is collected.
+            return await self.pool.eval(_COUNT, 1, key, str(self.window_s + 1))  # type: ignore[misc]  # redis-py types eval loosely
 
         try:
             counted = await self._quick(count)

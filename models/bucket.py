@@ -367,16 +367,18 @@ class BucketStore(MediaStore):
             path.unlink(missing_ok=True)
 
     @_answering
-    def bring(self, path: Path, key: str) -> int:
+    def bring(self, path: Path, key: str, *, replace: bool = False, link: bool = True) -> int:
         """Upload a file from outside the store (an import's source, never changed) to
-        ``key`` unless an object is there; returns the bytes this added."""
-        if self.exists(key):
+        ``key``; an object already there stays if it has the same size, unless ``replace``.
+        Returns the bytes this added."""
+        if not replace and self.size(key) == path.stat().st_size:
             return 0
         temp = self.scratch(aside_temp())  # publish removes what it uploads: a copy
         temp.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, temp)
         size = temp.stat().st_size
-        return size if self.publish(temp, key, replace=False) else 0
+        self.publish(temp, key, replace=True)
+        return size
 
     @_answering
     def copy(self, source: str, target: str) -> int:

@@ -271,25 +271,27 @@ class MediaStore:
             return temp.stat().st_size if self.publish(temp, target, replace=False) else 0
         return 0
 
-    def bring(self, path: Path, key: str) -> int:
+    def bring(self, path: Path, key: str, *, replace: bool = False, link: bool = True) -> int:
         """Give a file from outside the store (an import's source, never changed) the name
-        ``key``, unless a file is there already: a hard link on the same filesystem, else a
-        streamed copy. Returns the bytes this added to the store (0 for a link)."""
+        ``key``: a hard link on the same filesystem (``link``), else a streamed copy. A file
+        already there stays if it has the same size, unless ``replace``. Returns the bytes
+        this added to the store (0 for a link, or for a file that was there)."""
         target = self.path(key)
-        if target.is_file():
+        if not replace and target.is_file() and target.stat().st_size == path.stat().st_size:
             return 0
         target.parent.mkdir(parents=True, exist_ok=True)
+        temp = self.scratch(aside_temp())
+        temp.parent.mkdir(parents=True, exist_ok=True)
         try:
-            os.link(path, target)
-        except FileExistsError:
-            return 0
+            if not link:
+                raise OSError("copy asked for")
+            os.link(path, temp)
+            added = 0
         except OSError:  # another filesystem (or one without links): copy, never in memory
-            temp = self.scratch(aside_temp())
-            temp.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, temp)
-            size = temp.stat().st_size
-            return size if self.publish(temp, key, replace=False) else 0
-        return 0
+            added = temp.stat().st_size
+        self.publish(temp, key, replace=True)  # an atomic rename over what was there
+        return added
 
     def move(self, source: str, target: str) -> None:
         """Rename ``source`` to ``target`` (replacing it); ``FileNotFoundError`` if gone."""

@@ -115,6 +115,9 @@ class Video(SQLModel, table=True):
     # Deleted by its owner while a deleted project still names it: the row stays for that
     # project's history, the blob reference is dropped. Uploading the bytes again revives it.
     deleted_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    # When its owner last uploaded its bytes (again): an import's undo leaves a video alone
+    # that its owner uploaded after the import.
+    uploaded_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
 
     @property
     def has_audio(self) -> bool:
@@ -319,6 +322,8 @@ class ImportRun(SQLModel, table=True):
     status: str = Field(default="running", max_length=20)  # running | done | failed | undone
     summary: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     started_at: datetime = _created()
+    # Renewed as a running import works: one silent for long was stopped (killed).
+    heartbeat_at: datetime = _created()
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
 
 
@@ -333,10 +338,12 @@ class ImportOrigin(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     run_id: int = Field(foreign_key="import_runs.id", index=True)
-    source_kind: str = Field(max_length=200)  # "vfxb", or "folder:" and the folder's path
+    source_kind: str = Field(max_length=200)  # "vfxb", or "folder:" and a hash of its path
     kind: str = Field(max_length=20)  # user | video | project | export
-    source_id: str = Field(max_length=2000)
+    source_id: str = Field(max_length=500)  # a longer one is stored as its hash
     target_id: int
+    # A project's version as imported: an undo is refused once a newer one exists.
+    version: int | None = Field(default=None)
 
 
 class GcLock(SQLModel, table=True):

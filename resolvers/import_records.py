@@ -12,6 +12,7 @@ from resolvers.presets import Preset
 
 # What an import makes, in the order it makes them.
 KINDS = ("user", "video", "project", "version", "op", "export")
+MAX_VERSIONS = 100_000  # a project claiming more is a broken record, not a history
 
 
 @dataclass
@@ -53,6 +54,7 @@ class ProjectIn:
     current_version: int
     exports: list[ExportIn] = field(default_factory=list)
     created_at: datetime | None = None
+    problems: list[str] = field(default_factory=list)  # found reading it: it stays out
 
 
 @dataclass
@@ -95,3 +97,6 @@ class Options:
     operator: str = "cli"
     export_preset: Preset | None = None  # the preset imported exports are recorded with
     limits: ops.Limits = ops.DEFAULT_LIMITS
+    # Hard-link files into a local store (same filesystem): no copy, but the store then
+    # shares them with the source, which must not be edited in place afterwards.
+    link: bool = True

@@ -4,13 +4,15 @@ reading never changes the source, and a record that cannot be read is a problem,
 crash."""
 
 import fnmatch
+import glob
+import hashlib
 import json
 from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from resolvers.import_records import ExportIn, ProjectIn, Source, UserIn, VideoIn
+from resolvers.import_records import MAX_VERSIONS, ExportIn, ProjectIn, Source, UserIn, VideoIn
 
 OWNER = "owner"  # the one user of a folder import
 # A VFXB export record's status, when it has one, that means the file is finished.
@@ -30,9 +32,16 @@ def folder(
     one project per video, named after the file, and its finished export (a file under
     ``exports_from`` whose name matches ``export_pattern`` for it) as version 0's."""
     root = root.resolve()
-    source = Source(kind=f"folder:{root}", label=str(root))
+    # The folder's path can be long: its hash names the source (the run records the path).
+    digest = hashlib.sha256(str(root).encode()).hexdigest()[:40]
+    source = Source(kind=f"folder:{digest}", label=str(root))
     source.users.append(UserIn(key=OWNER, name=owner, create=False))
-    files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+    entries = sorted(p for p in root.rglob("*") if not p.name.startswith("."))
+    files = [p for p in entries if p.is_file()]
+    for path in entries:
+        if not path.is_file() and not path.is_dir():  # a FIFO, a device, a broken link
+            relative = path.relative_to(root).as_posix()
+            source.problems.append(f"{relative}: not a regular file; skipped")
     exports: dict[str, list[Path]] = defaultdict(list)
     if exports_from is not None:
         exports_from = exports_from.resolve()
@@ -47,7 +56,9 @@ def folder(
         if not projects:
             continue
         found: list[ExportIn] = []
-        wanted = export_pattern.format(stem=path.stem, ext=path.suffix, name=path.name)
+        wanted = export_pattern.format(
+            stem=glob.escape(path.stem), ext=glob.escape(path.suffix), name=glob.escape(path.name)
+        )
         matches = [p for name, ps in exports.items() if fnmatch.fnmatch(name, wanted) for p in ps]
         if len(matches) > 1:
             names = ", ".join(sorted(p.name for p in matches))
@@ -84,6 +95,17 @@ def _text(row: dict[str, Any], *names: str) -> str | None:
         value = row.get(name)
         if value is not None and value != "":
             return str(value)
+    return None
+
+
+def _number(value: object) -> int | None:
+    """A whole number as a record holds it (``3`` or ``"3"``), or None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) < 12:
+        return int(value.strip())
     return None
 
 
@@ -157,20 +179,23 @@ def vfxb(
         path = _inside(uploads_dir, where)
         source.videos.append(VideoIn(vid, owner, path, name, _text(row, "sha256")))
     ops_of: dict[str, dict[int, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    broken: dict[str, list[str]] = defaultdict(list)  # a project with an unreadable op: out
     for row in operations:  # the file's order is the order of a version's ops
-        project_id, version = _text(row, "projectId"), row.get("version")
-        if project_id is None or not isinstance(version, int) or version < 1:
-            source.problems.append(
-                f"editOperations.json: an op without project or version: {row!r:.120}"
-            )
+        project_id, version = _text(row, "projectId"), _number(row.get("version"))
+        if project_id is None:
+            source.problems.append(f"editOperations.json: an op without its project: {row!r:.80}")
+            continue
+        if version is None or version < 1:
+            what = f"op {_text(row, 'id') or '?'} has version {row.get('version')!r}"
+            broken[project_id].append(what)
             continue
         op = {"type": row.get("type"), "params": row.get("params") or {}}
         ops_of[project_id][version].append(_renamed(op, ops_map or {}))
     exports_of: dict[str, list[ExportIn]] = defaultdict(list)
     for row in exports:
         eid, project_id = _text(row, "id", "exportId"), _text(row, "projectId")
-        version = row.get("version")
-        if eid is None or project_id is None or not isinstance(version, int):
+        version = _number(row.get("version"))
+        if eid is None or project_id is None or version is None:
             source.problems.append(
                 f"exportVersions.json: a record without id, project or version: {row!r:.120}"
             )
@@ -198,9 +223,11 @@ def vfxb(
             )
             continue
         versions = ops_of.get(pid, {})
-        recorded = row.get("currentVersion")
-        current = recorded if isinstance(recorded, int) and recorded >= 0 else 0
-        current = max([current, *versions, *(e.version for e in exports_of.get(pid, []))])
+        current = max([_number(row.get("currentVersion")) or 0, *versions])
+        problems = list(broken.get(pid, []))
+        if current > MAX_VERSIONS:
+            problems.append(f"it claims {current} versions (at most {MAX_VERSIONS})")
+            current = 0
         source.projects.append(
             ProjectIn(
                 pid,
@@ -211,6 +238,7 @@ def vfxb(
                 current,
                 exports_of.get(pid, []),
                 _time(row.get("createdAt")),
+                problems,
             )
         )
     return source

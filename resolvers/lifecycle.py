@@ -71,6 +71,12 @@ async def queued(session: AsyncSession, render: Render) -> Render:
     return render
 
 
+def imported(render: Render) -> Render:
+    """DONE from the start: a render finished elsewhere, whose file an import brings in."""
+    render.status, render.progress = RenderStatus.DONE, 1.0
+    return render
+
+
 async def on_demand(session: AsyncSession, render: Render) -> Render:
     """QUEUED because someone asked for this very render (a reclaimed proxy of an old
     version): it renders even though its version is no longer current."""

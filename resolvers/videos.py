@@ -90,6 +90,8 @@ async def _record_upload(
             )
         ).first()
         if existing is not None and existing.deleted_at is None:
+            existing.uploaded_at = utcnow()  # theirs now, whoever brought the bytes first
+            session.add(existing)
             return existing, True
         if existing is not None:  # deleted while a deleted project named it: back it comes
             revived = await session.exec(

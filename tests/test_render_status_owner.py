@@ -102,4 +102,5 @@ def test_the_rule_sees_each_change_the_lifecycle_makes() -> None:
         "release",
         "cancel",
         "reclaim",
+        "imported",
     }

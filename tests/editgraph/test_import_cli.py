@@ -78,9 +78,8 @@ async def test_refusals_say_what_to_do(
     (folder / "clip.mp4").write_bytes(media["clip"].read_bytes())
     with pytest.raises(SystemExit, match="--exports-from needs --projects"):
         await editgraph("import", "folder", str(folder), "--owner", "x", "--exports-from", ".")
-    assert await editgraph("import", "folder", str(folder), "--owner", "nobody") == 0
-    out = capsys.readouterr().out
-    assert "user owner: no account named 'nobody'" in out
-    assert "video clip.mp4: its user owner is not here" in out
+    assert await editgraph("import", "folder", str(folder), "--owner", "nobody") == 2
+    said = capsys.readouterr()
+    assert "no user named 'nobody'; create it first" in said.err and said.out == ""
     with pytest.raises(SystemExit, match="is not a folder"):
         await editgraph("import", "folder", str(tmp_path / "missing"), "--owner", "x")
