@@ -2,14 +2,14 @@
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 import strawberry
 from strawberry.scalars import JSON
 
 from models import keys, tables
 from models.states import GcState, RenderKind, RenderStatus
-from resolvers import admin, ids, ops, pagination, renders, users, versions
+from resolvers import admin, diffs, ids, ops, pagination, renders, users, versions
 from resolvers.errors import ForbiddenError
 from schema.context import Context
 
@@ -397,6 +397,23 @@ class Project(Node):
         )
         return [Export.from_row(r) for r in rows]
 
+    @strawberry.field(description="What changed from one version to another.")
+    async def diff(
+        self,
+        info: Info,
+        from_: Annotated[int, strawberry.argument(name="from")],
+        to: int,
+    ) -> "VersionDiff":
+        assert self.row.id is not None
+        found = await diffs.diff(
+            db=info.context.db,
+            actor=info.context.actor,
+            project_id=self.row.id,
+            from_version=from_,
+            to_version=to,
+        )
+        return VersionDiff.of(found)
+
     @strawberry.field(description="The effective op list at a version (default: current).")
     async def ops(self, info: Info, up_to_version: int | None = None) -> list[EditOp]:
         assert self.row.id is not None
@@ -407,6 +424,52 @@ class Project(Node):
             up_to=up_to_version,
         )
         return [EditOp.from_row(r) for r in rows]
+
+
+@strawberry.type(description="An op one side of a diff has beyond their common ancestor.")
+class DiffOp:
+    index: int = strawberry.field(description="Its place in that side's effective op list.")
+    version: int = strawberry.field(description="The version that added it.")
+    type: str
+    params: dict[str, Any] = strawberry.field(graphql_type=JSON)
+    summary: str = strawberry.field(description='In a few words, e.g. "blur radius 5".')
+
+
+@strawberry.type(description="What changed from one version to another.")
+class VersionDiff:
+    from_version: int
+    to_version: int
+    common_ancestor: int = strawberry.field(
+        description="The nearest version both descend from (following revert parents)."
+    )
+    removed: list[DiffOp] = strawberry.field(description="Ops of `from` that `to` lacks.")
+    added: list[DiffOp] = strawberry.field(description="Ops of `to` that `from` lacks.")
+    summary: list[str] = strawberry.field(
+        description='Plain-language lines: "removed: the ops of v3-v5", "blur radius 5 added".'
+    )
+
+    @classmethod
+    def of(cls, found: diffs.Diff) -> "VersionDiff":
+        def side(changes: list[diffs.Change]) -> list[DiffOp]:
+            return [
+                DiffOp(
+                    index=c.index,
+                    version=c.version,
+                    type=c.type,
+                    params=c.params,
+                    summary=c.summary,
+                )
+                for c in changes
+            ]
+
+        return cls(
+            from_version=found.from_version,
+            to_version=found.to_version,
+            common_ancestor=found.common_ancestor,
+            removed=side(found.removed),
+            added=side(found.added),
+            summary=found.summary,
+        )
 
 
 @strawberry.type(description="One op of the vocabulary and the JSON Schema of its params.")
