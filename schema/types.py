@@ -2,6 +2,7 @@
 
 from collections.abc import Callable
 from datetime import datetime
+from enum import Enum
 from typing import Annotated, Any, Generic, TypeVar
 
 import strawberry
@@ -9,7 +10,7 @@ from strawberry.scalars import JSON
 
 from models import keys, tables
 from models.states import GcState, RenderKind, RenderStatus
-from resolvers import admin, diffs, ids, ops, pagination, renders, users, versions
+from resolvers import admin, diffs, ids, ops, pagination, renders, timelines, users, versions
 from resolvers.errors import ForbiddenError
 from schema.context import Context
 
@@ -397,6 +398,23 @@ class Project(Node):
         )
         return [Export.from_row(r) for r in rows]
 
+    @strawberry.field(
+        description="A version (default: current) as a timeline for another editing tool: "
+        "OTIO is lossless; EDL and FCP XML list in `lost` what they cannot hold."
+    )
+    async def timeline(
+        self, info: Info, format: "TimelineFormat", version: int | None = None
+    ) -> "Timeline":
+        assert self.row.id is not None
+        exported = await timelines.export(
+            db=info.context.db,
+            actor=info.context.actor,
+            project_id=self.row.id,
+            version=version,
+            fmt=format.value,
+        )
+        return Timeline(format=format, text=exported.text, lost=exported.lost)
+
     @strawberry.field(description="What changed from one version to another.")
     async def diff(
         self,
@@ -424,6 +442,22 @@ class Project(Node):
             up_to=up_to_version,
         )
         return [EditOp.from_row(r) for r in rows]
+
+
+@strawberry.enum(description="Timeline formats editing tools read.")
+class TimelineFormat(Enum):
+    OTIO = "OTIO"
+    CMX3600_EDL = "CMX3600_EDL"
+    FCP_XML = "FCP_XML"
+
+
+@strawberry.type(description="A version's edit as a timeline file, and what the format lost.")
+class Timeline:
+    format: TimelineFormat
+    text: str = strawberry.field(description="The file itself (OTIO JSON, EDL or FCP XML).")
+    lost: list[str] = strawberry.field(
+        description='What the format cannot hold, e.g. "blur radius 5 at 0-60 s" (empty for OTIO).'
+    )
 
 
 @strawberry.type(description="An op one side of a diff has beyond their common ancestor.")
