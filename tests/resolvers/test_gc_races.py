@@ -17,7 +17,7 @@ from jobs.queue import ArqQueue
 from models.db import Database
 from models.store import MediaStore
 from models.tables import Blob, Export, GcLock, Project, Render, Video, utcnow
-from resolvers import exports, gc, gc_runs, renders, videos
+from resolvers import exports, gc, gc_runs, projects, renders, videos
 from resolvers.errors import GcBusyError, MediaMissingError, NotFoundError
 from resolvers.presets import export_preset
 from resolvers.users import Actor
@@ -275,4 +275,49 @@ async def test_gc_stages_racing_each_other_and_users_lose_nothing(
             thread.join(timeout=60)
     assert not failures, failures
     await gc.converge(db=db, store=store)
+    await consistent(db, store)
+
+
+@pytest.mark.parametrize("stage_name", ["archive", "delete"])
+@pytest.mark.parametrize("step", STEPS)
+async def test_deleting_the_project_at_any_step_boundary_keeps_its_pinned_export(
+    db: Database,
+    queue: ArqQueue,
+    store: MediaStore,
+    alice: Actor,
+    media: dict[str, Path],
+    stage_name: str,
+    step: str,
+) -> None:
+    project_id = await deleted_v1_archived_rest(db, queue, store, alice, media["clip"])
+    await exports.set_pinned(
+        db=db, store=store, actor=alice, project_id=project_id, version=4, pinned=True
+    )
+    _, v4_render, _ = await row(db, project_id, 4)
+    kept = store.read_bytes(v4_render.output_key or "")
+    deleted: list[str] = []
+
+    async def user_acts(where: str) -> None:
+        if where == step and not deleted:
+            await projects.delete_project(db=db, queue=queue, actor=alice, project_id=project_id)
+            deleted.append(where)
+
+    if stage_name == "archive":
+        await gc.archive(db=db, store=store, actor=alice, checkpoint=user_acts)
+    else:
+        await gc.delete(
+            db=db, store=store, actor=alice, days_in_archive=30, confirm=True, checkpoint=user_acts
+        )
+    assert deleted, f"the {stage_name} stage never reached {step!r}"
+    # Then everything the GC may take, taken: the pinned export of the deleted project stays.
+    await gc.full_cycle(
+        db=db, store=store, actor=alice, days_old=0, keep_latest=0, days_in_archive=0, confirm=True
+    )
+    await gc.converge(db=db, store=store)
+    v4, v4_render, project = await row(db, project_id, 4)
+    assert project.deleted_at is not None and project.latest_export_id is None
+    assert (v4.gc_state, v4.pinned) == ("none", True)
+    assert store.read_bytes(v4_render.output_key or "") == kept
+    v3, _, _ = await row(db, project_id, 3)
+    assert v3.gc_state == "deleted"  # nothing else of it is kept
     await consistent(db, store)
